@@ -1,0 +1,159 @@
+#!/usr/bin/env bash
+# Provision the host (Debian 12 / bookworm) for the harness:
+#   PostgreSQL 15 server + dev headers, pgvector, bubblewrap, build tools, setpriv.
+# Idempotent: when everything is present it runs no apt-get at all and exits quickly.
+set -euo pipefail
+
+export DEBIAN_FRONTEND=noninteractive
+PG_MAJOR=15
+PG_CONFIG=/usr/lib/postgresql/$PG_MAJOR/bin/pg_config
+VECTOR_CONTROL=/usr/share/postgresql/$PG_MAJOR/extension/vector.control
+TRIXIE_SRC_LIST=/etc/apt/sources.list.d/harness-trixie-src.sources
+REQUIRED_PACKAGES=(postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR bubblewrap build-essential util-linux)
+
+log() { echo "provision: $*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# Everything below changes system state; require root (or passwordless sudo).
+SUDO=()
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null 2>&1 || die "must run as root (or with sudo available)"
+  SUDO=(sudo -n)
+fi
+
+is_installed() {
+  dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
+}
+
+# apt-get update at most once per run, and only when we actually need to install something.
+APT_UPDATED=0
+apt_update() {
+  if [ "$APT_UPDATED" -eq 0 ]; then
+    log "step: apt-get update"
+    "${SUDO[@]}" apt-get update -qq
+    APT_UPDATED=1
+  fi
+}
+
+apt_install() {
+  apt_update
+  log "step: apt-get install $*"
+  "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# Print "URI<TAB>SIGNED_BY" of the configured main Debian archive (the entry serving the
+# plain 'bookworm' suite), so we never hard-code a mirror host name.
+find_debian_mirror() {
+  local f
+  for f in /etc/apt/sources.list.d/*.sources; do
+    [ -r "$f" ] && [ "$f" != "$TRIXIE_SRC_LIST" ] || continue
+    # deb822: paragraphs separated by blank lines.
+    awk 'BEGIN { RS = ""; FS = "\n" }
+      {
+        uri = ""; suites = ""; signed = ""; types = ""
+        for (i = 1; i <= NF; i++) {
+          line = $i
+          if (line ~ /^URIs:/)      { sub(/^URIs:[ \t]*/, "", line); split(line, u, /[ \t]+/); uri = u[1] }
+          if (line ~ /^Suites:/)    { sub(/^Suites:[ \t]*/, "", line); suites = line }
+          if (line ~ /^Types:/)     { sub(/^Types:[ \t]*/, "", line); types = line }
+          # Only a single-line key path is reusable; inline key blocks are skipped.
+          if (line ~ /^Signed-By:[ \t]*\//) { sub(/^Signed-By:[ \t]*/, "", line); signed = line }
+        }
+        if (types !~ /(^|[ \t])deb([ \t]|$)/) next
+        n = split(suites, s, /[ \t]+/)
+        for (j = 1; j <= n; j++) if (s[j] == "bookworm") { print uri "\t" signed; exit }
+      }' "$f"
+  done | head -n1 | grep . && return 0
+
+  # One-line format fallback: "deb [opts] URI bookworm main ..."
+  if [ -r /etc/apt/sources.list ]; then
+    awk '$1 == "deb" {
+        signed = ""; i = 2
+        if ($2 ~ /^\[/) {
+          while (i <= NF) {
+            if ($i ~ /signed-by=/) { s = $i; sub(/.*signed-by=/, "", s); sub(/\]$/, "", s); signed = s }
+            if ($i ~ /\]$/) { i++; break }
+            i++
+          }
+        }
+        if ($(i + 1) == "bookworm") { print $i "\t" signed; exit }
+      }' /etc/apt/sources.list | grep . && return 0
+  fi
+  return 1
+}
+
+build_pgvector_from_source() {
+  local mirror uri signed tmp srcdir
+  mirror=$(find_debian_mirror) || die "could not find the bookworm archive URI in apt sources"
+  uri=${mirror%%$'\t'*}
+  signed=${mirror#*$'\t'}
+  [ -n "$signed" ] || signed=/usr/share/keyrings/debian-archive-keyring.gpg
+  log "step: adding trixie deb-src ($uri) as $TRIXIE_SRC_LIST"
+  "${SUDO[@]}" tee "$TRIXIE_SRC_LIST" >/dev/null <<EOF
+# Added by scripts/provision.sh to build pgvector from trixie's source package.
+Types: deb-src
+URIs: $uri
+Suites: trixie
+Components: main
+Signed-By: $signed
+EOF
+  # Refresh only this one source: much faster than a full update, leaves other lists alone.
+  log "step: apt-get update (trixie deb-src only)"
+  "${SUDO[@]}" apt-get update -qq \
+    -o Dir::Etc::sourcelist="$TRIXIE_SRC_LIST" -o Dir::Etc::sourceparts=- -o APT::Get::List-Cleanup=0
+
+  is_installed dpkg-dev || apt_install dpkg-dev # dpkg-source, used by apt-get source
+
+  tmp=$(mktemp -d /tmp/pgvector-build.XXXXXX)
+  trap 'rm -rf "$tmp"' EXIT
+  chmod 755 "$tmp" # lets apt's sandbox user _apt write the download (avoids a warning)
+  log "step: apt-get source pgvector (trixie)"
+  (cd "$tmp" && "${SUDO[@]}" apt-get source -qq -t trixie pgvector >/dev/null)
+  srcdir=$(find "$tmp" -mindepth 1 -maxdepth 1 -type d -name 'pgvector-*' | head -n1)
+  [ -n "$srcdir" ] || die "apt-get source pgvector produced no source directory"
+  log "step: building $(basename "$srcdir") against $PG_CONFIG"
+  # OPTFLAGS="" drops upstream's -march=native, so the binary runs on any x86-64 CI host.
+  "${SUDO[@]}" make -s -C "$srcdir" -j"$(nproc)" PG_CONFIG="$PG_CONFIG" OPTFLAGS="" >/dev/null
+  "${SUDO[@]}" make -s -C "$srcdir" install PG_CONFIG="$PG_CONFIG" OPTFLAGS="" >/dev/null
+  rm -rf "$tmp"
+  trap - EXIT
+
+  # The deb-src entry was only needed for this build; drop it so routine
+  # `apt-get update` runs do not keep downloading trixie's Sources index.
+  "${SUDO[@]}" rm -f "$TRIXIE_SRC_LIST"
+}
+
+# --- 1. Debian packages -------------------------------------------------------
+missing=()
+for pkg in "${REQUIRED_PACKAGES[@]}"; do
+  is_installed "$pkg" || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  apt_install "${missing[@]}"
+else
+  log "packages: all present (${REQUIRED_PACKAGES[*]})"
+fi
+command -v setpriv >/dev/null 2>&1 || die "setpriv missing even though util-linux is installed"
+[ -x "$PG_CONFIG" ] || die "$PG_CONFIG missing after installing postgresql-server-dev-$PG_MAJOR"
+
+# --- 2. pgvector --------------------------------------------------------------
+if [ -f "$VECTOR_CONTROL" ]; then
+  log "pgvector: already installed ($(sed -n "s/^default_version *= *'\(.*\)'/\1/p" "$VECTOR_CONTROL"))"
+else
+  candidate_of() { apt-cache policy "$1" 2>/dev/null | awk '/Candidate:/ { print $2 }'; }
+  candidate=$(candidate_of "postgresql-$PG_MAJOR-pgvector")
+  if { [ -z "$candidate" ] || [ "$candidate" = "(none)" ]; } && [ "$APT_UPDATED" -eq 0 ]; then
+    apt_update # package lists may just be stale/empty on a fresh image
+    candidate=$(candidate_of "postgresql-$PG_MAJOR-pgvector")
+  fi
+  if [ -n "$candidate" ] && [ "$candidate" != "(none)" ]; then
+    apt_install "postgresql-$PG_MAJOR-pgvector"
+  else
+    log "pgvector: no binary package postgresql-$PG_MAJOR-pgvector, building from source"
+    build_pgvector_from_source
+  fi
+  [ -f "$VECTOR_CONTROL" ] || die "pgvector install finished but $VECTOR_CONTROL is missing"
+  log "pgvector: installed ($(sed -n "s/^default_version *= *'\(.*\)'/\1/p" "$VECTOR_CONTROL"))"
+fi
+
+log "done"

@@ -1,0 +1,76 @@
+using HarnessServer.Tenancy;
+using Microsoft.EntityFrameworkCore;
+using Npgsql;
+
+namespace HarnessServer.Data;
+
+internal static class DataExtensions
+{
+    /// <summary>The database role the application runs as: it may insert audit events but never change them.</summary>
+    public const string ApplicationRole = "harness_app";
+
+    public static WebApplicationBuilder AddHarnessData(this WebApplicationBuilder builder)
+    {
+        var connectionString = ResolveConnectionString(builder);
+
+        // The owner connection runs migrations; the application connection drops to the restricted role on open.
+        var owner = new NpgsqlDataSourceBuilder(connectionString);
+        owner.UseVector();
+        var ownerSource = owner.Build();
+
+        var application = new NpgsqlDataSourceBuilder(connectionString);
+        application.UseVector();
+        application.UsePhysicalConnectionInitializer(
+            connection => SetRole(connection).GetAwaiter().GetResult(),
+            connection => SetRole(connection));
+        var applicationSource = application.Build();
+
+        builder.Services.AddSingleton(new DatabaseSources(ownerSource, applicationSource));
+        builder.Services.AddSingleton(applicationSource);
+        builder.Services.AddScoped<TenantContext>();
+        builder.Services.AddDbContext<HarnessDbContext>(options => Configure(options, applicationSource));
+
+        builder.Services.AddOptions<DatabaseOptions>().BindConfiguration("Harness");
+        builder.Services.AddHostedService<DatabaseMigrator>();
+        return builder;
+    }
+
+    public static void Configure(DbContextOptionsBuilder options, NpgsqlDataSource source) =>
+        options.UseNpgsql(source, npgsql => npgsql.UseVector().MigrationsHistoryTable("__ef_migrations_history"))
+            .UseSnakeCaseNamingConvention();
+
+    private static async Task SetRole(NpgsqlConnection connection)
+    {
+        await using var command = new NpgsqlCommand($"SET ROLE {ApplicationRole}", connection);
+        await command.ExecuteNonQueryAsync();
+    }
+
+    // Outside Development the connection string is required. In Development the default is the local cluster that
+    // scripts/local-postgres.sh provisions under .data/postgres (it records its port there).
+    private static string ResolveConnectionString(WebApplicationBuilder builder)
+    {
+        var configured = builder.Configuration.GetConnectionString("Harness");
+        if (!string.IsNullOrWhiteSpace(configured))
+        {
+            return configured;
+        }
+
+        var portFile = Path.Combine(builder.Environment.ContentRootPath, ".data", "postgres", "harness.port");
+        if (builder.Environment.IsDevelopment() && File.Exists(portFile))
+        {
+            return $"Host=127.0.0.1;Port={File.ReadAllText(portFile).Trim()};Database=harness;Username=postgres";
+        }
+
+        throw new InvalidOperationException(
+            "ConnectionStrings:Harness is not set. Set it to a PostgreSQL database with pgvector, or start the " +
+            "server in Development with scripts/run.sh, which provisions a local cluster.");
+    }
+}
+
+/// <summary>The owner connection (migrations, reviewers' tooling) and the restricted application connection.</summary>
+internal sealed record DatabaseSources(NpgsqlDataSource Owner, NpgsqlDataSource Application);
+
+internal sealed class DatabaseOptions
+{
+    public bool? MigrateOnStart { get; set; }
+}

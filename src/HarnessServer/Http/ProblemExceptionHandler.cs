@@ -1,0 +1,55 @@
+using System.Text.Json;
+using Microsoft.AspNetCore.Diagnostics;
+using Npgsql;
+
+namespace HarnessServer.Http;
+
+/// <summary>
+/// Turns exceptions into problem details: what the client sent wrong becomes a 4xx with a precise detail,
+/// an unavailable dependency a 503, anything else a 500 without internals.
+/// </summary>
+internal sealed class ProblemExceptionHandler(ILogger<ProblemExceptionHandler> logger) : IExceptionHandler
+{
+    public async ValueTask<bool> TryHandleAsync(HttpContext context, Exception exception, CancellationToken cancellationToken)
+    {
+        var (status, title, detail, code) = exception switch
+        {
+            BadHttpRequestException bad => (bad.StatusCode, TitleFor(bad.StatusCode), Describe(bad), "bad_request"),
+            JsonException json => (400, "Malformed JSON", json.Message, "malformed_json"),
+            HarnessProblemException problem => (problem.Status, problem.Title, problem.Message, problem.Code),
+            NpgsqlException or TimeoutException when !context.RequestAborted.IsCancellationRequested =>
+                (503, "Service unavailable", "The database is unavailable; nothing was changed. Retry later.", "database_unavailable"),
+            OperationCanceledException when context.RequestAborted.IsCancellationRequested =>
+                (499, "Client closed request", "The client closed the request.", "cancelled"),
+            _ => (500, "Internal error", "An unexpected error occurred; the trace id identifies it in the server's logs.", "internal_error"),
+        };
+
+        if (status >= 500)
+        {
+            logger.LogError(exception, "Request {Method} {Path} failed with {Status}", context.Request.Method, context.Request.Path, status);
+        }
+        else
+        {
+            logger.LogInformation("Request {Method} {Path} refused with {Status}: {Detail}", context.Request.Method, context.Request.Path, status, detail);
+        }
+
+        if (context.Response.HasStarted)
+        {
+            return false;
+        }
+
+        await Problems.WriteAsync(context, status, title, detail, code);
+        return true;
+    }
+
+    private static string TitleFor(int status) => status switch
+    {
+        413 => "Request body too large",
+        415 => "Unsupported media type",
+        _ => "Bad request",
+    };
+
+    // Kestrel's message names the parameter; the JSON reader's names the path, line and byte of the fault.
+    private static string Describe(BadHttpRequestException bad) =>
+        bad.InnerException is JsonException json ? $"{bad.Message} {json.Message}" : bad.Message;
+}

@@ -1,0 +1,45 @@
+using System.Security.Claims;
+using Microsoft.Extensions.Options;
+
+namespace HarnessServer.Identity;
+
+/// <summary>Who is calling: read once from the validated token's claims, named by configuration.</summary>
+public sealed record CurrentUser(string TenantId, string UserId, string DisplayName, IReadOnlyList<string> Teams, IReadOnlyList<string> Roles)
+{
+    public bool IsAdmin => Roles.Contains(HarnessRoles.Admin);
+    public bool IsApprover => Roles.Contains(HarnessRoles.Approver);
+    public bool IsAuditor => Roles.Contains(HarnessRoles.Auditor);
+
+    /// <summary>Lets minimal API handlers take the caller as a parameter.</summary>
+    public static ValueTask<CurrentUser?> BindAsync(HttpContext context) => ValueTask.FromResult(context.Features.Get<CurrentUser>());
+
+    public static CurrentUser? FromPrincipal(ClaimsPrincipal principal, ClaimNames names)
+    {
+        var tenant = principal.FindFirstValue(names.Tenant);
+        var user = principal.FindFirstValue(names.User);
+        if (string.IsNullOrWhiteSpace(tenant) || string.IsNullOrWhiteSpace(user))
+        {
+            return null;
+        }
+
+        return new CurrentUser(
+            tenant,
+            user,
+            principal.FindFirstValue(names.Name) ?? user,
+            Values(principal, names.Teams),
+            Values(principal, names.Roles));
+    }
+
+    private static string[] Values(ClaimsPrincipal principal, string type) =>
+        principal.FindAll(type).Select(c => c.Value).Where(v => v.Length > 0).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToArray();
+}
+
+internal static class CurrentUserExtensions
+{
+    /// <summary>The caller of an authenticated request; endpoints behind the user policy always have one.</summary>
+    public static CurrentUser GetCurrentUser(this HttpContext context) =>
+        context.Features.Get<CurrentUser>() ?? throw new InvalidOperationException("The request has no authenticated user.");
+
+    public static ClaimNames ClaimNames(this HttpContext context) =>
+        context.RequestServices.GetRequiredService<IOptions<HarnessAuthenticationOptions>>().Value.Claims;
+}

@@ -1,0 +1,142 @@
+using Microsoft.AspNetCore.Authentication.JwtBearer;
+using Microsoft.Extensions.Options;
+using Microsoft.Identity.Web;
+using Microsoft.IdentityModel.Protocols;
+using Microsoft.IdentityModel.Protocols.OpenIdConnect;
+
+namespace HarnessServer.Identity;
+
+internal static class IdentityExtensions
+{
+    public static WebApplicationBuilder AddHarnessIdentity(this WebApplicationBuilder builder)
+    {
+        var section = builder.Configuration.GetSection("Authentication");
+        var options = section.Get<HarnessAuthenticationOptions>() ?? new HarnessAuthenticationOptions();
+        builder.Services.AddOptions<HarnessAuthenticationOptions>().BindConfiguration("Authentication");
+
+        var azureAd = builder.Configuration.GetSection("AzureAd");
+        var useEntra = !string.IsNullOrWhiteSpace(azureAd["ClientId"]);
+        var useDevelopmentIssuer = !useEntra && string.IsNullOrWhiteSpace(options.Authority) && builder.Environment.IsDevelopment();
+
+        if (!useEntra && !useDevelopmentIssuer && string.IsNullOrWhiteSpace(options.Authority))
+        {
+            throw new InvalidOperationException(
+                "Authentication:Authority (an OIDC issuer URL) or AzureAd:ClientId is required outside Development.");
+        }
+
+        if (string.IsNullOrWhiteSpace(options.Audience))
+        {
+            throw new InvalidOperationException("Authentication:Audience must not be empty.");
+        }
+
+        if (useEntra)
+        {
+            // Entra ID: Microsoft.Identity.Web configures issuer validation for the tenant(s) it is given.
+            builder.Services.AddAuthentication(JwtBearerDefaults.AuthenticationScheme)
+                .AddMicrosoftIdentityWebApi(azureAd, JwtBearerDefaults.AuthenticationScheme);
+        }
+        else
+        {
+            builder.Services.AddAuthentication(JwtBearerDefaults.AuthenticationScheme).AddJwtBearer();
+        }
+
+        if (useDevelopmentIssuer)
+        {
+            builder.Services.AddSingleton<DevelopmentIssuer>();
+        }
+
+        builder.Services.AddSingleton<IPostConfigureOptions<JwtBearerOptions>>(services =>
+            new ConfigureJwtBearer(options, useEntra, services.GetService<DevelopmentIssuer>()));
+        builder.Services.AddAuthorization(HarnessPolicies.Add);
+        return builder;
+    }
+
+    public static IEndpointRouteBuilder MapIdentity(this IEndpointRouteBuilder app)
+    {
+        app.MapGet("/v1/me", (CurrentUser user) => TypedResults.Ok(new MeResponse(user.UserId, user.TenantId, user.Teams, user.Roles)))
+            .RequireAuthorization(HarnessPolicies.User)
+            .WithName("GetMe")
+            .WithSummary("The caller: user id, tenant, teams and roles from the token.")
+            .WithTags("Identity");
+
+        if (app.ServiceProvider.GetService<DevelopmentIssuer>() is { } issuer)
+        {
+            app.MapPost("/dev/token", (DevelopmentTokenRequest? request) => TypedResults.Ok(issuer.Issue(request ?? new DevelopmentTokenRequest())))
+                .AllowAnonymous()
+                .WithName("CreateDevelopmentToken")
+                .WithSummary("Development only: a signed token for any user, tenant, teams and roles.")
+                .WithTags("Identity");
+        }
+
+        return app;
+    }
+
+    private sealed class ConfigureJwtBearer(HarnessAuthenticationOptions harness, bool useEntra, DevelopmentIssuer? developmentIssuer)
+        : IPostConfigureOptions<JwtBearerOptions>
+    {
+        public void PostConfigure(string? name, JwtBearerOptions options)
+        {
+            if (name != JwtBearerDefaults.AuthenticationScheme)
+            {
+                return;
+            }
+
+            options.MapInboundClaims = false;
+            options.TokenValidationParameters.NameClaimType = harness.Claims.Name;
+            options.TokenValidationParameters.RoleClaimType = harness.Claims.Roles;
+            options.TokenValidationParameters.RequireSignedTokens = true;
+            options.TokenValidationParameters.RequireExpirationTime = true;
+            options.TokenValidationParameters.ValidateLifetime = true;
+            options.TokenValidationParameters.ClockSkew = TimeSpan.FromSeconds(30);
+
+            if (!useEntra)
+            {
+                options.Audience = harness.Audience;
+                options.TokenValidationParameters.ValidAudience = harness.Audience;
+                options.TokenValidationParameters.ValidateAudience = true;
+                options.TokenValidationParameters.ValidateIssuer = true;
+                if (developmentIssuer is not null)
+                {
+                    developmentIssuer.Configure(options, harness.Audience);
+                }
+                else
+                {
+                    options.Authority = harness.Authority;
+                    options.RequireHttpsMetadata = harness.RequireHttpsMetadata;
+                    options.RefreshOnIssuerKeyNotFound = true;
+                    options.ConfigurationManager = new ConfigurationManager<OpenIdConnectConfiguration>(
+                        harness.Authority!.TrimEnd('/') + "/.well-known/openid-configuration",
+                        new OpenIdConnectConfigurationRetriever(),
+                        new HttpDocumentRetriever { RequireHttps = harness.RequireHttpsMetadata })
+                    {
+                        RefreshInterval = harness.KeyRefreshInterval,
+                    };
+                }
+            }
+
+            var events = options.Events ?? new JwtBearerEvents();
+            var validated = events.OnTokenValidated;
+            events.OnTokenValidated = async context =>
+            {
+                await validated(context);
+                if (context.Principal is null || CurrentUser.FromPrincipal(context.Principal, harness.Claims) is null)
+                {
+                    var reason = $"The token has no '{harness.Claims.Tenant}' (tenant) or '{harness.Claims.User}' (user) claim.";
+                    AuthenticationFailure.Record(context.HttpContext, reason);
+                    context.Fail(reason);
+                }
+            };
+            var failed = events.OnAuthenticationFailed;
+            events.OnAuthenticationFailed = async context =>
+            {
+                await failed(context);
+                AuthenticationFailure.Record(context.HttpContext, AuthenticationFailure.Reason(context.Exception));
+            };
+            events.OnChallenge = AuthenticationFailure.ChallengeAsync;
+            options.Events = events;
+        }
+    }
+}
+
+/// <summary>The body of <c>GET /v1/me</c>.</summary>
+public sealed record MeResponse(string User, string Tenant, IReadOnlyList<string> Teams, IReadOnlyList<string> Roles);

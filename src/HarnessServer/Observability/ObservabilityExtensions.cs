@@ -1,0 +1,42 @@
+using Npgsql;
+using OpenTelemetry;
+using OpenTelemetry.Metrics;
+using OpenTelemetry.Resources;
+using OpenTelemetry.Trace;
+
+namespace HarnessServer.Observability;
+
+internal static class ObservabilityExtensions
+{
+    public static WebApplicationBuilder AddHarnessObservability(this WebApplicationBuilder builder)
+    {
+        // Logs go to OpenTelemetry only; the console stays quiet unless a logging provider is configured.
+        builder.Logging.ClearProviders();
+        builder.Logging.AddOpenTelemetry(logging =>
+        {
+            logging.IncludeFormattedMessage = true;
+            logging.IncludeScopes = true;
+        });
+
+        var otel = builder.Services.AddOpenTelemetry()
+            .ConfigureResource(resource => resource.AddService(HarnessTelemetry.Name))
+            .WithTracing(tracing => tracing
+                .AddSource(HarnessTelemetry.Name)
+                .AddAspNetCoreInstrumentation()
+                .AddHttpClientInstrumentation()
+                .AddNpgsql())
+            .WithMetrics(metrics => metrics
+                .AddMeter(HarnessTelemetry.Name)
+                .AddAspNetCoreInstrumentation()
+                .AddHttpClientInstrumentation()
+                .AddRuntimeInstrumentation()
+                .AddNpgsqlInstrumentation());
+
+        if (!string.IsNullOrWhiteSpace(builder.Configuration["OTEL_EXPORTER_OTLP_ENDPOINT"]))
+        {
+            otel.UseOtlpExporter();
+        }
+
+        return builder;
+    }
+}
