@@ -44,11 +44,11 @@ apt_install() {
 # Print "URI<TAB>SIGNED_BY" of the configured main Debian archive (the entry serving the
 # plain 'bookworm' suite), so we never hard-code a mirror host name.
 find_debian_mirror() {
-  local f
+  local f out=""
   for f in /etc/apt/sources.list.d/*.sources; do
     [ -r "$f" ] && [ "$f" != "$TRIXIE_SRC_LIST" ] || continue
     # deb822: paragraphs separated by blank lines.
-    awk 'BEGIN { RS = ""; FS = "\n" }
+    out=$(awk 'BEGIN { RS = ""; FS = "\n" }
       {
         uri = ""; suites = ""; signed = ""; types = ""
         for (i = 1; i <= NF; i++) {
@@ -62,12 +62,13 @@ find_debian_mirror() {
         if (types !~ /(^|[ \t])deb([ \t]|$)/) next
         n = split(suites, s, /[ \t]+/)
         for (j = 1; j <= n; j++) if (s[j] == "bookworm") { print uri "\t" signed; exit }
-      }' "$f"
-  done | head -n1 | grep . && return 0
+      }' "$f")
+    if [ -n "$out" ]; then echo "$out"; return 0; fi
+  done
 
   # One-line format fallback: "deb [opts] URI bookworm main ..."
   if [ -r /etc/apt/sources.list ]; then
-    awk '$1 == "deb" {
+    out=$(awk '$1 == "deb" {
         signed = ""; i = 2
         if ($2 ~ /^\[/) {
           while (i <= NF) {
@@ -77,7 +78,8 @@ find_debian_mirror() {
           }
         }
         if ($(i + 1) == "bookworm") { print $i "\t" signed; exit }
-      }' /etc/apt/sources.list | grep . && return 0
+      }' /etc/apt/sources.list)
+    if [ -n "$out" ]; then echo "$out"; return 0; fi
   fi
   return 1
 }
@@ -106,9 +108,10 @@ EOF
 
   tmp=$(mktemp -d /tmp/pgvector-build.XXXXXX)
   trap 'rm -rf "$tmp"' EXIT
-  chmod 755 "$tmp" # lets apt's sandbox user _apt write the download (avoids a warning)
+  # apt downloads as the sandbox user _apt; give it the dir (avoids an "unsandboxed" warning).
+  if id -u _apt >/dev/null 2>&1; then "${SUDO[@]}" chown _apt "$tmp"; fi
   log "step: apt-get source pgvector (trixie)"
-  (cd "$tmp" && "${SUDO[@]}" apt-get source -qq -t trixie pgvector >/dev/null)
+  (cd "$tmp" && "${SUDO[@]}" apt-get source -qq pgvector >/dev/null)
   srcdir=$(find "$tmp" -mindepth 1 -maxdepth 1 -type d -name 'pgvector-*' | head -n1)
   [ -n "$srcdir" ] || die "apt-get source pgvector produced no source directory"
   log "step: building $(basename "$srcdir") against $PG_CONFIG"
@@ -154,6 +157,13 @@ else
   fi
   [ -f "$VECTOR_CONTROL" ] || die "pgvector install finished but $VECTOR_CONTROL is missing"
   log "pgvector: installed ($(sed -n "s/^default_version *= *'\(.*\)'/\1/p" "$VECTOR_CONTROL"))"
+fi
+
+# --- 3. the unprivileged users ---------------------------------------------------
+# harness-pg owns local and test PostgreSQL clusters (initdb refuses root).
+if [ "$(id -u)" -eq 0 ] && ! id harness-pg >/dev/null 2>&1; then
+  log "step: create system user harness-pg"
+  useradd --system --no-create-home --shell /usr/sbin/nologin harness-pg
 fi
 
 log "done"

@@ -22,12 +22,12 @@ internal static class AuthenticationFailure
         SecurityTokenNotYetValidException => "The token is not valid yet.",
         SecurityTokenInvalidAudienceException => "The token's audience is not accepted by this server.",
         SecurityTokenInvalidIssuerException => "The token's issuer is not the configured authority.",
-        SecurityTokenSignatureKeyNotFoundException => "The token is signed with a key the issuer does not publish.",
+        SecurityTokenException when exception.Message.Contains("IDX10504", StringComparison.Ordinal) =>
+            "The token is unsigned; signed tokens are required.",
+        SecurityTokenSignatureKeyNotFoundException => "The token's signature does not verify with any key the issuer publishes.",
         SecurityTokenInvalidSignatureException => "The token's signature is invalid.",
         SecurityTokenInvalidAlgorithmException => "The token's signing algorithm is not accepted.",
         SecurityTokenMalformedException => "The token is malformed.",
-        SecurityTokenException when exception.Message.Contains("IDX10504", StringComparison.Ordinal) =>
-            "The token is unsigned; signed tokens are required.",
         SecurityTokenException => "The token is invalid.",
         _ => "The token could not be validated.",
     };

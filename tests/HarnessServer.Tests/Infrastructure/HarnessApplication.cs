@@ -1,0 +1,87 @@
+using System.Net.Http.Headers;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Mvc.Testing;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace HarnessServer.Tests.Infrastructure;
+
+/// <summary>
+/// The server under test in Production mode, over its own database in the shared PostgreSQL cluster, trusting the
+/// test <see cref="OidcIssuer"/> through discovery and JWKS. One per test class (an xunit class fixture).
+/// </summary>
+public class HarnessApplication : WebApplicationFactory<Program>, IAsyncLifetime
+{
+    private readonly Dictionary<string, string?> _settings = new();
+
+    public PostgresCluster Cluster { get; private set; } = null!;
+    public OidcIssuer Issuer { get; private set; } = null!;
+    public string Database { get; private set; } = "";
+    public string ConnectionString => Cluster.ConnectionString(Database);
+    public string DataRoot { get; } = Path.Combine(Path.GetTempPath(), $"harness-test-{Guid.NewGuid():N}");
+
+    /// <summary>Extra configuration for a fixture subclass, applied over the defaults.</summary>
+    protected virtual void Configure(IDictionary<string, string?> settings)
+    {
+    }
+
+    public virtual async Task InitializeAsync()
+    {
+        Cluster = await PostgresCluster.SharedAsync();
+        Issuer = await OidcIssuer.StartAsync();
+        Database = await Cluster.CreateDatabaseAsync(GetType().Name);
+        Directory.CreateDirectory(DataRoot);
+
+        _settings["ConnectionStrings:Harness"] = ConnectionString;
+        _settings["Authentication:Authority"] = Issuer.Authority;
+        _settings["Authentication:Audience"] = OidcIssuer.Audience;
+        _settings["Authentication:RequireHttpsMetadata"] = "false";
+        _settings["Authentication:KeyRefreshInterval"] = "00:00:01";
+        _settings["Harness:MigrateOnStart"] = "true";
+        _settings["Harness:WorkspacesPath"] = Path.Combine(DataRoot, "workspaces");
+        _settings["Harness:PoliciesPath"] = Path.Combine(DataRoot, "policies");
+        Configure(_settings);
+
+        // Start the host now so migrations run before the first test.
+        _ = Services;
+    }
+
+    protected override void ConfigureWebHost(IWebHostBuilder builder)
+    {
+        builder.UseEnvironment("Production");
+        foreach (var (key, value) in _settings)
+        {
+            builder.UseSetting(key, value);
+        }
+
+        builder.ConfigureAppConfiguration(configuration => configuration.AddInMemoryCollection(_settings));
+    }
+
+    /// <summary>A client whose requests carry a bearer token from the issuer for this user.</summary>
+    public HttpClient ClientFor(string user, string tenant, string[]? teams = null, string[]? roles = null, string? name = null)
+    {
+        var client = CreateClient();
+        client.DefaultRequestHeaders.Authorization =
+            new AuthenticationHeaderValue("Bearer", Issuer.CreateToken(user, tenant, teams, roles, name));
+        return client;
+    }
+
+    public HttpClient ClientWithToken(string token)
+    {
+        var client = CreateClient();
+        client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", token);
+        return client;
+    }
+
+    public T Service<T>() where T : notnull => Services.GetRequiredService<T>();
+
+    async Task IAsyncLifetime.DisposeAsync()
+    {
+        await base.DisposeAsync();
+        await Issuer.DisposeAsync();
+        if (Directory.Exists(DataRoot))
+        {
+            Directory.Delete(DataRoot, recursive: true);
+        }
+    }
+}
