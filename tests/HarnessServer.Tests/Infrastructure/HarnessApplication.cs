@@ -49,6 +49,7 @@ public class HarnessApplication : WebApplicationFactory<Program>, IAsyncLifetime
     protected override void ConfigureWebHost(IWebHostBuilder builder)
     {
         builder.UseEnvironment("Production");
+        builder.UseContentRoot(RepositoryRoot);
         foreach (var (key, value) in _settings)
         {
             builder.UseSetting(key, value);
@@ -71,6 +72,22 @@ public class HarnessApplication : WebApplicationFactory<Program>, IAsyncLifetime
         var client = CreateClient();
         client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", token);
         return client;
+    }
+
+    /// <summary>The folder of HarnessServer.sln, the server's content root as under <c>dotnet run</c>.</summary>
+    public static string RepositoryRoot { get; } = FindRepositoryRoot();
+
+    private static string FindRepositoryRoot()
+    {
+        for (var directory = new DirectoryInfo(AppContext.BaseDirectory); directory is not null; directory = directory.Parent)
+        {
+            if (File.Exists(Path.Combine(directory.FullName, "HarnessServer.sln")))
+            {
+                return directory.FullName;
+            }
+        }
+
+        throw new InvalidOperationException("HarnessServer.sln not found above the test binaries.");
     }
 
     public T Service<T>() where T : notnull => Services.GetRequiredService<T>();
