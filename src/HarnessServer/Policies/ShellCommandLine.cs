@@ -422,8 +422,8 @@ internal static class ShellCommandLine
     {
         ShellUnclassifiable.Empty => "unclassifiable shell command: the command is empty",
         ShellUnclassifiable.EmptyCommand => "unclassifiable shell command: an operator has no command on one side",
-        ShellUnclassifiable.TooLong => $"unclassifiable shell command: longer than {MaxLength} characters",
-        ShellUnclassifiable.TooManyCommands => $"unclassifiable shell command: more than {MaxCommands} simple commands",
+        ShellUnclassifiable.TooLong => "unclassifiable shell command: longer than 8192 characters",
+        ShellUnclassifiable.TooManyCommands => "unclassifiable shell command: more than 64 simple commands",
         ShellUnclassifiable.Redirection => "unclassifiable shell command: contains a redirection",
         ShellUnclassifiable.HereDocument => "unclassifiable shell command: contains a here-document",
         ShellUnclassifiable.CommandSubstitution => "unclassifiable shell command: contains command substitution",
