@@ -1,0 +1,324 @@
+using System.Diagnostics.CodeAnalysis;
+
+namespace HarnessServer.Policies;
+
+/// <summary>
+/// A compiled glob over a tool name or an argument value. Syntax: <c>*</c> any run of characters within one path
+/// segment, <c>**</c> any run across segments (<c>**/</c> also matches no directory at all), <c>?</c> one character,
+/// <c>[abc]</c>, <c>[a-z]</c>, <c>[!abc]</c> or <c>[^abc]</c> one character of (or not of) a set, <c>\x</c> the
+/// literal character x. Invalid: an empty pattern, three or more <c>*</c> in a row, an unbalanced <c>[</c> or
+/// <c>]</c>, an empty or reversed class, a class containing <c>/</c>, a trailing lone <c>\</c>, and patterns longer
+/// than <see cref="MaxLength"/>. Matching is ordinal and case-sensitive.
+/// </summary>
+/// <remarks>
+/// In "segment" mode (<c>crossesSlash = false</c>) <c>*</c>, <c>?</c> and classes never match <c>/</c>. Shell
+/// command matchers use <c>crossesSlash = true</c>, where every wildcard matches any character. Matching runs a
+/// small NFA over stack buffers, so it neither backtracks nor allocates.
+/// </remarks>
+internal sealed class PolicyGlob
+{
+    public const int MaxLength = 1024;
+
+    private enum Shape : byte
+    {
+        Literal,
+        PrefixThenStar,
+        PrefixThenDoubleStar,
+        General,
+    }
+
+    private enum Kind : byte
+    {
+        Literal,
+        One,
+        Class,
+        Star,
+        DoubleStar,
+        AnyDirectories,
+    }
+
+    private readonly record struct Token(Kind Kind, char Char = '\0', int ClassStart = 0, int ClassCount = 0, bool Negated = false);
+
+    private readonly Shape _shape;
+    private readonly string _literal;
+    private readonly Token[] _tokens;
+    private readonly char[] _ranges;
+
+    private PolicyGlob(string pattern, Shape shape, string literal, Token[] tokens, char[] ranges)
+    {
+        Pattern = pattern;
+        _shape = shape;
+        _literal = literal;
+        _tokens = tokens;
+        _ranges = ranges;
+    }
+
+    public string Pattern { get; }
+
+    /// <summary>True when the pattern has no wildcard, so it can be looked up by exact name.</summary>
+    public bool IsLiteral => _shape == Shape.Literal;
+
+    /// <summary>The exact text a literal pattern matches (the pattern with its escapes removed).</summary>
+    public string LiteralText => _literal;
+
+    public static PolicyGlob Parse(string pattern) =>
+        TryParse(pattern, out var glob, out var error) ? glob : throw new ArgumentException(error, nameof(pattern));
+
+    public static bool TryParse(string pattern, [NotNullWhen(true)] out PolicyGlob? glob, [NotNullWhen(false)] out string? error)
+    {
+        glob = null;
+        if (string.IsNullOrEmpty(pattern))
+        {
+            error = "empty glob: use \"*\" (one segment) or \"**\" (anything) to match every value";
+            return false;
+        }
+
+        if (pattern.Length > MaxLength)
+        {
+            error = $"glob is {pattern.Length} characters long; the limit is {MaxLength}";
+            return false;
+        }
+
+        var tokens = new List<Token>(pattern.Length);
+        var ranges = new List<char>();
+        var literal = new System.Text.StringBuilder(pattern.Length);
+        for (var i = 0; i < pattern.Length;)
+        {
+            var c = pattern[i];
+            switch (c)
+            {
+                case '\\':
+                    if (i + 1 >= pattern.Length)
+                    {
+                        error = $"glob \"{pattern}\" ends with a lone '\\': escape a backslash as '\\\\'";
+                        return false;
+                    }
+
+                    tokens.Add(new Token(Kind.Literal, pattern[i + 1]));
+                    literal.Append(pattern[i + 1]);
+                    i += 2;
+                    break;
+                case '*':
+                    var run = 1;
+                    while (i + run < pattern.Length && pattern[i + run] == '*')
+                    {
+                        run++;
+                    }
+
+                    if (run > 2)
+                    {
+                        error = $"glob \"{pattern}\" has {run} '*' in a row at character {i + 1}: use '*' (within one segment) or '**' (across segments)";
+                        return false;
+                    }
+
+                    if (run == 1)
+                    {
+                        tokens.Add(new Token(Kind.Star));
+                        i++;
+                    }
+                    else if ((i == 0 || pattern[i - 1] == '/') && i + 2 < pattern.Length && pattern[i + 2] == '/')
+                    {
+                        tokens.Add(new Token(Kind.AnyDirectories));
+                        i += 3;
+                    }
+                    else
+                    {
+                        tokens.Add(new Token(Kind.DoubleStar));
+                        i += 2;
+                    }
+
+                    break;
+                case '?':
+                    tokens.Add(new Token(Kind.One));
+                    i++;
+                    break;
+                case '[':
+                    if (!TryParseClass(pattern, i, ranges, out var token, out var next, out error))
+                    {
+                        return false;
+                    }
+
+                    tokens.Add(token);
+                    i = next;
+                    break;
+                case ']':
+                    error = $"glob \"{pattern}\" has an unbalanced ']' at character {i + 1}: escape it as '\\]' to match it literally";
+                    return false;
+                default:
+                    tokens.Add(new Token(Kind.Literal, c));
+                    literal.Append(c);
+                    i++;
+                    break;
+            }
+        }
+
+        var allLiteral = tokens.TrueForAll(t => t.Kind == Kind.Literal);
+        var literalPrefix = tokens.Count > 0 && tokens.Take(tokens.Count - 1).All(t => t.Kind == Kind.Literal);
+        var shape = allLiteral ? Shape.Literal
+            : literalPrefix && tokens[^1].Kind == Kind.Star ? Shape.PrefixThenStar
+            : literalPrefix && tokens[^1].Kind == Kind.DoubleStar ? Shape.PrefixThenDoubleStar
+            : Shape.General;
+        glob = new PolicyGlob(pattern, shape, shape == Shape.General ? "" : literal.ToString(), [.. tokens], [.. ranges]);
+        error = null;
+        return true;
+    }
+
+    private static bool TryParseClass(string pattern, int open, List<char> ranges, out Token token, out int next, [NotNullWhen(false)] out string? error)
+    {
+        token = default;
+        next = open;
+        var i = open + 1;
+        var negated = i < pattern.Length && (pattern[i] == '!' || pattern[i] == '^');
+        if (negated)
+        {
+            i++;
+        }
+
+        var start = ranges.Count;
+        while (i < pattern.Length && pattern[i] != ']')
+        {
+            var lo = pattern[i];
+            var hi = lo;
+            if (i + 2 < pattern.Length && pattern[i + 1] == '-' && pattern[i + 2] != ']')
+            {
+                hi = pattern[i + 2];
+                i += 3;
+            }
+            else
+            {
+                i++;
+            }
+
+            if (lo == '/' || hi == '/' || (lo < '/' && hi > '/'))
+            {
+                error = $"glob \"{pattern}\" has a character class at character {open + 1} that includes '/': a class matches one character within a segment";
+                return false;
+            }
+
+            if (lo > hi)
+            {
+                error = $"glob \"{pattern}\" has a reversed range '{lo}-{hi}' at character {open + 1}";
+                return false;
+            }
+
+            ranges.Add(lo);
+            ranges.Add(hi);
+        }
+
+        if (i >= pattern.Length)
+        {
+            error = $"glob \"{pattern}\" has an unbalanced '[' at character {open + 1}: a character class needs a closing ']' (escape it as '\\[' to match it literally)";
+            return false;
+        }
+
+        if (ranges.Count == start)
+        {
+            error = $"glob \"{pattern}\" has an empty character class at character {open + 1}";
+            return false;
+        }
+
+        token = new Token(Kind.Class, ClassStart: start, ClassCount: (ranges.Count - start) / 2, Negated: negated);
+        next = i + 1;
+        error = null;
+        return true;
+    }
+
+    /// <summary>Whether <paramref name="text"/> matches; <paramref name="crossesSlash"/> lets every wildcard match '/'.</summary>
+    public bool IsMatch(ReadOnlySpan<char> text, bool crossesSlash = false) => _shape switch
+    {
+        Shape.Literal => text.SequenceEqual(_literal),
+        Shape.PrefixThenDoubleStar => text.StartsWith(_literal, StringComparison.Ordinal),
+        Shape.PrefixThenStar => text.StartsWith(_literal, StringComparison.Ordinal)
+            && (crossesSlash || !text[_literal.Length..].Contains('/')),
+        _ => MatchGeneral(text, crossesSlash),
+    };
+
+    private bool MatchGeneral(ReadOnlySpan<char> text, bool crossesSlash)
+    {
+        var tokens = _tokens;
+        var m = tokens.Length;
+        Span<bool> current = stackalloc bool[m + 1];
+        Span<bool> next = stackalloc bool[m + 1];
+        current[0] = true;
+        FollowEmptyMatches(current);
+        foreach (var c in text)
+        {
+            next.Clear();
+            var alive = false;
+            var ordinary = crossesSlash || c != '/';
+            for (var i = 0; i < m; i++)
+            {
+                if (!current[i])
+                {
+                    continue;
+                }
+
+                var token = tokens[i];
+                switch (token.Kind)
+                {
+                    case Kind.Literal when c == token.Char:
+                    case Kind.One when ordinary:
+                        next[i + 1] = alive = true;
+                        break;
+                    case Kind.Class when ordinary && InClass(token, c):
+                        next[i + 1] = alive = true;
+                        break;
+                    case Kind.Star when ordinary:
+                    case Kind.DoubleStar:
+                        next[i] = alive = true;
+                        break;
+                    case Kind.AnyDirectories:
+                        next[i] = alive = true;
+                        if (c == '/')
+                        {
+                            next[i + 1] = true;
+                        }
+
+                        break;
+                }
+            }
+
+            if (!alive)
+            {
+                return false;
+            }
+
+            FollowEmptyMatches(next);
+            var swap = current;
+            current = next;
+            next = swap;
+        }
+
+        return current[m];
+    }
+
+    // Star-like tokens may match nothing, so being before one also means being after it.
+    private void FollowEmptyMatches(Span<bool> states)
+    {
+        for (var i = 0; i < _tokens.Length; i++)
+        {
+            if (states[i] && _tokens[i].Kind is Kind.Star or Kind.DoubleStar or Kind.AnyDirectories)
+            {
+                states[i + 1] = true;
+            }
+        }
+    }
+
+    private bool InClass(Token token, char c)
+    {
+        var found = false;
+        for (var r = 0; r < token.ClassCount; r++)
+        {
+            var at = token.ClassStart + (r * 2);
+            if (c >= _ranges[at] && c <= _ranges[at + 1])
+            {
+                found = true;
+                break;
+            }
+        }
+
+        return found != token.Negated;
+    }
+
+    public override string ToString() => Pattern;
+}
