@@ -97,7 +97,10 @@ internal sealed class PolicyResolver
             var deciding = 0;
             for (var i = 0; i < count; i++)
             {
-                var decision = DecideCall(plan, new CallView(args, path, hasPath, normalized[commands[i]], true));
+                var command = normalized[commands[i]];
+                var program = command.IndexOf(' ') is var space and >= 0 ? command[..space] : command;
+                var bareProgram = command[(program.LastIndexOf('/') + 1)..];
+                var decision = DecideCall(plan, new CallView(args, path, hasPath, command, true, bareProgram));
                 if (i == 0 || decision.Effect > worst.Effect)
                 {
                     worst = decision;
@@ -160,8 +163,15 @@ internal sealed class PolicyResolver
             }
             else if (arg.IsCommand && call.HasCommand)
             {
-                value = call.Command;
-                crossesSlash = true;
+                // "/bin/rm x" must not slip past a deny "rm *": ask and deny rules also see the bare program name.
+                // Allow rules do not, or "./git" (any script in the workspace) would pass for "git".
+                if (arg.IsMatch(call.Command, crossesSlash: true)
+                    || (rule.Effect != PolicyEffect.Allow && arg.IsMatch(call.BareProgramCommand, crossesSlash: true)))
+                {
+                    continue;
+                }
+
+                return false;
             }
             else if (call.Args.TryGetValue(arg.Name, out var raw) && raw is not null)
             {
@@ -297,8 +307,15 @@ internal sealed class PolicyResolver
 
     private readonly ref struct CallView
     {
-        public CallView(IReadOnlyDictionary<string, string?> args, ReadOnlySpan<char> path, bool hasPath, ReadOnlySpan<char> command, bool hasCommand)
+        public CallView(
+            IReadOnlyDictionary<string, string?> args,
+            ReadOnlySpan<char> path,
+            bool hasPath,
+            ReadOnlySpan<char> command,
+            bool hasCommand,
+            ReadOnlySpan<char> bareProgramCommand = default)
         {
+            BareProgramCommand = bareProgramCommand;
             Args = args;
             Path = path;
             HasPath = hasPath;
@@ -315,5 +332,8 @@ internal sealed class PolicyResolver
         public ReadOnlySpan<char> Command { get; }
 
         public bool HasCommand { get; }
+
+        /// <summary>The simple command with its program's directory removed ("/bin/rm x" as "rm x").</summary>
+        public ReadOnlySpan<char> BareProgramCommand { get; }
     }
 }
