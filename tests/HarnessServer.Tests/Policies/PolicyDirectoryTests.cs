@@ -61,4 +61,15 @@ public sealed class PolicyDirectoryTests : IDisposable
         Assert.Empty(contents.Tenants);
         Assert.Contains("more than one file", Assert.Single(contents.Errors).Message);
     }
+
+    [Fact]
+    public void Refuses_unexpected_files_beside_the_org_policy()
+    {
+        Write("acme/0rg.yaml", "default: ask\n");
+
+        var contents = PolicyDirectory.Load(_root);
+
+        Assert.Empty(contents.Tenants);
+        Assert.Contains("unexpected policy file", Assert.Single(contents.Errors).Message);
+    }
 }
