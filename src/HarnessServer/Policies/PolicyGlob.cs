@@ -17,7 +17,8 @@ namespace HarnessServer.Policies;
 /// </remarks>
 internal sealed class PolicyGlob
 {
-    public const int MaxLength = 1024;
+    // Matching costs text length x pattern length; a short cap keeps a hostile argument from buying CPU time.
+    public const int MaxLength = 256;
 
     private static readonly System.Buffers.SearchValues<char> Specials = System.Buffers.SearchValues.Create("\\*?[]");
 

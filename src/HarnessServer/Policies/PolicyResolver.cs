@@ -14,8 +14,14 @@ internal sealed class PolicyResolver
 
     // Bounds memory when callers send many unknown tool names; past it plans are built per call.
     private const int MaxCachedTools = 4096;
+    /// <summary>Longer argument values are not matched; the call is decided as unclassifiable.</summary>
+    public const int MaxArgumentLength = 65_536;
+
     private const string PathEscapes =
-        "path escapes the workspace; most restrictive of the org default and every rule for this tool";
+        "path escapes the workspace or is not a valid path; most restrictive of the org default and every rule for this tool";
+
+    private const string ArgumentTooLong =
+        "an argument a rule constrains is longer than 65,536 characters; most restrictive of the org default and every rule for this tool";
 
     private readonly ConcurrentDictionary<string, ToolPlan> _plans = new(StringComparer.Ordinal);
     private readonly CompiledPolicy _policy;
@@ -46,6 +52,14 @@ internal sealed class PolicyResolver
         ArgumentNullException.ThrowIfNull(tool);
         ArgumentNullException.ThrowIfNull(args);
         var plan = Plan(tool);
+        foreach (var name in plan.ConstrainedArguments)
+        {
+            if (args.TryGetValue(name, out var value) && value is not null && value.Length > MaxArgumentLength)
+            {
+                return plan.Unclassifiable(ArgumentTooLong);
+            }
+        }
+
         if (!args.TryGetValue("path", out var rawPath) || rawPath is null)
         {
             return DecideCommand(plan, args, default, false);
@@ -289,12 +303,21 @@ internal sealed class PolicyResolver
             }
         }
 
-        return new ToolPlan(tool == ShellTool, groups, _policy.OrgDefault, worst);
+        string[] constrained = [.. groups.SelectMany(g => g).SelectMany(r => r.Args).Select(a => a.Name).Distinct(StringComparer.Ordinal)];
+        return new ToolPlan(tool == ShellTool, groups, constrained, _policy.OrgDefault, worst);
     }
 
-    private sealed class ToolPlan(bool isShell, CompiledRule[][] groups, PolicyRuleInfo orgDefault, PolicyRuleInfo mostRestrictive)
+    private sealed class ToolPlan(
+        bool isShell,
+        CompiledRule[][] groups,
+        string[] constrainedArguments,
+        PolicyRuleInfo orgDefault,
+        PolicyRuleInfo mostRestrictive)
     {
         public bool IsShell { get; } = isShell;
+
+        /// <summary>The argument names any rule for the tool constrains.</summary>
+        public string[] ConstrainedArguments { get; } = constrainedArguments;
 
         /// <summary>Locked org rules, user rules, all teams' rules, other org rules: the order resolution reads them.</summary>
         public CompiledRule[][] Groups { get; } = groups;

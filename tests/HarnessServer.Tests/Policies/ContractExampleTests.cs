@@ -139,6 +139,24 @@ public sealed class ContractExampleTests
         Assert.Equal("rm -rf /", decision.SimpleCommand);
     }
 
+    [Theory]
+    [InlineData("../outside.txt")]
+    [InlineData("/etc/passwd")]
+    public void Never_allows_writing_outside_the_workspace(string path)
+    {
+        var decision = PlatformMember.Decide("fs.write", Path(path), "/ws/1");
+
+        Assert.Equal(PolicyEffect.Deny, decision.Effect);
+        Assert.True(decision.Unclassifiable);
+        Assert.Contains("escapes the workspace", decision.Reason);
+    }
+
+    [Fact]
+    public void Accepts_absolute_paths_beneath_the_workspace_root()
+    {
+        Assert.Equal(PolicyEffect.Allow, PlatformMember.Decide("fs.write", Path("/ws/1/src/a.cs"), "/ws/1").Effect);
+    }
+
     [Fact]
     public void Denies_tools_no_rule_mentions_by_default()
     {
@@ -169,5 +187,15 @@ public sealed class ContractExampleTests
         Assert.False(Outsider.IsOffered("shell.exec"));
         Assert.False(Policy.For("alice", []).IsOffered("http.fetch"));
         Assert.True(Policy.For("alice", []).IsOffered("memory.save"));
+    }
+
+    [Fact]
+    public void Overlong_constrained_argument_is_never_allowed()
+    {
+        var decision = PlatformMember.Decide("fs.write", Path("src/" + new string('a', 70_000)));
+
+        // The org default (deny) is stricter than every fs.write rule.
+        Assert.Equal(PolicyEffect.Deny, decision.Effect);
+        Assert.True(decision.Unclassifiable);
     }
 }

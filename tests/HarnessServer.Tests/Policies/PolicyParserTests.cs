@@ -44,6 +44,19 @@ public sealed class PolicyParserTests
         Assert.True(result.Document.Rules[1].Locked);
     }
 
+    [Fact]
+    public void Parses_json_escapes_nulls_and_booleans()
+    {
+        var result = PolicyParser.Parse(
+            "{\"rules\":[{\"tool\":\"fs.read\",\"effect\":\"allow\",\"reason\":\"a\\/b \\u00e9\",\"locked\":false},{\"tool\":\"fs.list\",\"effect\":\"ask\",\"reason\":null}]}",
+            PolicyLevel.Team,
+            "team.json");
+
+        Assert.True(result.IsValid, string.Join("\n", result.Errors));
+        Assert.Equal("a/b \u00e9", result.Document!.Rules[0].Reason);
+        Assert.Null(result.Document.Rules[1].Reason);
+    }
+
     [Theory]
     [InlineData("")]
     [InlineData("# only a comment\n")]

@@ -235,4 +235,13 @@ public sealed class ShellBypassTests
     {
         Assert.Equal(PolicyEffect.Deny, DenyByDefault.Decide("shell.exec", Args(("timeoutSeconds", "5"))).Effect);
     }
+
+    [Fact]
+    public void Overlong_command_line_is_unclassifiable()
+    {
+        var decision = DenyByDefault.Decide("shell.exec", Command("echo " + new string('a', 10_000)));
+
+        Assert.Equal(PolicyEffect.Deny, decision.Effect);
+        Assert.True(decision.Unclassifiable);
+    }
 }
