@@ -41,13 +41,22 @@ internal sealed class SandboxProbe : IHostedService
         try
         {
             directory = workspaces.CreateProbeDirectory();
-            var confined = Libc.Openat2(Libc.AT_FDCWD, directory, Libc.O_RDONLY | Libc.O_DIRECTORY | Libc.O_CLOEXEC, 0, Workspace.Confined);
-            if (confined < 0)
+            var opened = Libc.Openat2(Libc.AT_FDCWD, directory, Libc.O_RDONLY | Libc.O_DIRECTORY | Libc.O_CLOEXEC, 0, 0);
+            if (opened < 0)
             {
-                return Fail(logger, $"openat2 with RESOLVE_BENEATH is not usable ({Libc.Describe(-confined)}); Linux 5.6 or later is required.");
+                return Fail(logger, $"openat2(2) is not usable ({Libc.Describe(-opened)}); Linux 5.6 or later is required.");
             }
 
-            new SafeFileHandle(confined, ownsHandle: true).Dispose();
+            using (var probeDirectory = new SafeFileHandle(opened, ownsHandle: true))
+            {
+                var confined = Libc.Openat2(probeDirectory, ".", Libc.O_RDONLY | Libc.O_DIRECTORY | Libc.O_CLOEXEC, 0, Workspace.Confined);
+                if (confined < 0)
+                {
+                    return Fail(logger, $"openat2(2) refuses RESOLVE_BENEATH lookups ({Libc.Describe(-confined)}).");
+                }
+
+                new SafeFileHandle(confined, ownsHandle: true).Dispose();
+            }
             var result = await launcher.RunAsync(
                 new SandboxCommand { WorkspacePath = directory, Argv = ["id", "-u"], TimeoutSeconds = 10 }, CancellationToken.None);
             if (result.ExitCode != 0)
