@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Text;
 using System.Text.RegularExpressions;
@@ -36,7 +37,7 @@ internal sealed partial class BubblewrapLauncher(IOptions<SandboxOptions> option
         var startInfo = StartInfo(command, timeout);
         var clock = Stopwatch.StartNew();
         using var process = new Process { StartInfo = startInfo };
-        process.Start();
+        await ForkThread.StartAsync(process);
         process.StandardInput.Close();
         var stdout = CaptureAsync(process.StandardOutput.BaseStream);
         var stderr = CaptureAsync(process.StandardError.BaseStream);
@@ -211,6 +212,46 @@ internal sealed partial class BubblewrapLauncher(IOptions<SandboxOptions> option
         foreach (var value in values)
         {
             args.Add(value);
+        }
+    }
+
+    /// <summary>
+    /// The one thread every sandbox is forked from. bubblewrap's <c>--die-with-parent</c> is a parent-death signal,
+    /// and Linux sends it when the forking <em>thread</em> exits, not the process: started from a thread-pool thread,
+    /// a sandbox was SIGKILLed whenever the pool retired that thread (measured: exit 137 mid-run). This thread lives
+    /// as long as the server, so the signal fires only when the server dies — which is what it is for.
+    /// </summary>
+    private static class ForkThread
+    {
+        private static readonly BlockingCollection<(Process Process, TaskCompletionSource Started)> Requests = [];
+
+        static ForkThread()
+        {
+            var thread = new Thread(Run) { IsBackground = true, Name = "sandbox-fork" };
+            thread.Start();
+        }
+
+        public static Task StartAsync(Process process)
+        {
+            var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            Requests.Add((process, started));
+            return started.Task;
+        }
+
+        private static void Run()
+        {
+            foreach (var (process, started) in Requests.GetConsumingEnumerable())
+            {
+                try
+                {
+                    process.Start();
+                    started.SetResult();
+                }
+                catch (Exception e)
+                {
+                    started.SetException(e);
+                }
+            }
         }
     }
 
