@@ -43,7 +43,7 @@ public sealed class AuditExport(NpgsqlDataSource database)
                 {
                     rows++;
                     last = reader.GetInt64(0);
-                    WriteLine(json, tenantId, reader);
+                    WriteLine(json, tenantId, last, reader);
                     json.Flush();
                     json.Reset();
                     buffer.Write("\n"u8);
@@ -65,10 +65,10 @@ public sealed class AuditExport(NpgsqlDataSource database)
         }
     }
 
-    private static void WriteLine(Utf8JsonWriter json, string tenantId, NpgsqlDataReader reader)
+    private static void WriteLine(Utf8JsonWriter json, string tenantId, long seq, NpgsqlDataReader reader)
     {
         json.WriteStartObject();
-        json.WriteNumber("seq", reader.GetInt64(0));
+        json.WriteNumber("seq", seq);
         json.WriteString("tenant", tenantId);
         json.WriteString("at", AuditHash.FormatAt(new DateTimeOffset(reader.GetFieldValue<DateTime>(1).Ticks, TimeSpan.Zero)));
         json.WriteStartObject("actor");

@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Data;
 using System.Diagnostics;
 using System.Security.Cryptography;
+using System.Text.Json.Serialization;
 using Npgsql;
 
 namespace HarnessServer.Audit;
@@ -15,7 +16,7 @@ public sealed record AuditVerification(
     long Checked,
     long HeadSeq,
     string HeadHash,
-    long? FirstInvalidSeq,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] long? FirstInvalidSeq,
     string? Reason,
     AuditCheckpoint? Checkpoint);
 
