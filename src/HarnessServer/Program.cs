@@ -1,3 +1,4 @@
+using HarnessServer.Audit;
 using HarnessServer.Data;
 using HarnessServer.Http;
 using HarnessServer.Identity;
@@ -21,6 +22,9 @@ builder.AddHarnessData();
 // The tenant of the request and just-in-time provisioning of users and teams.
 builder.AddHarnessTenancy();
 
+// The tenants' hash-chained audit trails: group-commit writer, signed checkpoints, verify and export.
+builder.AddHarnessAudit();
+
 var app = builder.Build();
 
 app.UseHarnessHttp();
@@ -31,6 +35,7 @@ app.UseHarnessTenancy();
 app.MapHarnessHealth();
 app.MapHarnessApiReference();
 app.MapIdentity();
+app.MapAudit();
 
 app.Run();
 

@@ -18,11 +18,11 @@ internal static class DataExtensions
         owner.UseVector();
         var ownerSource = owner.Build();
 
+        // The role is a startup option rather than a SET ROLE on open: the pool's DISCARD ALL on every return resets
+        // a SET ROLE to the login user (the owner), but resets a startup option only back to itself.
         var application = new NpgsqlDataSourceBuilder(connectionString);
+        application.ConnectionStringBuilder.Options = $"{application.ConnectionStringBuilder.Options} -c role={ApplicationRole}".Trim();
         application.UseVector();
-        application.UsePhysicalConnectionInitializer(
-            connection => SetRole(connection).GetAwaiter().GetResult(),
-            connection => SetRole(connection));
         var applicationSource = application.Build();
 
         builder.Services.AddSingleton(new DatabaseSources(ownerSource, applicationSource));
@@ -38,12 +38,6 @@ internal static class DataExtensions
     public static void Configure(DbContextOptionsBuilder options, NpgsqlDataSource source) =>
         options.UseNpgsql(source, npgsql => npgsql.UseVector().MigrationsHistoryTable("__ef_migrations_history"))
             .UseSnakeCaseNamingConvention();
-
-    private static async Task SetRole(NpgsqlConnection connection)
-    {
-        await using var command = new NpgsqlCommand($"SET ROLE {ApplicationRole}", connection);
-        await command.ExecuteNonQueryAsync();
-    }
 
     // Outside Development the connection string is required. In Development the default is the local cluster that
     // scripts/local-postgres.sh provisions under .data/postgres (it records its port there).

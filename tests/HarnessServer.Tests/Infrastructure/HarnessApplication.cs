@@ -40,6 +40,9 @@ public class HarnessApplication : WebApplicationFactory<Program>, IAsyncLifetime
         _settings["Harness:MigrateOnStart"] = "true";
         _settings["Harness:WorkspacesPath"] = Path.Combine(DataRoot, "workspaces");
         _settings["Harness:PoliciesPath"] = Path.Combine(DataRoot, "policies");
+        // Production refuses to start without an audit signing key; each test host gets its own.
+        _settings["Harness:Audit:SigningKeyPath"] = Path.Combine(DataRoot, "audit-signing-key.pem");
+        _settings["Harness:Audit:GenerateSigningKey"] = "true";
         Configure(_settings);
 
         // Start the host now so migrations run before the first test.

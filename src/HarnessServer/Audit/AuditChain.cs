@@ -1,0 +1,504 @@
+using System.Buffers;
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Text;
+using System.Threading.Channels;
+using HarnessServer.Data;
+using HarnessServer.Tenancy;
+using Microsoft.EntityFrameworkCore;
+using Npgsql;
+using NpgsqlTypes;
+
+namespace HarnessServer.Audit;
+
+/// <summary>
+/// The tenants' append-only, hash-chained audit trails. Appends from any number of callers are group-committed by
+/// one background writer: a batch locks the head rows of its tenants (sorted, <c>FOR UPDATE</c>, so two server
+/// processes sharing a database stay linear), runs each unit of work in its own savepoint, inserts the events with
+/// hashes computed here, moves the heads and commits once. A call completes only after that commit.
+/// </summary>
+public sealed class AuditChain : IHostedService
+{
+    /// <summary>The most appends one transaction carries.</summary>
+    public const int DefaultMaxBatchSize = 512;
+
+    private const string InsertEvents = """
+        INSERT INTO audit_events (tenant_id, seq, at, actor_id, actor_name, session_id, type, tool, decision, payload, payload_hash, prev_hash, hash)
+        SELECT t, s, a, ai, an, si, ty, tl, d::jsonb, p::jsonb, ph, pv, h
+        FROM unnest($1::text[], $2::bigint[], $3::timestamptz[], $4::text[], $5::text[], $6::uuid[], $7::text[], $8::text[],
+                    $9::text[], $10::text[], $11::text[], $12::text[], $13::text[])
+             AS u(t, s, a, ai, an, si, ty, tl, d, p, ph, pv, h)
+        """;
+
+    private readonly Channel<PendingAppend> _queue = Channel.CreateUnbounded<PendingAppend>(
+        new UnboundedChannelOptions { SingleReader = true });
+    private readonly NpgsqlDataSource _database;
+    private readonly TimeProvider _time;
+    private readonly ILogger<AuditChain> _logger;
+    private readonly int _maxBatchSize;
+    private readonly HashSet<string> _knownHeads = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, long> _committedHeads = new(StringComparer.Ordinal);
+    private readonly ArrayBufferWriter<byte> _scratch = new(1024);
+    private Task? _loop;
+
+    /// <param name="database">The application data source (role <c>harness_app</c>: it may insert events, never change them).</param>
+    public AuditChain(NpgsqlDataSource database, TimeProvider time, ILogger<AuditChain> logger, int maxBatchSize = DefaultMaxBatchSize)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxBatchSize, 1);
+        _database = database;
+        _time = time;
+        _logger = logger;
+        _maxBatchSize = maxBatchSize;
+    }
+
+    /// <summary>The last seq this process committed per tenant (for the head gauge; never trusted for appends).</summary>
+    internal IEnumerable<KeyValuePair<string, long>> CommittedHeads => _committedHeads;
+
+    /// <summary>Appends entries to the tenant's chain; completes when they are durably committed; returns their seqs.</summary>
+    /// <exception cref="AuditUnavailableException">The events could not be committed; nothing was recorded.</exception>
+    public async Task<AuditReceipt> AppendAsync(string tenantId, IReadOnlyList<AuditEntry> entries, CancellationToken ct)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(tenantId);
+        var prepared = Prepare(entries);
+        var seqs = await EnqueueAsync(new PendingAppend(tenantId, prepared, null, ct));
+        return new AuditReceipt(seqs);
+    }
+
+    /// <summary>
+    /// Runs <paramref name="work"/> inside the same database transaction as the events it returns: both commit or
+    /// neither does. An exception from <paramref name="work"/> rolls back its savepoint and reaches this caller only.
+    /// </summary>
+    /// <exception cref="AuditUnavailableException">The events could not be committed; the work left no trace.</exception>
+    public async Task<AuditReceipt<T>> AppendAsync<T>(
+        string tenantId,
+        Func<AuditUnitOfWork, CancellationToken, Task<(T Result, IReadOnlyList<AuditEntry> Entries)>> work,
+        CancellationToken ct)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(tenantId);
+        ArgumentNullException.ThrowIfNull(work);
+        T result = default!;
+        var seqs = await EnqueueAsync(new PendingAppend(tenantId, null, async (unit, token) =>
+        {
+            var (value, entries) = await work(unit, token);
+            result = value;
+            return Prepare(entries);
+        }, ct));
+        return new AuditReceipt<T>(result, seqs);
+    }
+
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        AuditMetrics.Track(this);
+        _loop = Task.Factory.StartNew(RunAsync, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
+        return Task.CompletedTask;
+    }
+
+    /// <summary>Refuses new appends and commits those already queued.</summary>
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        _queue.Writer.TryComplete();
+        if (_loop is not null)
+        {
+            await _loop.WaitAsync(cancellationToken);
+        }
+
+        AuditMetrics.Untrack(this);
+    }
+
+    private async Task<IReadOnlyList<long>> EnqueueAsync(PendingAppend pending)
+    {
+        pending.CancellationToken.ThrowIfCancellationRequested();
+        if (!_queue.Writer.TryWrite(pending))
+        {
+            throw new AuditUnavailableException("The audit writer is stopped; the action was not performed.");
+        }
+
+        try
+        {
+            return await pending.Completion.Task;
+        }
+        finally
+        {
+            AuditMetrics.AppendDuration.Record(Stopwatch.GetElapsedTime(pending.Enqueued).TotalMilliseconds);
+        }
+    }
+
+    private static PreparedEntry[] Prepare(IReadOnlyList<AuditEntry> entries)
+    {
+        ArgumentNullException.ThrowIfNull(entries);
+        var prepared = new PreparedEntry[entries.Count];
+        for (var i = 0; i < prepared.Length; i++)
+        {
+            var entry = entries[i] ?? throw new ArgumentException("An audit entry is null.", nameof(entries));
+            Check(entry.Type, "Type", Limits.Identifier, required: true);
+            Check(entry.Actor?.Id, "Actor.Id", Limits.Identifier, required: true);
+            Check(entry.Actor?.Name, "Actor.Name", Limits.DisplayName, required: false);
+            Check(entry.Tool, "Tool", Limits.Identifier, required: false);
+            var decision = entry.Decision is null ? null : CanonicalJson.Serialize(entry.Decision);
+            var payload = CanonicalJson.Serialize(entry.Payload);
+            prepared[i] = new PreparedEntry(
+                entry,
+                decision,
+                decision is null ? null : Encoding.UTF8.GetString(decision),
+                Encoding.UTF8.GetString(payload),
+                AuditHash.Hex(payload));
+        }
+
+        return prepared;
+    }
+
+    private static void Check(string? value, string name, int maxLength, bool required)
+    {
+        if (required && string.IsNullOrWhiteSpace(value))
+        {
+            throw new ArgumentException($"An audit entry needs a non-empty {name}.");
+        }
+
+        if (value is { Length: var length } && length > maxLength)
+        {
+            throw new ArgumentException($"An audit entry's {name} is longer than {maxLength} characters.");
+        }
+    }
+
+    private async Task RunAsync()
+    {
+        var batch = new List<PendingAppend>(_maxBatchSize);
+        while (await _queue.Reader.WaitToReadAsync())
+        {
+            while (batch.Count < _maxBatchSize && _queue.Reader.TryRead(out var pending))
+            {
+                if (pending.CancellationToken.IsCancellationRequested)
+                {
+                    pending.Completion.TrySetCanceled(pending.CancellationToken);
+                }
+                else
+                {
+                    batch.Add(pending);
+                }
+            }
+
+            if (batch.Count == 0)
+            {
+                continue;
+            }
+
+            try
+            {
+                await WriteBatchAsync(batch);
+            }
+            catch (Exception exception)
+            {
+                _logger.LogError(exception, "An audit batch of {Count} appends failed; none of them was recorded", batch.Count);
+                foreach (var pending in batch)
+                {
+                    pending.Completion.TrySetException(new AuditUnavailableException(
+                        "The audit trail could not be written; the action was not performed. Retry later.", exception));
+                }
+            }
+
+            batch.Clear();
+        }
+    }
+
+    private async Task WriteBatchAsync(List<PendingAppend> batch)
+    {
+        AuditMetrics.BatchSize.Record(batch.Count);
+        await using var connection = await _database.OpenConnectionAsync();
+        var tenants = batch.Select(p => p.TenantId).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToArray();
+        await EnsureHeadsAsync(connection, tenants);
+
+        await using var transaction = await connection.BeginTransactionAsync();
+        var heads = await LockHeadsAsync(connection, transaction, tenants);
+        var at = AuditHash.ToMicroseconds(_time.GetUtcNow());
+        var committed = new List<PendingAppend>(batch.Count);
+
+        // Plain appends first, all in one statement; then each unit of work in its own savepoint.
+        var plain = batch.Where(p => p.Work is null).ToList();
+        if (plain.Count > 0)
+        {
+            await InsertGroupAsync(connection, transaction, plain, heads, at, committed);
+        }
+
+        foreach (var pending in batch.Where(p => p.Work is not null))
+        {
+            await RunUnitAsync(connection, transaction, pending, heads, at, committed);
+        }
+
+        if (committed.Count == 0)
+        {
+            await transaction.RollbackAsync();
+            return;
+        }
+
+        await MoveHeadsAsync(connection, transaction, heads);
+        await transaction.CommitAsync();
+
+        foreach (var (tenant, head) in heads)
+        {
+            _committedHeads[tenant] = head.Seq;
+        }
+
+        foreach (var pending in committed)
+        {
+            pending.Completion.TrySetResult(pending.Seqs!);
+        }
+    }
+
+    // Head rows are created outside the batch transaction so that a batch only ever locks existing rows, in order.
+    private async Task EnsureHeadsAsync(NpgsqlConnection connection, string[] tenants)
+    {
+        var missing = tenants.Where(t => !_knownHeads.Contains(t)).ToArray();
+        if (missing.Length == 0)
+        {
+            return;
+        }
+
+        await using var command = new NpgsqlCommand(
+            "INSERT INTO audit_heads (tenant_id, seq, hash) SELECT unnest($1::text[]), 0, $2 ON CONFLICT (tenant_id) DO NOTHING",
+            connection);
+        command.Parameters.Add(new NpgsqlParameter { Value = missing });
+        command.Parameters.Add(new NpgsqlParameter { Value = AuditHash.Genesis });
+        await command.ExecuteNonQueryAsync();
+        _knownHeads.UnionWith(missing);
+    }
+
+    private static async Task<Dictionary<string, Head>> LockHeadsAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, string[] tenants)
+    {
+        await using var command = new NpgsqlCommand(
+            """SELECT tenant_id, seq, hash FROM audit_heads WHERE tenant_id = ANY($1) ORDER BY tenant_id COLLATE "C" FOR UPDATE""",
+            connection, transaction);
+        command.Parameters.Add(new NpgsqlParameter { Value = tenants });
+        var heads = new Dictionary<string, Head>(tenants.Length, StringComparer.Ordinal);
+        await using (var reader = await command.ExecuteReaderAsync())
+        {
+            while (await reader.ReadAsync())
+            {
+                heads[reader.GetString(0)] = new Head(reader.GetInt64(1), reader.GetString(2), Moved: false);
+            }
+        }
+
+        if (heads.Count != tenants.Length)
+        {
+            throw new InvalidOperationException("An audit head row is missing.");
+        }
+
+        return heads;
+    }
+
+    private async Task InsertGroupAsync(
+        NpgsqlConnection connection, NpgsqlTransaction transaction, List<PendingAppend> group,
+        Dictionary<string, Head> heads, DateTimeOffset at, List<PendingAppend> committed)
+    {
+        var before = new Dictionary<string, Head>(heads, StringComparer.Ordinal);
+        var rows = new EventRows();
+        foreach (var pending in group)
+        {
+            pending.Seqs = rows.Add(pending.TenantId, pending.Entries!, heads, at, _scratch);
+        }
+
+        await using var batch = new NpgsqlBatch(connection, transaction);
+        batch.BatchCommands.Add(new NpgsqlBatchCommand("SAVEPOINT audit_group"));
+        batch.BatchCommands.Add(rows.ToCommand());
+        batch.BatchCommands.Add(new NpgsqlBatchCommand("RELEASE SAVEPOINT audit_group"));
+        try
+        {
+            await batch.ExecuteNonQueryAsync();
+            committed.AddRange(group);
+            return;
+        }
+        catch (PostgresException exception)
+        {
+            await ExecuteAsync(connection, transaction, "ROLLBACK TO SAVEPOINT audit_group");
+            Restore(heads, before);
+            if (group.Count == 1)
+            {
+                _logger.LogError(exception, "Audit events of tenant {Tenant} were refused by the database", group[0].TenantId);
+                group[0].Completion.TrySetException(Unavailable(exception));
+                return;
+            }
+        }
+
+        // One append the database refuses must not take the others down: retry them one by one.
+        foreach (var pending in group)
+        {
+            await InsertGroupAsync(connection, transaction, [pending], heads, at, committed);
+        }
+    }
+
+    private async Task RunUnitAsync(
+        NpgsqlConnection connection, NpgsqlTransaction transaction, PendingAppend pending,
+        Dictionary<string, Head> heads, DateTimeOffset at, List<PendingAppend> committed)
+    {
+        await ExecuteAsync(connection, transaction, "SAVEPOINT audit_unit");
+        PreparedEntry[] entries;
+        var unit = new AuditUnitOfWork(pending.TenantId, connection, transaction, () => CreateDbContext(pending.TenantId, connection, transaction));
+        try
+        {
+            entries = await pending.Work!(unit, pending.CancellationToken);
+        }
+        catch (Exception exception)
+        {
+            await ExecuteAsync(connection, transaction, "ROLLBACK TO SAVEPOINT audit_unit");
+            pending.Completion.TrySetException(exception);
+            return;
+        }
+        finally
+        {
+            await unit.DisposeAsync();
+        }
+
+        var before = new Dictionary<string, Head>(heads, StringComparer.Ordinal);
+        var rows = new EventRows();
+        pending.Seqs = rows.Add(pending.TenantId, entries, heads, at, _scratch);
+        await using var batch = new NpgsqlBatch(connection, transaction);
+        batch.BatchCommands.Add(rows.ToCommand());
+        batch.BatchCommands.Add(new NpgsqlBatchCommand("RELEASE SAVEPOINT audit_unit"));
+        try
+        {
+            await batch.ExecuteNonQueryAsync();
+            committed.Add(pending);
+        }
+        catch (PostgresException exception)
+        {
+            // Also reached when the work swallowed an error of its own and left the transaction aborted.
+            await ExecuteAsync(connection, transaction, "ROLLBACK TO SAVEPOINT audit_unit");
+            Restore(heads, before);
+            _logger.LogError(exception, "Audit events of tenant {Tenant} were refused by the database", pending.TenantId);
+            pending.Completion.TrySetException(Unavailable(exception));
+        }
+    }
+
+    private static AuditUnavailableException Unavailable(Exception exception) =>
+        new("The audit trail refused the events; the action was not performed.", exception);
+
+    private static HarnessDbContext CreateDbContext(string tenantId, NpgsqlConnection connection, NpgsqlTransaction transaction)
+    {
+        var options = new DbContextOptionsBuilder<HarnessDbContext>()
+            .UseNpgsql(connection, npgsql => npgsql.UseVector().MigrationsHistoryTable("__ef_migrations_history"))
+            .UseSnakeCaseNamingConvention()
+            .Options;
+        var tenant = new TenantContext();
+        tenant.Set(tenantId);
+        var db = new HarnessDbContext(options, tenant);
+        db.Database.UseTransaction(transaction);
+        return db;
+    }
+
+    private static async Task MoveHeadsAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, Dictionary<string, Head> heads)
+    {
+        var moved = heads.Where(h => h.Value.Moved).ToArray();
+        await using var command = new NpgsqlCommand("""
+            UPDATE audit_heads h SET seq = u.seq, hash = u.hash
+            FROM unnest($1::text[], $2::bigint[], $3::text[]) AS u(tenant_id, seq, hash)
+            WHERE h.tenant_id = u.tenant_id
+            """, connection, transaction);
+        command.Parameters.Add(new NpgsqlParameter { Value = moved.Select(h => h.Key).ToArray() });
+        command.Parameters.Add(new NpgsqlParameter { Value = moved.Select(h => h.Value.Seq).ToArray() });
+        command.Parameters.Add(new NpgsqlParameter { Value = moved.Select(h => h.Value.Hash).ToArray() });
+        await command.ExecuteNonQueryAsync();
+    }
+
+    private static void Restore(Dictionary<string, Head> heads, Dictionary<string, Head> before)
+    {
+        foreach (var (tenant, head) in before)
+        {
+            heads[tenant] = head;
+        }
+    }
+
+    private static async Task ExecuteAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, string sql)
+    {
+        await using var command = new NpgsqlCommand(sql, connection, transaction);
+        await command.ExecuteNonQueryAsync();
+    }
+
+    private readonly record struct Head(long Seq, string Hash, bool Moved);
+
+    private sealed record PreparedEntry(AuditEntry Entry, byte[]? Decision, string? DecisionJson, string PayloadJson, string PayloadHash);
+
+    private sealed class PendingAppend(
+        string tenantId,
+        PreparedEntry[]? entries,
+        Func<AuditUnitOfWork, CancellationToken, Task<PreparedEntry[]>>? work,
+        CancellationToken cancellationToken)
+    {
+        public string TenantId { get; } = tenantId;
+        public PreparedEntry[]? Entries { get; } = entries;
+        public Func<AuditUnitOfWork, CancellationToken, Task<PreparedEntry[]>>? Work { get; } = work;
+        public CancellationToken CancellationToken { get; } = cancellationToken;
+        public long Enqueued { get; } = Stopwatch.GetTimestamp();
+        public TaskCompletionSource<IReadOnlyList<long>> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        public long[]? Seqs { get; set; }
+    }
+
+    /// <summary>The columns of one multi-row insert, with seqs and hashes assigned from the locked heads.</summary>
+    private sealed class EventRows
+    {
+        private readonly List<string> _tenant = [];
+        private readonly List<long> _seq = [];
+        private readonly List<DateTimeOffset> _at = [];
+        private readonly List<string> _actorId = [];
+        private readonly List<string> _actorName = [];
+        private readonly List<Guid?> _session = [];
+        private readonly List<string> _type = [];
+        private readonly List<string?> _tool = [];
+        private readonly List<string?> _decision = [];
+        private readonly List<string> _payload = [];
+        private readonly List<string> _payloadHash = [];
+        private readonly List<string> _prevHash = [];
+        private readonly List<string> _hash = [];
+
+        public long[] Add(string tenant, PreparedEntry[] entries, Dictionary<string, Head> heads, DateTimeOffset at, ArrayBufferWriter<byte> scratch)
+        {
+            var atText = AuditHash.FormatAt(at);
+            var head = heads[tenant];
+            var seqs = new long[entries.Length];
+            for (var i = 0; i < entries.Length; i++)
+            {
+                var e = entries[i];
+                var seq = head.Seq + 1;
+                var actorName = e.Entry.Actor.Name ?? e.Entry.Actor.Id;
+                var fields = new AuditEventFields(seq, tenant, atText, e.Entry.Actor.Id, actorName, e.Entry.SessionId,
+                    e.Entry.Type, e.Entry.Tool, e.Decision, e.PayloadHash, head.Hash);
+                var hash = AuditHash.Compute(fields, scratch);
+                _tenant.Add(tenant);
+                _seq.Add(seq);
+                _at.Add(at);
+                _actorId.Add(e.Entry.Actor.Id);
+                _actorName.Add(actorName);
+                _session.Add(e.Entry.SessionId);
+                _type.Add(e.Entry.Type);
+                _tool.Add(e.Entry.Tool);
+                _decision.Add(e.DecisionJson);
+                _payload.Add(e.PayloadJson);
+                _payloadHash.Add(e.PayloadHash);
+                _prevHash.Add(head.Hash);
+                _hash.Add(hash);
+                seqs[i] = seq;
+                head = new Head(seq, hash, Moved: true);
+            }
+
+            heads[tenant] = head;
+            return seqs;
+        }
+
+        public NpgsqlBatchCommand ToCommand()
+        {
+            var command = new NpgsqlBatchCommand(InsertEvents);
+            command.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = _tenant.ToArray() });
+            command.Parameters.Add(new NpgsqlParameter<long[]> { TypedValue = _seq.ToArray() });
+            command.Parameters.Add(new NpgsqlParameter<DateTimeOffset[]> { TypedValue = _at.ToArray() });
+            command.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = _actorId.ToArray() });
+            command.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = _actorName.ToArray() });
+            command.Parameters.Add(new NpgsqlParameter<Guid?[]> { TypedValue = _session.ToArray(), NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Uuid });
+            command.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = _type.ToArray() });
+            command.Parameters.Add(new NpgsqlParameter<string?[]> { TypedValue = _tool.ToArray(), NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text });
+            command.Parameters.Add(new NpgsqlParameter<string?[]> { TypedValue = _decision.ToArray(), NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text });
+            command.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = _payload.ToArray() });
+            command.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = _payloadHash.ToArray() });
+            command.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = _prevHash.ToArray() });
+            command.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = _hash.ToArray() });
+            return command;
+        }
+    }
+}

@@ -1,0 +1,69 @@
+using System.Text.Json.Nodes;
+using HarnessServer.Data;
+using HarnessServer.Http;
+using Npgsql;
+
+namespace HarnessServer.Audit;
+
+/// <summary>Who acted: the user's id and display name as their token gave them.</summary>
+public sealed record AuditActor(string Id, string Name);
+
+/// <summary>
+/// One event to append. <paramref name="Decision"/> is the policy decision (<c>{ effect, level, source, reason }</c>)
+/// when there is one. <paramref name="Payload"/> is kept beside the chain: only its hash is chained, so it can be
+/// redacted later without breaking the chain. Admin changes put <c>{ before, after }</c> versions in the payload.
+/// </summary>
+public sealed record AuditEntry(
+    string Type,
+    AuditActor Actor,
+    Guid? SessionId = null,
+    string? Tool = null,
+    JsonObject? Decision = null,
+    JsonObject? Payload = null);
+
+/// <summary>The sequence numbers the appended entries got, in the order they were given.</summary>
+public record AuditReceipt(IReadOnlyList<long> Seqs)
+{
+    /// <summary>The sequence number of the last entry (0 when there were none).</summary>
+    public long LastSeq => Seqs.Count == 0 ? 0 : Seqs[^1];
+}
+
+/// <summary>The result of a unit of work together with the sequence numbers of the events committed with it.</summary>
+public sealed record AuditReceipt<T>(T Result, IReadOnlyList<long> Seqs) : AuditReceipt(Seqs);
+
+/// <summary>
+/// The database transaction an audited unit of work runs in. Everything done through <see cref="Connection"/>,
+/// <see cref="Transaction"/> or <see cref="Db"/> commits together with the unit's events, or not at all. The work must
+/// not commit or roll back the transaction itself, and should be short: units of one batch run one after another.
+/// </summary>
+public sealed class AuditUnitOfWork
+{
+    private readonly Func<HarnessDbContext> _createDb;
+    private HarnessDbContext? _db;
+
+    internal AuditUnitOfWork(string tenantId, NpgsqlConnection connection, NpgsqlTransaction transaction, Func<HarnessDbContext> createDb)
+    {
+        TenantId = tenantId;
+        Connection = connection;
+        Transaction = transaction;
+        _createDb = createDb;
+    }
+
+    public string TenantId { get; }
+    public NpgsqlConnection Connection { get; }
+    public NpgsqlTransaction Transaction { get; }
+
+    /// <summary>A DbContext bound to <see cref="TenantId"/> over this connection and transaction, made on first use.</summary>
+    public HarnessDbContext Db => _db ??= _createDb();
+
+    internal ValueTask DisposeAsync() => _db?.DisposeAsync() ?? ValueTask.CompletedTask;
+}
+
+/// <summary>The audit event could not be made durable, so the action it records did not happen (fail closed).</summary>
+internal sealed class AuditUnavailableException(string detail, Exception? inner = null)
+    : HarnessProblemException(StatusCodes.Status503ServiceUnavailable, ProblemCode, detail, "Audit unavailable")
+{
+    public const string ProblemCode = "audit_unavailable";
+
+    public Exception? Cause { get; } = inner;
+}

@@ -1,0 +1,37 @@
+using Microsoft.Extensions.Options;
+using Npgsql;
+
+namespace HarnessServer.Audit;
+
+internal static class AuditExtensions
+{
+    /// <summary>The chain and its writer, checkpoints with their signing key, verification and export.</summary>
+    public static WebApplicationBuilder AddHarnessAudit(this WebApplicationBuilder builder)
+    {
+        builder.Services.AddOptions<AuditOptions>().BindConfiguration("Harness:Audit")
+            .Validate(o => o.CheckpointInterval > TimeSpan.Zero, "Harness:Audit:CheckpointInterval must be positive.")
+            .Validate(o => o.MaxBatchSize is >= 1 and <= 10_000, "Harness:Audit:MaxBatchSize must be between 1 and 10000.")
+            .Validate(o => !string.IsNullOrWhiteSpace(o.SigningKeyPath), "Harness:Audit:SigningKeyPath must not be empty.")
+            .ValidateOnStart();
+
+        // The key is loaded when the host starts (the checkpoint service needs it): a missing key stops start-up.
+        builder.Services.AddSingleton(services =>
+        {
+            var options = services.GetRequiredService<IOptions<AuditOptions>>().Value;
+            var environment = services.GetRequiredService<IHostEnvironment>();
+            var path = Path.Combine(environment.ContentRootPath, options.SigningKeyPath);
+            return AuditSigningKey.Load(path, options.GenerateSigningKey || environment.IsDevelopment());
+        });
+        builder.Services.AddSingleton(services => new AuditChain(
+            services.GetRequiredService<NpgsqlDataSource>(),
+            services.GetRequiredService<TimeProvider>(),
+            services.GetRequiredService<ILogger<AuditChain>>(),
+            services.GetRequiredService<IOptions<AuditOptions>>().Value.MaxBatchSize));
+        builder.Services.AddHostedService(services => services.GetRequiredService<AuditChain>());
+        builder.Services.AddSingleton<AuditCheckpoints>();
+        builder.Services.AddSingleton<AuditVerifier>();
+        builder.Services.AddSingleton<AuditExport>();
+        builder.Services.AddHostedService<AuditCheckpointService>();
+        return builder;
+    }
+}

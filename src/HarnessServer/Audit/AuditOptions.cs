@@ -1,0 +1,17 @@
+namespace HarnessServer.Audit;
+
+/// <summary>Configuration under <c>Harness:Audit</c>.</summary>
+internal sealed class AuditOptions
+{
+    /// <summary>PKCS#8 PEM of the ECDSA P-256 checkpoint signing key; relative paths are under the content root.</summary>
+    public string SigningKeyPath { get; set; } = ".data/audit-signing-key.pem";
+
+    /// <summary>Create the key when it is missing (always allowed in Development).</summary>
+    public bool GenerateSigningKey { get; set; }
+
+    /// <summary>How often tenants whose head moved get a signed checkpoint.</summary>
+    public TimeSpan CheckpointInterval { get; set; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>The most appends one group-commit transaction carries.</summary>
+    public int MaxBatchSize { get; set; } = AuditChain.DefaultMaxBatchSize;
+}
