@@ -11,7 +11,7 @@ namespace HarnessServer.Audit;
 /// <param name="Checked">Events whose hash was recomputed and found good.</param>
 /// <param name="FirstInvalidSeq">The first seq that is missing, altered, out of place or contradicts a checkpoint.</param>
 /// <param name="Checkpoint">The latest authentic checkpoint the chain was checked against.</param>
-public sealed record AuditVerification(
+internal sealed record AuditVerification(
     bool Valid,
     long Checked,
     long HeadSeq,
@@ -25,7 +25,7 @@ public sealed record AuditVerification(
 /// continuity, prevHash links, every hash, every unredacted payload against its payloadHash, the head row, and the
 /// signed checkpoints (their signatures, and that the chain reaches and agrees with each of them).
 /// </summary>
-public sealed class AuditVerifier(NpgsqlDataSource database, AuditCheckpoints checkpoints)
+internal sealed class AuditVerifier(NpgsqlDataSource database, AuditCheckpoints checkpoints)
 {
     private const int BatchSize = 10_000;
 
