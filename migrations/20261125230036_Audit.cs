@@ -39,8 +39,8 @@ namespace HarnessServer.Migrations
                     session_id = table.Column<Guid>(type: "uuid", nullable: true),
                     type = table.Column<string>(type: "character varying(200)", maxLength: 200, nullable: false),
                     tool = table.Column<string>(type: "character varying(200)", maxLength: 200, nullable: true),
-                    decision = table.Column<string>(type: "jsonb", nullable: true),
-                    payload = table.Column<string>(type: "jsonb", nullable: true),
+                    decision = table.Column<string>(type: "json", nullable: true),
+                    payload = table.Column<string>(type: "json", nullable: true),
                     payload_hash = table.Column<string>(type: "character(64)", fixedLength: true, maxLength: 64, nullable: false),
                     prev_hash = table.Column<string>(type: "character(64)", fixedLength: true, maxLength: 64, nullable: false),
                     hash = table.Column<string>(type: "character(64)", fixedLength: true, maxLength: 64, nullable: false)

@@ -24,7 +24,7 @@ public sealed class AuditChain : IHostedService
 
     private const string InsertEvents = """
         INSERT INTO audit_events (tenant_id, seq, at, actor_id, actor_name, session_id, type, tool, decision, payload, payload_hash, prev_hash, hash)
-        SELECT t, s, a, ai, an, si, ty, tl, d::jsonb, p::jsonb, ph, pv, h
+        SELECT t, s, a, ai, an, si, ty, tl, d::json, p::json, ph, pv, h
         FROM unnest($1::text[], $2::bigint[], $3::timestamptz[], $4::text[], $5::text[], $6::uuid[], $7::text[], $8::text[],
                     $9::text[], $10::text[], $11::text[], $12::text[], $13::text[])
              AS u(t, s, a, ai, an, si, ty, tl, d, p, ph, pv, h)
