@@ -212,14 +212,17 @@ public sealed class AuditChain : IHostedService
         var at = AuditHash.ToMicroseconds(_time.GetUtcNow());
         var committed = new List<PendingAppend>(batch.Count);
 
-        // Plain appends first, all in one statement; then each unit of work in its own savepoint.
+        // Plain appends first, all in one statement; then each unit of work in its own savepoint. Without units of
+        // work the heads are final after the plain insert and move in the same round trip.
         var plain = batch.Where(p => p.Work is null).ToList();
+        var units = batch.Where(p => p.Work is not null).ToList();
+        var headsMoved = false;
         if (plain.Count > 0)
         {
-            await InsertGroupAsync(connection, transaction, plain, heads, at, committed);
+            headsMoved = await InsertGroupAsync(connection, transaction, plain, heads, at, committed, moveHeads: units.Count == 0);
         }
 
-        foreach (var pending in batch.Where(p => p.Work is not null))
+        foreach (var pending in units)
         {
             await RunUnitAsync(connection, transaction, pending, heads, at, committed);
         }
@@ -230,7 +233,12 @@ public sealed class AuditChain : IHostedService
             return;
         }
 
-        await MoveHeadsAsync(connection, transaction, heads);
+        if (!headsMoved)
+        {
+            await using var move = new NpgsqlBatch(connection, transaction) { BatchCommands = { MoveHeads(heads) } };
+            await move.ExecuteNonQueryAsync();
+        }
+
         await transaction.CommitAsync();
 
         foreach (var (tenant, head) in heads)
@@ -285,9 +293,10 @@ public sealed class AuditChain : IHostedService
         return heads;
     }
 
-    private async Task InsertGroupAsync(
+    /// <returns>True when the heads were moved in the same round trip (only with <paramref name="moveHeads"/>).</returns>
+    private async Task<bool> InsertGroupAsync(
         NpgsqlConnection connection, NpgsqlTransaction transaction, List<PendingAppend> group,
-        Dictionary<string, Head> heads, DateTimeOffset at, List<PendingAppend> committed)
+        Dictionary<string, Head> heads, DateTimeOffset at, List<PendingAppend> committed, bool moveHeads)
     {
         var before = new Dictionary<string, Head>(heads, StringComparer.Ordinal);
         var rows = new EventRows();
@@ -300,11 +309,16 @@ public sealed class AuditChain : IHostedService
         batch.BatchCommands.Add(new NpgsqlBatchCommand("SAVEPOINT audit_group"));
         batch.BatchCommands.Add(rows.ToCommand());
         batch.BatchCommands.Add(new NpgsqlBatchCommand("RELEASE SAVEPOINT audit_group"));
+        if (moveHeads)
+        {
+            batch.BatchCommands.Add(MoveHeads(heads));
+        }
+
         try
         {
             await batch.ExecuteNonQueryAsync();
             committed.AddRange(group);
-            return;
+            return moveHeads;
         }
         catch (PostgresException exception)
         {
@@ -314,15 +328,17 @@ public sealed class AuditChain : IHostedService
             {
                 _logger.LogError(exception, "Audit events of tenant {Tenant} were refused by the database", group[0].TenantId);
                 group[0].Completion.TrySetException(Unavailable(exception));
-                return;
+                return false;
             }
         }
 
         // One append the database refuses must not take the others down: retry them one by one.
         foreach (var pending in group)
         {
-            await InsertGroupAsync(connection, transaction, [pending], heads, at, committed);
+            await InsertGroupAsync(connection, transaction, [pending], heads, at, committed, moveHeads: false);
         }
+
+        return false;
     }
 
     private async Task RunUnitAsync(
@@ -384,18 +400,18 @@ public sealed class AuditChain : IHostedService
         return db;
     }
 
-    private static async Task MoveHeadsAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, Dictionary<string, Head> heads)
+    private static NpgsqlBatchCommand MoveHeads(Dictionary<string, Head> heads)
     {
         var moved = heads.Where(h => h.Value.Moved).ToArray();
-        await using var command = new NpgsqlCommand("""
+        var command = new NpgsqlBatchCommand("""
             UPDATE audit_heads h SET seq = u.seq, hash = u.hash
             FROM unnest($1::text[], $2::bigint[], $3::text[]) AS u(tenant_id, seq, hash)
             WHERE h.tenant_id = u.tenant_id
-            """, connection, transaction);
-        command.Parameters.Add(new NpgsqlParameter { Value = moved.Select(h => h.Key).ToArray() });
-        command.Parameters.Add(new NpgsqlParameter { Value = moved.Select(h => h.Value.Seq).ToArray() });
-        command.Parameters.Add(new NpgsqlParameter { Value = moved.Select(h => h.Value.Hash).ToArray() });
-        await command.ExecuteNonQueryAsync();
+            """);
+        command.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = moved.Select(h => h.Key).ToArray() });
+        command.Parameters.Add(new NpgsqlParameter<long[]> { TypedValue = moved.Select(h => h.Value.Seq).ToArray() });
+        command.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = moved.Select(h => h.Value.Hash).ToArray() });
+        return command;
     }
 
     private static void Restore(Dictionary<string, Head> heads, Dictionary<string, Head> before)
