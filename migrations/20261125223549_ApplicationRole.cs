@@ -7,7 +7,7 @@ using Microsoft.EntityFrameworkCore.Migrations;
 namespace HarnessServer.Migrations;
 
 /// <summary>
-/// The restricted role the server's connections switch to (<c>SET ROLE harness_app</c>): ordinary rights on ordinary
+/// The restricted role the server's connections run as (startup option <c>role=harness_app</c>): ordinary rights on ordinary
 /// tables, and only what each append-only table allows (granted by that table's own migration). The owner in the
 /// connection string keeps DDL for migrations. Creating the role needs CREATEROLE (or a DBA who creates it first).
 /// </summary>

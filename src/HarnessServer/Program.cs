@@ -3,6 +3,8 @@ using HarnessServer.Data;
 using HarnessServer.Http;
 using HarnessServer.Identity;
 using HarnessServer.Observability;
+using HarnessServer.Pipeline;
+using HarnessServer.Sandbox;
 using HarnessServer.Tenancy;
 
 var builder = WebApplication.CreateBuilder(args);
@@ -22,8 +24,14 @@ builder.AddHarnessData();
 // The tenant of the request and just-in-time provisioning of users and teams.
 builder.AddHarnessTenancy();
 
-// The tenants' hash-chained audit trails: group-commit writer, signed checkpoints, verify and export.
+// The per-tenant hash-chained audit trail: group-committed appends, signed checkpoints, verify and export.
 builder.AddHarnessAudit();
+
+// Session workspaces, and bubblewrap for every command (probed at start; never unsandboxed).
+builder.AddHarnessSandbox();
+
+// Policies, the tool registry, sessions, approvals and the tool-call pipeline.
+builder.AddHarnessPipeline();
 
 var app = builder.Build();
 
@@ -36,6 +44,7 @@ app.MapHarnessHealth();
 app.MapHarnessApiReference();
 app.MapIdentity();
 app.MapAudit();
+app.MapHarnessPipeline();
 
 app.Run();
 

@@ -17,7 +17,7 @@ namespace HarnessServer.Audit;
 /// processes sharing a database stay linear), runs each unit of work in its own savepoint, inserts the events with
 /// hashes computed here, moves the heads and commits once. A call completes only after that commit.
 /// </summary>
-public sealed class AuditChain : IHostedService
+internal sealed class AuditChain : IHostedService
 {
     /// <summary>The most appends one transaction carries.</summary>
     public const int DefaultMaxBatchSize = 512;

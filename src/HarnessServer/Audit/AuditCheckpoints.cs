@@ -4,17 +4,17 @@ using Npgsql;
 namespace HarnessServer.Audit;
 
 /// <summary>A signed checkpoint as the API shows it.</summary>
-public sealed record AuditCheckpoint(string Tenant, long Seq, string Hash, string At, string KeyId, string Signature);
+internal sealed record AuditCheckpoint(string Tenant, long Seq, string Hash, string At, string KeyId, string Signature);
 
 /// <summary>The public half of the checkpoint key.</summary>
-public sealed record AuditPublicKey(string KeyId, string Algorithm, string Spki, string Pem);
+internal sealed record AuditPublicKey(string KeyId, string Algorithm, string Spki, string Pem);
 
 /// <summary>
 /// Signs <c>{at, hash, seq, tenant}</c> (canonical JSON, the same JCS as the chain) for a tenant's current head and
 /// stores it in the insert-only <c>audit_checkpoints</c>. A later chain that is shorter than, or differs from, a
 /// signed checkpoint is caught by <see cref="AuditVerifier"/>.
 /// </summary>
-public sealed class AuditCheckpoints(NpgsqlDataSource database, AuditSigningKey key, TimeProvider time)
+internal sealed class AuditCheckpoints(NpgsqlDataSource database, AuditSigningKey key, TimeProvider time)
 {
     public AuditPublicKey PublicKey { get; } = new(key.KeyId, "ES256", key.PublicKeySpki, key.PublicKeyPem);
 

@@ -6,14 +6,14 @@ using Npgsql;
 namespace HarnessServer.Audit;
 
 /// <summary>Who acted: the user's id and display name as their token gave them.</summary>
-public sealed record AuditActor(string Id, string Name);
+internal sealed record AuditActor(string Id, string Name);
 
 /// <summary>
 /// One event to append. <paramref name="Decision"/> is the policy decision (<c>{ effect, level, source, reason }</c>)
 /// when there is one. <paramref name="Payload"/> is kept beside the chain: only its hash is chained, so it can be
 /// redacted later without breaking the chain. Admin changes put <c>{ before, after }</c> versions in the payload.
 /// </summary>
-public sealed record AuditEntry(
+internal sealed record AuditEntry(
     string Type,
     AuditActor Actor,
     Guid? SessionId = null,
@@ -22,21 +22,21 @@ public sealed record AuditEntry(
     JsonObject? Payload = null);
 
 /// <summary>The sequence numbers the appended entries got, in the order they were given.</summary>
-public record AuditReceipt(IReadOnlyList<long> Seqs)
+internal record AuditReceipt(IReadOnlyList<long> Seqs)
 {
     /// <summary>The sequence number of the last entry (0 when there were none).</summary>
     public long LastSeq => Seqs.Count == 0 ? 0 : Seqs[^1];
 }
 
 /// <summary>The result of a unit of work together with the sequence numbers of the events committed with it.</summary>
-public sealed record AuditReceipt<T>(T Result, IReadOnlyList<long> Seqs) : AuditReceipt(Seqs);
+internal sealed record AuditReceipt<T>(T Result, IReadOnlyList<long> Seqs) : AuditReceipt(Seqs);
 
 /// <summary>
 /// The database transaction an audited unit of work runs in. Everything done through <see cref="Connection"/>,
 /// <see cref="Transaction"/> or <see cref="Db"/> commits together with the unit's events, or not at all. The work must
 /// not commit or roll back the transaction itself, and should be short: units of one batch run one after another.
 /// </summary>
-public sealed class AuditUnitOfWork
+internal sealed class AuditUnitOfWork
 {
     private readonly Func<HarnessDbContext> _createDb;
     private HarnessDbContext? _db;

@@ -9,15 +9,15 @@ using Microsoft.EntityFrameworkCore;
 namespace HarnessServer.Audit;
 
 /// <summary>One event as <c>GET /v1/audit/events</c> shows it (the export line's fields).</summary>
-public sealed record AuditEventView(
+internal sealed record AuditEventView(
     long Seq, string Tenant, string At, AuditActor Actor, [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] Guid? SessionId, string Type, [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] string? Tool,
     [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] JsonNode? Decision, string PayloadHash, string PrevHash, string Hash, [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] JsonNode? Payload);
 
 /// <summary>A page of events; <c>next</c> is the <c>after</c> of the following page, null on the last one.</summary>
-public sealed record AuditEventPage(IReadOnlyList<AuditEventView> Events, [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] long? Next);
+internal sealed record AuditEventPage(IReadOnlyList<AuditEventView> Events, [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] long? Next);
 
 /// <summary>The checkpoints of the caller's tenant with the key that signed them.</summary>
-public sealed record AuditCheckpointPage(AuditPublicKey PublicKey, IReadOnlyList<AuditCheckpoint> Checkpoints, [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] long? Next);
+internal sealed record AuditCheckpointPage(AuditPublicKey PublicKey, IReadOnlyList<AuditCheckpoint> Checkpoints, [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] long? Next);
 
 internal static class AuditEndpoints
 {

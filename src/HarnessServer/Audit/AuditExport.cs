@@ -10,7 +10,7 @@ namespace HarnessServer.Audit;
 /// <c>{seq, tenant, at, actor: {id, name}, sessionId, type, tool, decision, payloadHash, prevHash, hash, payload}</c>.
 /// <c>payload</c> is not hashed (its hash is); a redacted payload is left out of the line.
 /// </summary>
-public sealed class AuditExport(NpgsqlDataSource database)
+internal sealed class AuditExport(NpgsqlDataSource database)
 {
     private const int BatchSize = 1_000;
 

@@ -9,7 +9,7 @@ namespace HarnessServer.Audit;
 /// only by <see cref="AuditChain"/>; the database refuses updates and deletes. <see cref="Decision"/> and
 /// <see cref="Payload"/> are <c>jsonb</c> text; a SQL NULL payload means it was redacted.
 /// </summary>
-public sealed class AuditEventRecord : ITenantOwned
+internal sealed class AuditEventRecord : ITenantOwned
 {
     public required string TenantId { get; set; }
     public long Seq { get; init; }
@@ -35,7 +35,7 @@ internal sealed class AuditHeadRecord
 }
 
 /// <summary>A signed statement that a tenant's chain had <see cref="Hash"/> at <see cref="Seq"/> (insert-only).</summary>
-public sealed class AuditCheckpointRecord : ITenantOwned
+internal sealed class AuditCheckpointRecord : ITenantOwned
 {
     public required string TenantId { get; set; }
     public long Seq { get; init; }

@@ -7,7 +7,7 @@ namespace HarnessServer.Audit;
 /// The ECDSA P-256 key that signs checkpoints. It lives in a PEM file outside the database, so whoever can rewrite
 /// the database cannot also forge a checkpoint over a rewritten chain.
 /// </summary>
-public sealed class AuditSigningKey : IDisposable
+internal sealed class AuditSigningKey : IDisposable
 {
     private readonly ECDsa _key;
 

@@ -12,7 +12,7 @@ namespace HarnessServer.Audit;
 /// <param name="Checked">Events whose hash was recomputed and found good.</param>
 /// <param name="FirstInvalidSeq">The first seq that is missing, altered, out of place or contradicts a checkpoint.</param>
 /// <param name="Checkpoint">The latest authentic checkpoint the chain was checked against.</param>
-public sealed record AuditVerification(
+internal sealed record AuditVerification(
     bool Valid,
     long Checked,
     long HeadSeq,
@@ -30,7 +30,7 @@ public sealed record AuditVerification(
 /// Each event's hash depends only on its own row (its stored prevHash included), so hashes are recomputed in parallel
 /// while the next batch is read; only the cheap link checks (seq, prevHash = previous hash) run in order.
 /// </remarks>
-public sealed class AuditVerifier(NpgsqlDataSource database, AuditCheckpoints checkpoints)
+internal sealed class AuditVerifier(NpgsqlDataSource database, AuditCheckpoints checkpoints)
 {
     private const int BatchSize = 10_000;
 

@@ -13,7 +13,7 @@ internal static class DataExtensions
     {
         var connectionString = ResolveConnectionString(builder);
 
-        // The owner connection runs migrations; the application connection drops to the restricted role on open.
+        // The owner connection runs migrations; the application connection runs as the restricted role.
         var owner = new NpgsqlDataSourceBuilder(connectionString);
         owner.UseVector();
         var ownerSource = owner.Build();

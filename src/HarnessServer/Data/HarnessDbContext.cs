@@ -8,7 +8,7 @@ namespace HarnessServer.Data;
 /// The one DbContext. Every <see cref="ITenantOwned"/> entity gets a global query filter on the scope's tenant, and
 /// every write is stamped with (and checked against) that tenant, so tenant scoping holds by construction.
 /// </summary>
-public sealed class HarnessDbContext(DbContextOptions<HarnessDbContext> options, TenantContext tenant) : DbContext(options)
+internal sealed class HarnessDbContext(DbContextOptions<HarnessDbContext> options, TenantContext tenant) : DbContext(options)
 {
     /// <summary>Read by the query filters at query time; EF Core parameterises it per query.</summary>
     internal string CurrentTenantId => tenant.TenantId;
@@ -17,6 +17,11 @@ public sealed class HarnessDbContext(DbContextOptions<HarnessDbContext> options,
     public DbSet<User> Users => Set<User>();
     public DbSet<Team> Teams => Set<Team>();
     public DbSet<TeamMembership> TeamMemberships => Set<TeamMembership>();
+    public DbSet<Sessions.Session> Sessions => Set<Sessions.Session>();
+    public DbSet<Pipeline.ToolCall> ToolCalls => Set<Pipeline.ToolCall>();
+    public DbSet<Approvals.Approval> Approvals => Set<Approvals.Approval>();
+    public DbSet<Tools.ToolRegistration> ToolRegistrations => Set<Tools.ToolRegistration>();
+    public DbSet<Policies.PolicyVersion> PolicyVersions => Set<Policies.PolicyVersion>();
 
     protected override void OnModelCreating(ModelBuilder modelBuilder)
     {

@@ -1,7 +1,7 @@
 namespace HarnessServer.Data;
 
 /// <summary>A row that belongs to one tenant; <see cref="HarnessDbContext"/> filters and stamps it.</summary>
-public interface ITenantOwned
+internal interface ITenantOwned
 {
     string TenantId { get; set; }
 }

@@ -1,14 +1,14 @@
 namespace HarnessServer.Data;
 
 /// <summary>A tenant, known from the first token that names it.</summary>
-public sealed class Tenant
+internal sealed class Tenant
 {
     public required string Id { get; init; }
     public DateTimeOffset CreatedAt { get; init; }
 }
 
 /// <summary>A user of one tenant, provisioned just in time from token claims.</summary>
-public sealed class User : ITenantOwned
+internal sealed class User : ITenantOwned
 {
     public required string TenantId { get; set; }
     public required string Id { get; init; }
@@ -18,7 +18,7 @@ public sealed class User : ITenantOwned
 }
 
 /// <summary>A team of one tenant, known from the groups claim of its members' tokens.</summary>
-public sealed class Team : ITenantOwned
+internal sealed class Team : ITenantOwned
 {
     public required string TenantId { get; set; }
     public required string Name { get; init; }
@@ -26,7 +26,7 @@ public sealed class Team : ITenantOwned
 }
 
 /// <summary>A user's membership of a team, as their latest token said.</summary>
-public sealed class TeamMembership : ITenantOwned
+internal sealed class TeamMembership : ITenantOwned
 {
     public required string TenantId { get; set; }
     public required string TeamName { get; init; }

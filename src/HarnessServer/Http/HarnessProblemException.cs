@@ -6,4 +6,7 @@ internal class HarnessProblemException(int status, string code, string detail, s
     public int Status { get; } = status;
     public string Code { get; } = code;
     public string Title { get; } = title ?? code.Replace('_', ' ');
+
+    /// <summary>Extra members of the problem body, such as every error of an invalid document.</summary>
+    public virtual IReadOnlyDictionary<string, object?>? Extensions => null;
 }

@@ -38,7 +38,7 @@ internal sealed class ProblemExceptionHandler(ILogger<ProblemExceptionHandler> l
             return false;
         }
 
-        await Problems.WriteAsync(context, status, title, detail, code);
+        await Problems.WriteAsync(context, status, title, detail, code, (exception as HarnessProblemException)?.Extensions);
         return true;
     }
 

@@ -4,7 +4,7 @@ using Microsoft.Extensions.Options;
 namespace HarnessServer.Identity;
 
 /// <summary>Who is calling: read once from the validated token's claims, named by configuration.</summary>
-public sealed record CurrentUser(string TenantId, string UserId, string DisplayName, IReadOnlyList<string> Teams, IReadOnlyList<string> Roles)
+internal sealed record CurrentUser(string TenantId, string UserId, string DisplayName, IReadOnlyList<string> Teams, IReadOnlyList<string> Roles)
 {
     public bool IsAdmin => Roles.Contains(HarnessRoles.Admin);
     public bool IsApprover => Roles.Contains(HarnessRoles.Approver);

@@ -93,8 +93,8 @@ internal sealed class DevelopmentIssuer
 }
 
 /// <summary>Who the development token speaks for; every field has a default (alice of acme, team platform, admin).</summary>
-public sealed record DevelopmentTokenRequest(
+internal sealed record DevelopmentTokenRequest(
     string? User = null, string? Name = null, string? Tenant = null,
     IReadOnlyList<string>? Teams = null, IReadOnlyList<string>? Roles = null, int? Hours = null);
 
-public sealed record DevelopmentTokenResponse(string AccessToken, DateTimeOffset ExpiresAt);
+internal sealed record DevelopmentTokenResponse(string AccessToken, DateTimeOffset ExpiresAt);

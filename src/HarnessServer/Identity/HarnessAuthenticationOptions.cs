@@ -1,7 +1,7 @@
 namespace HarnessServer.Identity;
 
 /// <summary>The <c>Authentication</c> section: the OIDC issuer, the accepted audience and the claim names.</summary>
-public sealed class HarnessAuthenticationOptions
+internal sealed class HarnessAuthenticationOptions
 {
     public string? Authority { get; set; }
     public string Audience { get; set; } = "harness";
@@ -13,7 +13,7 @@ public sealed class HarnessAuthenticationOptions
     public ClaimNames Claims { get; set; } = new();
 }
 
-public sealed class ClaimNames
+internal sealed class ClaimNames
 {
     public string User { get; set; } = "sub";
     public string Tenant { get; set; } = "tid";

@@ -3,7 +3,7 @@ using Microsoft.AspNetCore.Authorization;
 namespace HarnessServer.Identity;
 
 /// <summary>The roles a token can carry, per the contract.</summary>
-public static class HarnessRoles
+internal static class HarnessRoles
 {
     public const string Admin = "harness.admin";
     public const string Auditor = "harness.auditor";
@@ -11,7 +11,7 @@ public static class HarnessRoles
 }
 
 /// <summary>Authorization policies; handlers never check role strings themselves.</summary>
-public static class HarnessPolicies
+internal static class HarnessPolicies
 {
     /// <summary>Any authenticated user of a tenant.</summary>
     public const string User = "harness.user";

@@ -139,4 +139,4 @@ internal static class IdentityExtensions
 }
 
 /// <summary>The body of <c>GET /v1/me</c>.</summary>
-public sealed record MeResponse(string User, string Tenant, IReadOnlyList<string> Teams, IReadOnlyList<string> Roles);
+internal sealed record MeResponse(string User, string Tenant, IReadOnlyList<string> Teams, IReadOnlyList<string> Roles);

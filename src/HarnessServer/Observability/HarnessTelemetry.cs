@@ -4,7 +4,7 @@ using System.Diagnostics.Metrics;
 namespace HarnessServer.Observability;
 
 /// <summary>The server's own <see cref="ActivitySource"/> and <see cref="Meter"/>, shared by every feature.</summary>
-public static class HarnessTelemetry
+internal static class HarnessTelemetry
 {
     public const string Name = "HarnessServer";
 

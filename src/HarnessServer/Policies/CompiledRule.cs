@@ -41,10 +41,17 @@ internal sealed class CompiledRule
         Effect = rule.Effect;
         // Only org rules can lock; the parser refuses the others, and a hand-built rule must not gain the power.
         Locked = rule.Locked && level == PolicyLevel.Org;
-        Info = new PolicyRuleInfo(level, source, index, rule.Effect, Locked, rule.Reason ?? $"rule {index} of {source} ({rule.Effect.ToString().ToLowerInvariant()} {rule.Tool})", rule);
+        Info = new PolicyRuleInfo(level, source, index, rule.Effect, Locked, rule.Reason ?? $"rule {index} of {source} ({EffectName(rule.Effect)} {rule.Tool})", rule);
     }
 
     public PolicyGlob Tool { get; }
+
+    private static string EffectName(PolicyEffect effect) => effect switch
+    {
+        PolicyEffect.Allow => "allow",
+        PolicyEffect.Ask => "ask",
+        _ => "deny",
+    };
 
     public ArgumentMatcher[] Args { get; }
 

@@ -26,8 +26,20 @@ internal static class PolicyDirectory
         foreach (var folder in Directory.EnumerateDirectories(root).Order(StringComparer.Ordinal))
         {
             var tenant = Path.GetFileName(folder);
+            if (tenant.StartsWith('.'))
+            {
+                continue;
+            }
+
             var before = errors.Count;
-            var org = LoadLevel(Files(folder, errors).Where(f => Path.GetFileNameWithoutExtension(f.Path) == "org"), PolicyLevel.Org, errors)
+            var files = Files(folder, errors);
+            // A misspelt org file would otherwise be ignored without a word.
+            foreach (var stray in files.Where(f => f.Name != "org"))
+            {
+                errors.Add(new PolicyError(stray.Path, 1, 1, "unexpected policy file: a tenant folder holds org.yaml, teams/<team>.yaml and users/<user>.yaml"));
+            }
+
+            var org = LoadLevel(files.Where(f => f.Name == "org"), PolicyLevel.Org, errors)
                 .Select(d => d.Document).FirstOrDefault();
             var teams = LoadNamed(Path.Combine(folder, "teams"), PolicyLevel.Team, errors);
             var users = LoadNamed(Path.Combine(folder, "users"), PolicyLevel.User, errors);
@@ -54,7 +66,7 @@ internal static class PolicyDirectory
         return documents;
     }
 
-    private static IEnumerable<(string Path, string Name)> Files(string folder, List<PolicyError> errors)
+    private static List<(string Path, string Name)> Files(string folder, List<PolicyError> errors)
     {
         var files = Directory.EnumerateFiles(folder)
             .Where(f => Extensions.Contains(Path.GetExtension(f), StringComparer.OrdinalIgnoreCase))

@@ -14,8 +14,14 @@ internal sealed class PolicyResolver
 
     // Bounds memory when callers send many unknown tool names; past it plans are built per call.
     private const int MaxCachedTools = 4096;
+    /// <summary>Longer argument values are not matched; the call is decided as unclassifiable.</summary>
+    public const int MaxArgumentLength = 65_536;
+
     private const string PathEscapes =
-        "path escapes the workspace; most restrictive of the org default and every rule for this tool";
+        "path escapes the workspace or is not a valid path; most restrictive of the org default and every rule for this tool";
+
+    private const string ArgumentTooLong =
+        "an argument a rule constrains is longer than 65,536 characters; most restrictive of the org default and every rule for this tool";
 
     private readonly ConcurrentDictionary<string, ToolPlan> _plans = new(StringComparer.Ordinal);
     private readonly CompiledPolicy _policy;
@@ -46,6 +52,14 @@ internal sealed class PolicyResolver
         ArgumentNullException.ThrowIfNull(tool);
         ArgumentNullException.ThrowIfNull(args);
         var plan = Plan(tool);
+        foreach (var name in plan.ConstrainedArguments)
+        {
+            if (args.TryGetValue(name, out var value) && value is not null && value.Length > MaxArgumentLength)
+            {
+                return plan.Unclassifiable(ArgumentTooLong);
+            }
+        }
+
         if (!args.TryGetValue("path", out var rawPath) || rawPath is null)
         {
             return DecideCommand(plan, args, default, false);
@@ -97,7 +111,10 @@ internal sealed class PolicyResolver
             var deciding = 0;
             for (var i = 0; i < count; i++)
             {
-                var decision = DecideCall(plan, new CallView(args, path, hasPath, normalized[commands[i]], true));
+                var command = normalized[commands[i]];
+                var program = command.IndexOf(' ') is var space and >= 0 ? command[..space] : command;
+                var bareProgram = command[(program.LastIndexOf('/') + 1)..];
+                var decision = DecideCall(plan, new CallView(args, path, hasPath, command, true, bareProgram));
                 if (i == 0 || decision.Effect > worst.Effect)
                 {
                     worst = decision;
@@ -160,8 +177,15 @@ internal sealed class PolicyResolver
             }
             else if (arg.IsCommand && call.HasCommand)
             {
-                value = call.Command;
-                crossesSlash = true;
+                // "/bin/rm x" must not slip past a deny "rm *": ask and deny rules also see the bare program name.
+                // Allow rules do not, or "./git" (any script in the workspace) would pass for "git".
+                if (arg.IsMatch(call.Command, crossesSlash: true)
+                    || (rule.Effect != PolicyEffect.Allow && arg.IsMatch(call.BareProgramCommand, crossesSlash: true)))
+                {
+                    continue;
+                }
+
+                return false;
             }
             else if (call.Args.TryGetValue(arg.Name, out var raw) && raw is not null)
             {
@@ -279,12 +303,21 @@ internal sealed class PolicyResolver
             }
         }
 
-        return new ToolPlan(tool == ShellTool, groups, _policy.OrgDefault, worst);
+        string[] constrained = [.. groups.SelectMany(g => g).SelectMany(r => r.Args).Select(a => a.Name).Distinct(StringComparer.Ordinal)];
+        return new ToolPlan(tool == ShellTool, groups, constrained, _policy.OrgDefault, worst);
     }
 
-    private sealed class ToolPlan(bool isShell, CompiledRule[][] groups, PolicyRuleInfo orgDefault, PolicyRuleInfo mostRestrictive)
+    private sealed class ToolPlan(
+        bool isShell,
+        CompiledRule[][] groups,
+        string[] constrainedArguments,
+        PolicyRuleInfo orgDefault,
+        PolicyRuleInfo mostRestrictive)
     {
         public bool IsShell { get; } = isShell;
+
+        /// <summary>The argument names any rule for the tool constrains.</summary>
+        public string[] ConstrainedArguments { get; } = constrainedArguments;
 
         /// <summary>Locked org rules, user rules, all teams' rules, other org rules: the order resolution reads them.</summary>
         public CompiledRule[][] Groups { get; } = groups;
@@ -297,8 +330,15 @@ internal sealed class PolicyResolver
 
     private readonly ref struct CallView
     {
-        public CallView(IReadOnlyDictionary<string, string?> args, ReadOnlySpan<char> path, bool hasPath, ReadOnlySpan<char> command, bool hasCommand)
+        public CallView(
+            IReadOnlyDictionary<string, string?> args,
+            ReadOnlySpan<char> path,
+            bool hasPath,
+            ReadOnlySpan<char> command,
+            bool hasCommand,
+            ReadOnlySpan<char> bareProgramCommand = default)
         {
+            BareProgramCommand = bareProgramCommand;
             Args = args;
             Path = path;
             HasPath = hasPath;
@@ -315,5 +355,8 @@ internal sealed class PolicyResolver
         public ReadOnlySpan<char> Command { get; }
 
         public bool HasCommand { get; }
+
+        /// <summary>The simple command with its program's directory removed ("/bin/rm x" as "rm x").</summary>
+        public ReadOnlySpan<char> BareProgramCommand { get; }
     }
 }

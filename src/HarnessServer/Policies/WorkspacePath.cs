@@ -8,13 +8,16 @@ namespace HarnessServer.Policies;
 /// </summary>
 internal static class WorkspacePath
 {
+    /// <summary>Linux's PATH_MAX; no longer path names a file.</summary>
+    public const int MaxLength = 4096;
+
     /// <summary>
     /// Writes the normal form of <paramref name="path"/> into <paramref name="destination"/> (at least as long as
     /// the path) and returns its length, or -1 when the path escapes the workspace.
     /// </summary>
     public static int Normalize(ReadOnlySpan<char> path, ReadOnlySpan<char> workspaceRoot, Span<char> destination)
     {
-        if (path.IndexOfAny('\\', '\0') >= 0)
+        if (path.Length > MaxLength || path.IndexOfAny('\\', '\0') >= 0)
         {
             return -1;
         }

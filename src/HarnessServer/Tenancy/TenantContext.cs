@@ -4,7 +4,7 @@ namespace HarnessServer.Tenancy;
 /// The tenant whose data this scope may see. Set once per request from the token (or once per background unit of
 /// work) and read by <see cref="Data.HarnessDbContext"/>'s query filters, so no query can forget it.
 /// </summary>
-public sealed class TenantContext
+internal sealed class TenantContext
 {
     private string? _tenantId;
 

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# End-to-end pipeline benchmark: a Release server in Development (its dev issuer signs the bench token) over the
+# local PostgreSQL cluster (fsync on), loaded by bench/Pipeline with 32 clients; results in bench/results/pipeline.md.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+scripts/provision.sh
+export ConnectionStrings__Harness=${ConnectionStrings__Harness:-$(scripts/local-postgres.sh)}
+export ASPNETCORE_ENVIRONMENT=Development Urls=http://127.0.0.1:5099 Harness__PoliciesPath=.data/bench-policies
+dotnet build -c Release --nologo -v quiet src/HarnessServer bench/Pipeline
+dotnet src/HarnessServer/bin/Release/net10.0/HarnessServer.dll &
+server=$!
+trap 'kill $server 2>/dev/null; wait $server 2>/dev/null' EXIT
+for _ in $(seq 1 60); do curl -sf "$Urls/healthz" >/dev/null && break; sleep 0.5; done
+dotnet bench/Pipeline/bin/Release/net10.0/HarnessServer.PipelineBench.dll "$Urls" bench/results/pipeline.md "${CLIENTS:-32}" "${SECONDS_PER_SCENARIO:-10}"

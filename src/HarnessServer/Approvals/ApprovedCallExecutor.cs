@@ -1,0 +1,151 @@
+using System.Text.Json.Nodes;
+using HarnessServer.Audit;
+using HarnessServer.Data;
+using HarnessServer.Identity;
+using HarnessServer.Pipeline;
+using HarnessServer.Sessions;
+using HarnessServer.Tenancy;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
+using Npgsql;
+
+namespace HarnessServer.Approvals;
+
+/// <summary>
+/// The durable worker behind approvals. It claims one approved, not yet executed approval at a time with
+/// <c>FOR UPDATE SKIP LOCKED</c> and stamps it executed in the claiming transaction, before running it: so two server
+/// processes never run the same call, and a call whose process died mid-run is never run again. It also expires
+/// approvals that waited too long. Decisions wake it; otherwise it polls.
+/// </summary>
+internal sealed class ApprovedCallExecutor(
+    DatabaseSources sources,
+    IServiceScopeFactory scopes,
+    IOptions<ApprovalOptions> options,
+    ILogger<ApprovedCallExecutor> logger) : BackgroundService
+{
+    private readonly SemaphoreSlim _wake = new(0);
+
+    public void Wake()
+    {
+        if (_wake.CurrentCount == 0)
+        {
+            _wake.Release();
+        }
+    }
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            try
+            {
+                await ExpireAsync(stoppingToken);
+                while (await ClaimAsync(stoppingToken) is { } claim)
+                {
+                    await RunAsync(claim, stoppingToken);
+                }
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception e) when (e is NpgsqlException or AuditUnavailableException or InvalidOperationException)
+            {
+                logger.LogWarning(e, "Approved-call executor pass failed; retrying");
+            }
+
+            await _wake.WaitAsync(options.Value.PollInterval, stoppingToken).ContinueWith(_ => { }, TaskScheduler.Default);
+        }
+    }
+
+    private async Task<(string Tenant, Guid CallId)?> ClaimAsync(CancellationToken cancellationToken)
+    {
+        await using var connection = await sources.Application.OpenConnectionAsync(cancellationToken);
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+        await using var claim = new NpgsqlCommand("""
+            WITH next AS (
+                SELECT id FROM approvals
+                WHERE status = 'Approved' AND executed_at IS NULL
+                ORDER BY decided_at LIMIT 1
+                FOR UPDATE SKIP LOCKED)
+            UPDATE approvals a SET executed_at = now() FROM next WHERE a.id = next.id
+            RETURNING a.tenant_id, a.tool_call_id
+            """, connection, transaction);
+        await using var reader = await claim.ExecuteReaderAsync(cancellationToken);
+        if (!await reader.ReadAsync(cancellationToken))
+        {
+            return null;
+        }
+
+        var (tenant, callId) = (reader.GetString(0), reader.GetGuid(1));
+        await reader.CloseAsync();
+        await using var running = new NpgsqlCommand(
+            "UPDATE tool_calls SET status = 'Running' WHERE id = $1 AND tenant_id = $2", connection, transaction)
+        {
+            Parameters = { new() { Value = callId }, new() { Value = tenant } },
+        };
+        await running.ExecuteNonQueryAsync(cancellationToken);
+        await transaction.CommitAsync(cancellationToken);
+        return (tenant, callId);
+    }
+
+    private async Task RunAsync((string Tenant, Guid CallId) claim, CancellationToken cancellationToken)
+    {
+        await using var scope = scopes.CreateAsyncScope();
+        scope.ServiceProvider.GetRequiredService<TenantContext>().Set(claim.Tenant);
+        var db = scope.ServiceProvider.GetRequiredService<HarnessDbContext>();
+        var call = await db.ToolCalls.AsNoTracking().FirstAsync(c => c.Id == claim.CallId, cancellationToken);
+        // The call runs as its requester, with the teams they had when they asked.
+        var requester = new CurrentUser(call.TenantId, call.RequestedBy, call.RequestedByName, call.RequesterTeams, []);
+        var pipeline = scope.ServiceProvider.GetRequiredService<ToolCallPipeline>();
+        var request = new ToolCallRequest(requester, call.SessionId, call.Tool, call.Arguments.RootElement.Clone());
+        var response = await pipeline.RunApprovedAsync(request, call, cancellationToken);
+        logger.LogInformation("Approved call {Call} of {Tenant} finished {Status}", call.Id, call.TenantId, response.Status);
+    }
+
+    private async Task ExpireAsync(CancellationToken cancellationToken)
+    {
+        var tenants = new List<string>();
+        await using (var connection = await sources.Application.OpenConnectionAsync(cancellationToken))
+        await using (var find = new NpgsqlCommand(
+            "SELECT DISTINCT tenant_id FROM approvals WHERE status = 'Pending' AND expires_at <= now()", connection))
+        await using (var reader = await find.ExecuteReaderAsync(cancellationToken))
+        {
+            while (await reader.ReadAsync(cancellationToken))
+            {
+                tenants.Add(reader.GetString(0));
+            }
+        }
+
+        foreach (var tenant in tenants)
+        {
+            await using var scope = scopes.CreateAsyncScope();
+            scope.ServiceProvider.GetRequiredService<TenantContext>().Set(tenant);
+            var audit = scope.ServiceProvider.GetRequiredService<AuditChain>();
+            var time = scope.ServiceProvider.GetRequiredService<TimeProvider>();
+            await audit.AppendAsync(tenant, async (unit, ct) =>
+            {
+                var now = time.GetUtcNow();
+                var expired = await unit.Db.Approvals
+                    .Where(a => a.Status == ApprovalStatus.Pending && a.ExpiresAt <= now)
+                    .ToListAsync(ct);
+                var entries = new List<AuditEntry>();
+                foreach (var approval in expired)
+                {
+                    approval.Status = ApprovalStatus.Expired;
+                    approval.DecidedAt = now;
+                    await unit.Db.ToolCalls.Where(c => c.Id == approval.ToolCallId)
+                        .ExecuteUpdateAsync(c => c.SetProperty(x => x.Status, ToolCallStatus.Expired).SetProperty(x => x.CompletedAt, now), ct);
+                    var (kind, key) = SessionEvents.NotifyArguments(tenant, approval.SessionId, approval.ToolCallId);
+                    await ChangeFeed.NotifyAsync(unit.Connection, unit.Transaction, kind, key, ct);
+                    entries.Add(new AuditEntry("tool_call.approval_expired", new AuditActor("harness", "HarnessServer"),
+                        approval.SessionId, approval.Tool,
+                        Payload: new JsonObject { ["approvalId"] = approval.Id.ToString(), ["callId"] = approval.ToolCallId.ToString(), ["requestedBy"] = approval.RequestedBy }));
+                }
+
+                await unit.Db.SaveChangesAsync(ct);
+                return (expired.Count, (IReadOnlyList<AuditEntry>)entries);
+            }, cancellationToken);
+        }
+    }
+}

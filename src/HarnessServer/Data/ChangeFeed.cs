@@ -1,0 +1,74 @@
+using Npgsql;
+
+namespace HarnessServer.Data;
+
+/// <summary>
+/// Tells every server process when a tenant's policies or tool registry changed, through PostgreSQL
+/// <c>LISTEN/NOTIFY</c>: writers call <see cref="NotifySql"/> inside their transaction (delivered on commit), and
+/// caches subscribe to <see cref="Changed"/>. If the listening connection drops, every cache is cleared.
+/// </summary>
+internal sealed class ChangeFeed(DatabaseSources sources, ILogger<ChangeFeed> logger) : BackgroundService
+{
+    public const string Channel = "harness_changes";
+
+    /// <summary>SQL for a writer's transaction: <c>$1</c> is the kind (<c>policies</c>, <c>tools</c>), <c>$2</c> the tenant.</summary>
+    public const string NotifySql = "SELECT pg_notify('" + Channel + "', $1 || ':' || $2)";
+
+    /// <summary>Raised with (kind, tenant); (kind, null) means "forget everything".</summary>
+    public event Action<string, string?>? Changed;
+
+    /// <summary>Queues a notification in the caller's transaction; it is delivered to every process on commit.</summary>
+    public static async Task NotifyAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, string kind, string key, CancellationToken cancellationToken)
+    {
+        await using var command = new NpgsqlCommand(NotifySql, connection, transaction)
+        {
+            Parameters = { new() { Value = kind }, new() { Value = key } },
+        };
+        await command.ExecuteNonQueryAsync(cancellationToken);
+    }
+
+    /// <summary>Raises a change locally, for the process that made it (its own notification arrives too).</summary>
+    public void Publish(string kind, string? tenant) => Changed?.Invoke(kind, tenant);
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            try
+            {
+                await using var connection = await sources.Application.OpenConnectionAsync(stoppingToken);
+                connection.Notification += (_, e) =>
+                {
+                    var separator = e.Payload.IndexOf(':', StringComparison.Ordinal);
+                    if (separator > 0)
+                    {
+                        Publish(e.Payload[..separator], e.Payload[(separator + 1)..]);
+                    }
+                };
+                await using (var listen = new NpgsqlCommand($"LISTEN {Channel}", connection))
+                {
+                    await listen.ExecuteNonQueryAsync(stoppingToken);
+                }
+
+                // Whatever changed while we were not listening is unknown: start clean.
+                Publish("policies", null);
+                Publish("tools", null);
+                while (!stoppingToken.IsCancellationRequested)
+                {
+                    await connection.WaitAsync(stoppingToken);
+                }
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception e) when (e is NpgsqlException or System.Net.Sockets.SocketException or IOException)
+            {
+                logger.LogWarning(e, "Change feed connection lost; caches cleared, reconnecting");
+                Publish("policies", null);
+                Publish("tools", null);
+                await Task.Delay(TimeSpan.FromSeconds(1), stoppingToken);
+            }
+        }
+    }
+}

@@ -1,0 +1,20 @@
+using HarnessServer.Tools;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Metadata.Builders;
+
+namespace HarnessServer.Data;
+
+internal sealed class ToolRegistrationConfiguration : IEntityTypeConfiguration<ToolRegistration>
+{
+    public void Configure(EntityTypeBuilder<ToolRegistration> builder)
+    {
+        builder.ToTable("tool_registrations");
+        builder.HasKey(t => new { t.TenantId, t.Name, t.Version });
+        builder.Property(t => t.TenantId).HasMaxLength(Limits.Identifier);
+        builder.Property(t => t.Name).HasMaxLength(Limits.Identifier);
+        builder.Property(t => t.Description).HasMaxLength(4000);
+        builder.Property(t => t.Kind).HasConversion<string>().HasMaxLength(20);
+        builder.Property(t => t.ChangedBy).HasMaxLength(Limits.Identifier);
+        builder.HasOne<Tenant>().WithMany().HasForeignKey(t => t.TenantId);
+    }
+}

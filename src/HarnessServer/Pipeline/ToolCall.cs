@@ -1,0 +1,39 @@
+using System.Text.Json;
+using HarnessServer.Data;
+
+namespace HarnessServer.Pipeline;
+
+/// <summary>The contract's statuses of one tool call, plus the internal ones an approved call passes through.</summary>
+internal enum ToolCallStatus
+{
+    Rejected,
+    Denied,
+    PendingApproval,
+    Approved,
+    Running,
+    Succeeded,
+    Failed,
+    Expired,
+    Interrupted,
+}
+
+/// <summary>One proposed tool call and everything the pipeline decided and observed about it.</summary>
+internal sealed class ToolCall : ITenantOwned
+{
+    public Guid Id { get; init; }
+    public required string TenantId { get; set; }
+    public Guid SessionId { get; init; }
+    public required string RequestedBy { get; init; }
+    public required string RequestedByName { get; init; }
+    public required string[] RequesterTeams { get; init; }
+    public required string Tool { get; init; }
+    public required JsonDocument Arguments { get; init; }
+    public ToolCallStatus Status { get; set; }
+    public JsonDocument? Decision { get; set; }
+    public JsonDocument? Result { get; set; }
+    public JsonDocument? Error { get; set; }
+    public Guid? ApprovalId { get; set; }
+    public long? AuditSeq { get; set; }
+    public DateTimeOffset CreatedAt { get; init; }
+    public DateTimeOffset? CompletedAt { get; set; }
+}

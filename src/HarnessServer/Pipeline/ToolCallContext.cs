@@ -1,0 +1,42 @@
+using System.Text.Json.Nodes;
+using HarnessServer.Identity;
+using HarnessServer.Policies;
+using HarnessServer.Sandbox;
+using HarnessServer.Sessions;
+using HarnessServer.Tools;
+
+namespace HarnessServer.Pipeline;
+
+/// <summary>What the pipeline knows about one call as it passes its stages.</summary>
+internal sealed class ToolCallContext(ToolCallRequest request, Session session, Workspace workspace)
+{
+    public ToolCallRequest Request { get; } = request;
+    public CurrentUser Caller => Request.Caller;
+    public Session Session { get; } = session;
+    /// <summary>The session's workspace, opened once for the call; file tools resolve beneath it.</summary>
+    public Workspace Workspace { get; } = workspace;
+    public Guid CallId { get; init; } = Guid.CreateVersion7();
+
+    /// <summary>Set when an approved call re-enters the pipeline: it skips the decision and runs.</summary>
+    public ToolCall? Approved { get; init; }
+
+    public ToolDefinition? Tool { get; set; }
+    public PolicyDecision? Decision { get; set; }
+    public Guid? ApprovalId { get; set; }
+
+    public ToolCallStatus? Status { get; private set; }
+    public ToolCallError? Error { get; private set; }
+    public JsonNode? Result { get; set; }
+    public long? AuditSeq { get; set; }
+
+    /// <summary>True once a stage has given the call its final (or waiting) status.</summary>
+    public bool IsSettled => Status is not null and not ToolCallStatus.Running;
+
+    public void Settle(ToolCallStatus status, ToolCallError? error = null)
+    {
+        Status = status;
+        Error = error;
+    }
+
+    public void MarkRunning() => Status = ToolCallStatus.Running;
+}

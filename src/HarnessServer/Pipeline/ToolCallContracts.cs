@@ -1,0 +1,25 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using HarnessServer.Identity;
+
+namespace HarnessServer.Pipeline;
+
+/// <summary>A call proposed by a user (over HTTP) or by the model on their behalf (agent turns).</summary>
+internal sealed record ToolCallRequest(CurrentUser Caller, Guid SessionId, string Tool, JsonElement Arguments);
+
+/// <summary>Who or what decided a call, as the contract's <c>decision</c> object.</summary>
+internal sealed record DecisionView(string Effect, string? Level, string? Source, string? Reason, int? Index = null);
+
+/// <summary>What went wrong with a call that did not run or did not succeed.</summary>
+internal sealed record ToolCallError(string Code, string Message, IReadOnlyList<Tools.ArgumentError>? Arguments = null);
+
+/// <summary>The contract's response of <c>POST /v1/sessions/{id}/tool-calls</c>.</summary>
+internal sealed record ToolCallResponse(
+    Guid Id,
+    string Tool,
+    ToolCallStatus Status,
+    DecisionView? Decision,
+    Guid? ApprovalId,
+    JsonNode? Result,
+    ToolCallError? Error,
+    long? AuditSeq);

@@ -1,0 +1,111 @@
+using System.Diagnostics;
+using HarnessServer.Http;
+using HarnessServer.Observability;
+using HarnessServer.Sandbox;
+using HarnessServer.Sessions;
+using Microsoft.EntityFrameworkCore;
+
+namespace HarnessServer.Pipeline;
+
+/// <summary>
+/// The one place tool calls run: HTTP calls, agent (model-proposed) calls and approved calls all enter here.
+/// The stages run in this order, each traced and audited:
+/// (1) <see cref="ResolveToolStep"/> the tool in the tenant's registry,
+/// (2) <see cref="ValidateArgumentsStep"/> against its JSON Schema,
+/// (3) <see cref="DecideStep"/> with the caller's effective policy,
+/// (4) <see cref="CommitDecisionStep"/>: the call, its decision (and an approval for <c>ask</c>) and their audit events
+///     commit together, or nothing happens (503),
+/// (5) <see cref="ExecuteStep"/> in the sandbox,
+/// (6) <see cref="RecordResultStep"/>: the result and its audit event.
+/// Every stage sees what the earlier ones settled: once a call is rejected, denied or pending approval, the later
+/// stages only record it, and nothing reaches (5).
+/// </summary>
+internal sealed class ToolCallPipeline(
+    IEnumerable<IToolCallStep> steps,
+    SessionGate gate,
+    WorkspaceRoot workspaces,
+    Data.HarnessDbContext db,
+    Tenancy.TenantContext tenant)
+{
+    private readonly IToolCallStep[] _steps = steps.OrderBy(s => s.Order).ToArray();
+
+    /// <summary>Runs a proposed call through every stage and answers the contract's response.</summary>
+    public async Task<ToolCallResponse> RunAsync(ToolCallRequest request, CancellationToken cancellationToken)
+    {
+        var session = await LoadSessionAsync(request.Caller, request.SessionId, cancellationToken);
+        using var _ = await gate.EnterAsync(session.Id, cancellationToken);
+        using var workspace = workspaces.Open(session.TenantId, session.Id.ToString());
+        var context = new ToolCallContext(request, session, workspace);
+        return await RunStagesAsync(context, cancellationToken);
+    }
+
+    /// <summary>Runs an approved call (claimed by the executor); it re-enters before execution, exactly once.</summary>
+    public async Task<ToolCallResponse> RunApprovedAsync(ToolCallRequest request, ToolCall approved, CancellationToken cancellationToken)
+    {
+        var session = await LoadSessionAsync(request.Caller, request.SessionId, cancellationToken, ownerOnly: false);
+        using var _ = await gate.EnterAsync(session.Id, cancellationToken);
+        using var workspace = workspaces.Open(session.TenantId, session.Id.ToString());
+        var context = new ToolCallContext(request, session, workspace)
+        {
+            CallId = approved.Id,
+            Approved = approved,
+            ApprovalId = approved.ApprovalId,
+        };
+        return await RunStagesAsync(context, cancellationToken);
+    }
+
+    private async Task<ToolCallResponse> RunStagesAsync(ToolCallContext context, CancellationToken cancellationToken)
+    {
+        using var activity = HarnessTelemetry.ActivitySource.StartActivity("tool_call");
+        activity?.SetTag("harness.tenant", context.Caller.TenantId);
+        activity?.SetTag("harness.session", context.Session.Id);
+        activity?.SetTag("harness.tool", context.Request.Tool);
+        var started = Stopwatch.GetTimestamp();
+
+        foreach (var step in _steps)
+        {
+            if (context.Approved is not null && step.SkippedForApprovedCalls)
+            {
+                continue;
+            }
+
+            using var stage = HarnessTelemetry.ActivitySource.StartActivity($"tool_call.{step.Name}");
+            await step.RunAsync(context, cancellationToken);
+            stage?.SetTag("harness.status", context.Status?.ToString());
+        }
+
+        var status = context.Status ?? ToolCallStatus.Failed;
+        activity?.SetTag("harness.status", status.ToString());
+        PipelineMetrics.Calls.Add(1, new("tool", context.Request.Tool), new("status", status.ToString()));
+        PipelineMetrics.Duration.Record(Stopwatch.GetElapsedTime(started).TotalMilliseconds, new KeyValuePair<string, object?>("tool", context.Request.Tool));
+
+        return new ToolCallResponse(
+            context.CallId,
+            context.Request.Tool,
+            status,
+            context.Decision is { } d ? new DecisionView(d.Effect.ToString().ToLowerInvariant(), d.Level.ToString().ToLowerInvariant(), d.Source, d.Reason, d.Index) : null,
+            context.ApprovalId,
+            context.Result,
+            context.Error,
+            context.AuditSeq);
+    }
+
+    private async Task<Session> LoadSessionAsync(Identity.CurrentUser caller, Guid sessionId, CancellationToken cancellationToken, bool ownerOnly = true)
+    {
+        tenant.Set(caller.TenantId);
+        var session = await db.Sessions.AsNoTracking().FirstOrDefaultAsync(s => s.Id == sessionId, cancellationToken);
+        // Another tenant's session, or another user's, does not exist for this caller.
+        if (session is null || (ownerOnly && session.OwnerUserId != caller.UserId))
+        {
+            throw new HarnessProblemException(StatusCodes.Status404NotFound, "session_not_found", $"Session {sessionId} does not exist.");
+        }
+
+        if (session.Status == SessionStatus.Paused && ownerOnly)
+        {
+            throw new HarnessProblemException(StatusCodes.Status409Conflict, "session_paused",
+                $"Session {sessionId} is paused; resume it before calling tools.");
+        }
+
+        return session;
+    }
+}

@@ -1,0 +1,243 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using HarnessServer.Approvals;
+using HarnessServer.Audit;
+using HarnessServer.Data;
+using HarnessServer.Policies;
+using HarnessServer.Sessions;
+using HarnessServer.Tools;
+using Microsoft.Extensions.Options;
+
+namespace HarnessServer.Pipeline;
+
+/// <summary>(1) The tool must exist in the tenant's registry and be enabled.</summary>
+internal sealed class ResolveToolStep(ToolRegistry registry) : IToolCallStep
+{
+    public const int StepOrder = 100;
+    public int Order => StepOrder;
+    public string Name => "resolve";
+
+    public async Task RunAsync(ToolCallContext context, CancellationToken cancellationToken)
+    {
+        var tool = await registry.FindAsync(context.Caller.TenantId, context.Request.Tool, cancellationToken);
+        if (tool is null)
+        {
+            context.Settle(ToolCallStatus.Rejected, new ToolCallError("unknown_tool", $"No tool named '{context.Request.Tool}' exists in this tenant's registry."));
+        }
+        else if (!tool.Enabled)
+        {
+            context.Settle(ToolCallStatus.Rejected, new ToolCallError("tool_disabled", $"Tool '{tool.Name}' is disabled by an administrator."));
+        }
+
+        context.Tool = tool;
+    }
+}
+
+/// <summary>(2) The arguments must satisfy the tool's JSON Schema; every failing path is named.</summary>
+internal sealed class ValidateArgumentsStep : IToolCallStep
+{
+    public const int StepOrder = 200;
+    public int Order => StepOrder;
+    public string Name => "validate";
+
+    public Task RunAsync(ToolCallContext context, CancellationToken cancellationToken)
+    {
+        if (context.IsSettled || context.Tool is null)
+        {
+            return Task.CompletedTask;
+        }
+
+        var errors = ToolArguments.Validate(context.Tool, context.Request.Arguments);
+        if (errors.Count > 0)
+        {
+            var first = errors[0];
+            context.Settle(ToolCallStatus.Rejected, new ToolCallError("invalid_arguments",
+                $"The arguments do not match the schema of '{context.Tool.Name}': {first.Path}: {first.Reason}", errors));
+        }
+
+        return Task.CompletedTask;
+    }
+}
+
+/// <summary>(3) The caller's effective policy decides allow, ask or deny, naming the deciding rule.</summary>
+internal sealed class DecideStep(PolicyService policies) : IToolCallStep
+{
+    public const int StepOrder = 300;
+    public int Order => StepOrder;
+    public string Name => "decide";
+    public bool SkippedForApprovedCalls => true;
+
+    public async Task RunAsync(ToolCallContext context, CancellationToken cancellationToken)
+    {
+        if (context.IsSettled)
+        {
+            return;
+        }
+
+        var resolver = await policies.ResolverForAsync(context.Caller, cancellationToken);
+        var decision = resolver.Decide(context.Request.Tool, ToolArguments.Flatten(context.Request.Arguments), context.Workspace.FullPath);
+        context.Decision = decision;
+        switch (decision.Effect)
+        {
+            case PolicyEffect.Deny:
+                context.Settle(ToolCallStatus.Denied, new ToolCallError("denied", decision.Reason ?? "Denied by policy."));
+                break;
+            case PolicyEffect.Ask:
+                context.ApprovalId = Guid.CreateVersion7();
+                context.Settle(ToolCallStatus.PendingApproval);
+                break;
+            default:
+                context.MarkRunning();
+                break;
+        }
+    }
+}
+
+/// <summary>
+/// (4) The call, its decision and (for <c>ask</c>) its approval are stored together with their audit events, in one
+/// transaction. If that fails the call does not run: the audit chain answers 503.
+/// </summary>
+internal sealed class CommitDecisionStep(AuditChain audit, TimeProvider time, IOptions<ApprovalOptions> approvalOptions) : IToolCallStep
+{
+    public const int StepOrder = 400;
+    public int Order => StepOrder;
+    public string Name => "commit";
+    public bool SkippedForApprovedCalls => true;
+
+    public async Task RunAsync(ToolCallContext context, CancellationToken cancellationToken)
+    {
+        var now = time.GetUtcNow();
+        var status = context.Status ?? ToolCallStatus.Running;
+        var call = new ToolCall
+        {
+            Id = context.CallId,
+            TenantId = context.Caller.TenantId,
+            SessionId = context.Session.Id,
+            RequestedBy = context.Caller.UserId,
+            RequestedByName = context.Caller.DisplayName,
+            RequesterTeams = [.. context.Caller.Teams],
+            Tool = context.Request.Tool,
+            Arguments = JsonDocument.Parse(context.Request.Arguments.GetRawText()),
+            Status = status,
+            Decision = context.Decision is null ? null : JsonSerializer.SerializeToDocument(AuditViews.Decision(context.Decision.Value)),
+            Error = context.Error is null ? null : JsonSerializer.SerializeToDocument(context.Error, AuditViews.Json),
+            ApprovalId = context.ApprovalId,
+            CreatedAt = now,
+            CompletedAt = status is ToolCallStatus.Rejected or ToolCallStatus.Denied ? now : null,
+        };
+
+        var actor = new AuditActor(context.Caller.UserId, context.Caller.DisplayName);
+        var requested = new AuditEntry("tool_call.requested", actor, context.Session.Id, call.Tool, Payload: new JsonObject
+        {
+            ["callId"] = call.Id.ToString(),
+            ["arguments"] = JsonNode.Parse(context.Request.Arguments.GetRawText()),
+        });
+        var settled = context.Status switch
+        {
+            ToolCallStatus.Rejected => new AuditEntry("tool_call.rejected", actor, context.Session.Id, call.Tool,
+                Payload: new JsonObject { ["callId"] = call.Id.ToString(), ["error"] = JsonSerializer.SerializeToNode(context.Error, AuditViews.Json) }),
+            _ => new AuditEntry("tool_call.decided", actor, context.Session.Id, call.Tool,
+                Decision: AuditViews.Decision(context.Decision!.Value),
+                Payload: new JsonObject { ["callId"] = call.Id.ToString(), ["status"] = AuditViews.Status(status), ["approvalId"] = context.ApprovalId?.ToString() }),
+        };
+
+        var receipt = await audit.AppendAsync(context.Caller.TenantId, async (unit, ct) =>
+        {
+            unit.Db.ToolCalls.Add(call);
+            if (context.Status == ToolCallStatus.PendingApproval)
+            {
+                unit.Db.Approvals.Add(new Approval
+                {
+                    Id = context.ApprovalId!.Value,
+                    TenantId = call.TenantId,
+                    ToolCallId = call.Id,
+                    SessionId = call.SessionId,
+                    RequestedBy = call.RequestedBy,
+                    RequesterTeams = call.RequesterTeams,
+                    Tool = call.Tool,
+                    Reason = context.Decision?.Reason ?? "Policy requires approval.",
+                    Status = ApprovalStatus.Pending,
+                    CreatedAt = now,
+                    ExpiresAt = now + approvalOptions.Value.Expiry,
+                });
+            }
+
+            await unit.Db.SaveChangesAsync(ct);
+            await NotifyAsync(unit, context, ct);
+            return (true, (IReadOnlyList<AuditEntry>)[requested, settled]);
+        }, cancellationToken);
+        context.AuditSeq = receipt.Seqs[^1];
+    }
+
+    /// <summary>Live subscribers of the session hear about the change once it commits.</summary>
+    internal static Task NotifyAsync(AuditUnitOfWork unit, ToolCallContext context, CancellationToken cancellationToken)
+    {
+        var (kind, key) = SessionEvents.NotifyArguments(context.Caller.TenantId, context.Session.Id, context.CallId);
+        return ChangeFeed.NotifyAsync(unit.Connection, unit.Transaction, kind, key, cancellationToken);
+    }
+}
+
+/// <summary>(5) The call runs: built-ins in the workspace or the sandbox, command tools as argv in the sandbox.</summary>
+internal sealed class ExecuteStep(ToolExecutors executors) : IToolCallStep
+{
+    public const int StepOrder = 500;
+    public int Order => StepOrder;
+    public string Name => "execute";
+
+    public async Task RunAsync(ToolCallContext context, CancellationToken cancellationToken)
+    {
+        if (context.IsSettled)
+        {
+            return;
+        }
+
+        var outcome = await executors.RunAsync(context, cancellationToken);
+        context.Result = outcome.Result;
+        context.Settle(outcome.Succeeded ? ToolCallStatus.Succeeded : ToolCallStatus.Failed, outcome.Error);
+    }
+}
+
+/// <summary>(6) The result lands on the session's call together with its audit event.</summary>
+internal sealed class RecordResultStep(AuditChain audit, TimeProvider time) : IToolCallStep
+{
+    public const int StepOrder = 600;
+    public int Order => StepOrder;
+    public string Name => "record";
+
+    public async Task RunAsync(ToolCallContext context, CancellationToken cancellationToken)
+    {
+        // New calls settled before execution were stored whole by the commit stage.
+        if (context.Approved is null && context.Status is not (ToolCallStatus.Succeeded or ToolCallStatus.Failed))
+        {
+            return;
+        }
+
+        var status = context.Status!.Value;
+        var now = time.GetUtcNow();
+        var actor = new AuditActor(context.Caller.UserId, context.Caller.DisplayName);
+        var executed = new AuditEntry(
+            status is ToolCallStatus.Succeeded or ToolCallStatus.Failed ? "tool_call.executed" : "tool_call.rejected",
+            actor, context.Session.Id, context.Request.Tool,
+            Payload: new JsonObject
+            {
+                ["callId"] = context.CallId.ToString(),
+                ["status"] = AuditViews.Status(status),
+                ["resultHash"] = AuditViews.HashOf(context.Result),
+                ["error"] = JsonSerializer.SerializeToNode(context.Error, AuditViews.Json),
+            });
+
+        var receipt = await audit.AppendAsync(context.Caller.TenantId, async (unit, ct) =>
+        {
+            var call = await unit.Db.ToolCalls.FindAsync([context.CallId], ct)
+                ?? throw new InvalidOperationException($"Tool call {context.CallId} vanished.");
+            call.Status = status;
+            call.Result = context.Result is null ? null : JsonSerializer.SerializeToDocument(context.Result);
+            call.Error = context.Error is null ? null : JsonSerializer.SerializeToDocument(context.Error, AuditViews.Json);
+            call.CompletedAt = now;
+            await unit.Db.SaveChangesAsync(ct);
+            await CommitDecisionStep.NotifyAsync(unit, context, ct);
+            return (true, (IReadOnlyList<AuditEntry>)[executed]);
+        }, cancellationToken);
+        context.AuditSeq = receipt.Seqs[^1];
+    }
+}

@@ -1,0 +1,188 @@
+using System.Collections.Concurrent;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json.Nodes;
+using HarnessServer.Audit;
+using HarnessServer.Data;
+using HarnessServer.Http;
+using HarnessServer.Identity;
+using HarnessServer.Tenancy;
+using Microsoft.EntityFrameworkCore;
+using Npgsql;
+
+namespace HarnessServer.Policies;
+
+/// <summary>
+/// A tenant's policies: the newest stored version of every level, compiled once and cached until
+/// <see cref="ChangeFeed"/> reports a change from any server process. Stores new versions (admin edits and file
+/// imports) with their audit events, in one transaction.
+/// </summary>
+internal sealed class PolicyService
+{
+    public const string ChangeKind = "policies";
+
+    private readonly IServiceScopeFactory _scopes;
+    private readonly ChangeFeed _feed;
+    private readonly ConcurrentDictionary<string, Lazy<Task<CompiledPolicy>>> _compiled = new(StringComparer.Ordinal);
+
+    public PolicyService(IServiceScopeFactory scopes, ChangeFeed feed)
+    {
+        _scopes = scopes;
+        _feed = feed;
+        feed.Changed += (kind, tenant) =>
+        {
+            if (kind != ChangeKind)
+            {
+                return;
+            }
+
+            if (tenant is null)
+            {
+                _compiled.Clear();
+            }
+            else
+            {
+                _compiled.TryRemove(tenant, out _);
+            }
+        };
+    }
+
+    public async Task<PolicyResolver> ResolverForAsync(CurrentUser user, CancellationToken cancellationToken) =>
+        (await CompiledAsync(user.TenantId, cancellationToken)).For(user.UserId, user.Teams);
+
+    public async Task<PolicyResolver> ResolverForAsync(string tenant, string userId, IReadOnlyList<string> teams, CancellationToken cancellationToken) =>
+        (await CompiledAsync(tenant, cancellationToken)).For(userId, teams);
+
+    public Task<CompiledPolicy> CompiledAsync(string tenant, CancellationToken cancellationToken)
+    {
+        var entry = _compiled.GetOrAdd(tenant, t => new Lazy<Task<CompiledPolicy>>(() => CompileAsync(t)));
+        return entry.Value.WaitAsync(cancellationToken);
+    }
+
+    /// <summary>The newest version of one level, or null when the level was never stored.</summary>
+    public static Task<PolicyVersion?> CurrentAsync(HarnessDbContext db, PolicyLevelKey level, CancellationToken cancellationToken)
+    {
+        var key = level.ToString();
+        return db.PolicyVersions.AsNoTracking()
+            .Where(p => p.LevelKey == key)
+            .OrderByDescending(p => p.Version)
+            .FirstOrDefaultAsync(cancellationToken);
+    }
+
+    /// <summary>
+    /// Validates <paramref name="content"/> and stores it as the level's next version with its audit event.
+    /// <paramref name="expectedVersion"/> (from If-Match) must be the current version, or the store answers 412.
+    /// </summary>
+    public async Task<PolicyVersion> StoreAsync(
+        AuditChain audit, string tenant, PolicyLevelKey level, string content, string origin, AuditActor actor,
+        int? expectedVersion, TimeProvider time, CancellationToken cancellationToken)
+    {
+        var parsed = PolicyParser.Parse(content, level.Level, level.SourceName(tenant));
+        if (!parsed.IsValid)
+        {
+            throw new PolicyValidationException(parsed.Errors);
+        }
+
+        var hash = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(content)));
+        var receipt = await audit.AppendAsync(tenant, async (unit, ct) =>
+        {
+            var current = await CurrentAsync(unit.Db, level, ct);
+            var currentVersion = current?.Version ?? 0;
+            if (expectedVersion is { } expected && expected != currentVersion)
+            {
+                throw new HarnessProblemException(StatusCodes.Status412PreconditionFailed, "version_mismatch",
+                    $"The {level} policy is at version {currentVersion}, not {expected}; reload it and apply your change again.");
+            }
+
+            var stored = new PolicyVersion
+            {
+                TenantId = tenant,
+                LevelKey = level.ToString(),
+                Version = currentVersion + 1,
+                Content = content,
+                ContentHash = hash,
+                Origin = origin,
+                ChangedBy = actor.Id,
+                ChangedByName = actor.Name,
+                ChangedAt = time.GetUtcNow(),
+            };
+            unit.Db.PolicyVersions.Add(stored);
+            try
+            {
+                await unit.Db.SaveChangesAsync(ct);
+            }
+            catch (DbUpdateException e) when (e.InnerException is PostgresException { SqlState: PostgresErrorCodes.UniqueViolation })
+            {
+                throw new HarnessProblemException(StatusCodes.Status412PreconditionFailed, "version_mismatch",
+                    $"The {level} policy changed while this edit was stored; reload it and apply your change again.");
+            }
+
+            await ChangeFeed.NotifyAsync(unit.Connection, unit.Transaction, ChangeKind, tenant, ct);
+            return (stored, (IReadOnlyList<AuditEntry>)[new AuditEntry("policy.changed", actor, Payload: new JsonObject
+            {
+                ["level"] = level.ToString(),
+                ["origin"] = origin,
+                ["beforeVersion"] = current?.Version,
+                ["afterVersion"] = stored.Version,
+                ["beforeHash"] = current?.ContentHash,
+                ["afterHash"] = hash,
+            })]);
+        }, cancellationToken);
+        // This process forgets at once; the others hear the notification committed with the version.
+        _feed.Publish(ChangeKind, tenant);
+        return receipt.Result;
+    }
+
+    private async Task<CompiledPolicy> CompileAsync(string tenant)
+    {
+        try
+        {
+            await using var scope = _scopes.CreateAsyncScope();
+            scope.ServiceProvider.GetRequiredService<TenantContext>().Set(tenant);
+            var db = scope.ServiceProvider.GetRequiredService<HarnessDbContext>();
+            var newest = await db.PolicyVersions.AsNoTracking()
+                .GroupBy(p => p.LevelKey)
+                .Select(g => g.OrderByDescending(p => p.Version).First())
+                .ToListAsync();
+
+            var set = PolicySet.Empty(tenant);
+            var teams = new Dictionary<string, PolicyDocument>(StringComparer.Ordinal);
+            var users = new Dictionary<string, PolicyDocument>(StringComparer.Ordinal);
+            var org = set.Org;
+            foreach (var version in newest)
+            {
+                var level = PolicyLevelKey.Parse(version.LevelKey);
+                // Stored versions were validated when stored; a document that no longer parses must not be skipped
+                // silently (its denies would vanish), so the tenant fails closed instead.
+                var document = PolicyParser.Parse(version.Content, level.Level, level.SourceName(tenant)).Document
+                    ?? throw new InvalidOperationException($"Stored policy {version.LevelKey} v{version.Version} of {tenant} no longer parses.");
+                switch (level.Level)
+                {
+                    case PolicyLevel.Org: org = document; break;
+                    case PolicyLevel.Team: teams[level.Name!] = document; break;
+                    default: users[level.Name!] = document; break;
+                }
+            }
+
+            return PolicyCompiler.Compile(set with { Org = org, Teams = teams, Users = users });
+        }
+        catch
+        {
+            _compiled.TryRemove(tenant, out _);
+            throw;
+        }
+    }
+}
+
+/// <summary>A policy body that does not parse: 400 with every error's line and column; nothing is stored.</summary>
+internal sealed class PolicyValidationException(IReadOnlyList<PolicyError> errors)
+    : HarnessProblemException(StatusCodes.Status400BadRequest, "invalid_policy",
+        errors.Count == 0 ? "The policy is invalid." : $"line {errors[0].Line}, column {errors[0].Column}: {errors[0].Message}")
+{
+    public IReadOnlyList<PolicyError> Errors { get; } = errors;
+
+    public override IReadOnlyDictionary<string, object?> Extensions => new Dictionary<string, object?>
+    {
+        ["errors"] = Errors.Select(e => new { e.Line, e.Column, e.Message }).ToArray(),
+    };
+}

@@ -1,0 +1,262 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Text;
+using System.Text.RegularExpressions;
+using Microsoft.Extensions.Options;
+
+namespace HarnessServer.Sandbox;
+
+/// <summary>
+/// Builds and runs one bubblewrap sandbox per call (see <see cref="BubblewrapSandbox"/> for what it is made of).
+/// </summary>
+/// <remarks>
+/// One command per call in a fresh bubblewrap sandbox: every namespace unshared (no network but its own
+/// loopback), nested user namespaces disabled, a read-only root of <c>/usr</c> and a few <c>/etc</c> files, the
+/// session workspace as the only writable host folder, a private size-capped <c>/tmp</c>, a scrubbed environment,
+/// and an unprivileged host user. Resource limits are set inside the sandbox by <c>prlimit</c> just before the
+/// command: there <c>RLIMIT_NPROC</c> counts the sandbox's own user namespace, so concurrent calls do not share one
+/// process budget.
+/// </remarks>
+internal sealed partial class BubblewrapLauncher(IOptions<SandboxOptions> options, ILogger<BubblewrapLauncher> logger)
+{
+    private static readonly Encoding Utf8 = new UTF8Encoding(encoderShouldEmitUTF8Identifier: false);
+
+    // Debian's merged /usr: these are links into /usr on the host, and must be the same inside.
+    private static readonly string[] TopLevelLinks = ["bin", "sbin", "lib", "lib32", "lib64", "libx32"];
+
+    // The dynamic linker's cache, the targets of /usr/bin/* alternatives links, the time zone: nothing that names
+    // host users, hosts or secrets.
+    private static readonly string[] EtcFiles = ["/etc/ld.so.cache", "/etc/alternatives", "/etc/localtime"];
+
+    private readonly SandboxOptions _options = options.Value;
+
+    /// <summary>Runs without consulting the probe: only the probe and <see cref="BubblewrapSandbox"/> call this.</summary>
+    public async Task<SandboxResult> RunAsync(SandboxCommand command, CancellationToken cancellationToken)
+    {
+        var timeout = Validate(command);
+        var startInfo = StartInfo(command, timeout);
+        var clock = Stopwatch.StartNew();
+        using var process = new Process { StartInfo = startInfo };
+        await ForkThread.StartAsync(process);
+        process.StandardInput.Close();
+        var stdout = CaptureAsync(process.StandardOutput.BaseStream);
+        var stderr = CaptureAsync(process.StandardError.BaseStream);
+
+        var timedOut = false;
+        using (var limit = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken))
+        {
+            limit.CancelAfter(TimeSpan.FromSeconds(timeout));
+            try
+            {
+                await process.WaitForExitAsync(limit.Token);
+            }
+            catch (OperationCanceledException)
+            {
+                // bwrap is the process (setpriv execs it); killing its tree takes the sandbox's PID namespace down,
+                // and --die-with-parent covers a child that was between fork and exec.
+                process.Kill(entireProcessTree: true);
+                await process.WaitForExitAsync(CancellationToken.None);
+                timedOut = !cancellationToken.IsCancellationRequested;
+            }
+        }
+
+        var (output, outputCut) = await stdout;
+        var (errors, errorsCut) = await stderr;
+        clock.Stop();
+        cancellationToken.ThrowIfCancellationRequested();
+
+        var exitCode = process.ExitCode;
+        var killed = timedOut || exitCode is > 128 and <= 128 + 64;
+        if (timedOut)
+        {
+            logger.LogInformation("Sandboxed command killed at its {Timeout} s time limit.", timeout);
+        }
+
+        return new SandboxResult(exitCode, output, errors, outputCut || errorsCut, clock.ElapsedMilliseconds, timedOut, killed);
+    }
+
+    private int Validate(SandboxCommand command)
+    {
+        if (!Path.IsPathFullyQualified(command.WorkspacePath) || !Directory.Exists(command.WorkspacePath))
+        {
+            throw Invalid($"The workspace '{command.WorkspacePath}' is not an existing absolute folder.");
+        }
+
+        if ((command.Command is null) == (command.Argv is null))
+        {
+            throw Invalid("Give exactly one of a shell command line and an argument vector.");
+        }
+
+        if (command.Command is { } line && (line.Length == 0 || line.Contains('\0')))
+        {
+            throw Invalid("The command line is empty or contains NUL.");
+        }
+
+        if (command.Argv is { } argv && (argv.Count == 0 || argv[0].Length == 0 || argv.Any(a => a is null || a.Contains('\0'))))
+        {
+            throw Invalid("The argument vector is empty, starts with an empty program name, or contains NUL.");
+        }
+
+        foreach (var (name, value) in command.Environment ?? new Dictionary<string, string>())
+        {
+            if (!EnvironmentName().IsMatch(name) || value is null || value.Contains('\0'))
+            {
+                throw Invalid($"'{name}' is not a valid environment variable (a name of letters, digits and '_', a value without NUL).");
+            }
+        }
+
+        return command.TimeoutSeconds switch
+        {
+            null => _options.DefaultTimeoutSeconds,
+            <= 0 => throw Invalid("The time limit must be a positive number of seconds."),
+            var seconds => Math.Min(seconds.Value, _options.MaxTimeoutSeconds),
+        };
+    }
+
+    private ProcessStartInfo StartInfo(SandboxCommand command, int timeout)
+    {
+        var serverIsRoot = Libc.Geteuid() == 0;
+        var start = new ProcessStartInfo
+        {
+            FileName = serverIsRoot ? _options.SetprivPath : _options.BwrapPath,
+            UseShellExecute = false,
+            RedirectStandardInput = true,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        // Nothing of the server's environment (connection strings, keys) reaches even setpriv and bwrap.
+        start.Environment.Clear();
+
+        var args = start.ArgumentList;
+        if (serverIsRoot)
+        {
+            // Root in the sandbox's user namespace would still be host root to the kernel's limits and file owners:
+            // become the unprivileged sandbox user first, so bwrap builds its namespaces as that user.
+            Add(args, "--reuid", $"{_options.SandboxUid}", "--regid", $"{_options.SandboxGid}", "--clear-groups", "--", _options.BwrapPath);
+        }
+
+        Add(args, "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session",
+            "--uid", $"{_options.SandboxUid}", "--gid", $"{_options.SandboxGid}", "--hostname", "sandbox",
+            "--ro-bind", "/usr", "/usr");
+        foreach (var name in TopLevelLinks)
+        {
+            var host = new FileInfo($"/{name}");
+            if (host.LinkTarget is { } target)
+            {
+                Add(args, "--symlink", target, $"/{name}");
+            }
+            else if (Directory.Exists(host.FullName))
+            {
+                Add(args, "--ro-bind", host.FullName, host.FullName);
+            }
+        }
+
+        foreach (var file in EtcFiles)
+        {
+            Add(args, "--ro-bind-try", file, file);
+        }
+
+        Add(args, "--proc", "/proc", "--dev", "/dev",
+            "--size", $"{_options.MaxFileBytes}", "--tmpfs", "/tmp",
+            "--bind", command.WorkspacePath, Workspace.MountPoint,
+            // The root bubblewrap assembled is a tmpfs; once built it is made read-only so /workspace and /tmp are
+            // the only writable places.
+            "--remount-ro", "/",
+            "--chdir", Workspace.MountPoint,
+            "--clearenv", "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "HOME", Workspace.MountPoint,
+            "--setenv", "LANG", "C.UTF-8", "--setenv", "TMPDIR", "/tmp");
+        foreach (var (name, value) in command.Environment ?? new Dictionary<string, string>())
+        {
+            Add(args, "--setenv", name, value);
+        }
+
+        // CPU time one second past the wall limit: a busy loop dies of SIGXCPU if the wall clock somehow did not act.
+        Add(args, "--", _options.PrlimitPath, $"--cpu={timeout + 1}", $"--as={_options.MaxMemoryBytes}",
+            $"--nproc={_options.MaxProcesses}", $"--fsize={_options.MaxFileBytes}", "--core=0", "--");
+        if (command.Command is { } line)
+        {
+            Add(args, "/bin/sh", "-c", line);
+        }
+        else
+        {
+            foreach (var arg in command.Argv!)
+            {
+                args.Add(arg);
+            }
+        }
+
+        return start;
+    }
+
+    /// <summary>Reads a stream to its end, keeping the first <c>MaxOutputBytes</c> and discarding the rest so the child never blocks.</summary>
+    private async Task<(string Text, bool Truncated)> CaptureAsync(Stream stream)
+    {
+        var limit = _options.MaxOutputBytes;
+        using var kept = new MemoryStream();
+        var buffer = new byte[64 * 1024];
+        long total = 0;
+        int read;
+        while ((read = await stream.ReadAsync(buffer)) > 0)
+        {
+            var room = (int)Math.Max(0, Math.Min(read, limit - kept.Length));
+            kept.Write(buffer, 0, room);
+            total += read;
+        }
+
+        var text = Utf8.GetString(kept.GetBuffer(), 0, (int)kept.Length);
+        return total > limit ? (text + $"\n[output truncated at {limit} bytes]", true) : (text, false);
+    }
+
+    private static void Add(ICollection<string> args, params string[] values)
+    {
+        foreach (var value in values)
+        {
+            args.Add(value);
+        }
+    }
+
+    /// <summary>
+    /// The one thread every sandbox is forked from. bubblewrap's <c>--die-with-parent</c> is a parent-death signal,
+    /// and Linux sends it when the forking <em>thread</em> exits, not the process: started from a thread-pool thread,
+    /// a sandbox was SIGKILLed whenever the pool retired that thread (measured: exit 137 mid-run). This thread lives
+    /// as long as the server, so the signal fires only when the server dies — which is what it is for.
+    /// </summary>
+    private static class ForkThread
+    {
+        private static readonly BlockingCollection<(Process Process, TaskCompletionSource Started)> Requests = [];
+
+        static ForkThread()
+        {
+            var thread = new Thread(Run) { IsBackground = true, Name = "sandbox-fork" };
+            thread.Start();
+        }
+
+        public static Task StartAsync(Process process)
+        {
+            var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            Requests.Add((process, started));
+            return started.Task;
+        }
+
+        private static void Run()
+        {
+            foreach (var (process, started) in Requests.GetConsumingEnumerable())
+            {
+                try
+                {
+                    process.Start();
+                    started.SetResult();
+                }
+                catch (Exception e)
+                {
+                    started.SetException(e);
+                }
+            }
+        }
+    }
+
+    private static SandboxException Invalid(string detail) => new(SandboxErrors.InvalidArgument, detail);
+
+    [GeneratedRegex("^[A-Za-z_][A-Za-z0-9_]*\\z")]
+    private static partial Regex EnvironmentName();
+}

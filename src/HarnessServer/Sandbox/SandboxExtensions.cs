@@ -1,0 +1,35 @@
+using HarnessServer.Http;
+using Microsoft.Extensions.Options;
+
+namespace HarnessServer.Sandbox;
+
+internal static class SandboxExtensions
+{
+    /// <summary>Options of <c>Harness:Sandbox</c> and <c>Harness:WorkspacesPath</c>, the workspaces, the sandbox, its start-up probe and readiness check.</summary>
+    public static WebApplicationBuilder AddHarnessSandbox(this WebApplicationBuilder builder)
+    {
+        builder.Services.AddOptions<SandboxOptions>()
+            .BindConfiguration("Harness:Sandbox")
+            .ValidateOnStart();
+        builder.Services.AddSingleton<IValidateOptions<SandboxOptions>, SandboxOptionsValidator>();
+        builder.Services.AddOptions<WorkspaceOptions>()
+            .BindConfiguration("Harness")
+            .Validate(o => !string.IsNullOrWhiteSpace(o.WorkspacesPath), "Harness:WorkspacesPath must name a folder.")
+            .ValidateOnStart();
+
+        builder.Services.AddSingleton<WorkspaceRoot>();
+        builder.Services.AddSingleton<BubblewrapLauncher>();
+        builder.Services.AddSingleton<BubblewrapSandbox>();
+        builder.Services.AddSingleton<SandboxProbe>();
+        builder.Services.AddHostedService(services => services.GetRequiredService<SandboxProbe>());
+        builder.Services.AddHealthChecks().AddCheck<SandboxHealthCheck>("sandbox", tags: [HealthExtensions.ReadyTag]);
+        return builder;
+    }
+}
+
+/// <summary>Refuses to start with limits that are missing, contradictory, or would run the sandbox as root.</summary>
+internal sealed class SandboxOptionsValidator : IValidateOptions<SandboxOptions>
+{
+    public ValidateOptionsResult Validate(string? name, SandboxOptions options) =>
+        options.Problems().ToList() is { Count: > 0 } problems ? ValidateOptionsResult.Fail(problems) : ValidateOptionsResult.Success;
+}

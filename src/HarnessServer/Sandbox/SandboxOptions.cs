@@ -1,0 +1,86 @@
+namespace HarnessServer.Sandbox;
+
+/// <summary>The <c>Harness:Sandbox</c> section: per-call limits of <c>shell.exec</c> and of the file tools.</summary>
+internal sealed class SandboxOptions
+{
+    /// <summary>Cap on each of stdout and stderr of one call; the rest is read and discarded.</summary>
+    public int MaxOutputBytes { get; set; } = 1024 * 1024;
+
+    /// <summary>Address-space limit (<c>RLIMIT_AS</c>) of every process in the sandbox.</summary>
+    public long MaxMemoryBytes { get; set; } = 512L * 1024 * 1024;
+
+    /// <summary>Processes the sandbox's user may have at once (<c>RLIMIT_NPROC</c>, counted in its own user namespace).</summary>
+    public int MaxProcesses { get; set; } = 64;
+
+    /// <summary>Largest file a command may write (<c>RLIMIT_FSIZE</c>), the size of its <c>/tmp</c>, and the <c>fs.write</c> limit.</summary>
+    public long MaxFileBytes { get; set; } = 100L * 1024 * 1024;
+
+    public int DefaultTimeoutSeconds { get; set; } = 30;
+    public int MaxTimeoutSeconds { get; set; } = 300;
+
+    /// <summary>Largest file <c>fs.read</c> returns, and the largest file <c>fs.search</c> looks into.</summary>
+    public int MaxReadBytes { get; set; } = 1024 * 1024;
+
+    /// <summary>Matches after which <c>fs.search</c> stops (and says its result is truncated).</summary>
+    public int MaxSearchMatches { get; set; } = 200;
+
+    /// <summary>Wall-time budget of one <c>fs.search</c>, regular-expression matching included.</summary>
+    public int SearchTimeoutSeconds { get; set; } = 10;
+
+    /// <summary>Entries after which <c>fs.list</c> stops (and says its result is truncated).</summary>
+    public int MaxListEntries { get; set; } = 10_000;
+
+    /// <summary>Host user and group the sandbox runs as when the server is root (and the ids seen inside it).</summary>
+    public int SandboxUid { get; set; } = 65534;
+    public int SandboxGid { get; set; } = 65534;
+
+    public string BwrapPath { get; set; } = "/usr/bin/bwrap";
+
+    /// <summary>Drops the server's root privileges before bubblewrap starts (util-linux).</summary>
+    public string SetprivPath { get; set; } = "/usr/bin/setpriv";
+
+    /// <summary>Sets the resource limits inside the sandbox before the command starts; must live under <c>/usr</c>.</summary>
+    public string PrlimitPath { get; set; } = "/usr/bin/prlimit";
+
+    internal IEnumerable<string> Problems() =>
+        new (bool Broken, string Message)[]
+        {
+            (MaxOutputBytes <= 0,
+                "Harness:Sandbox:MaxOutputBytes must be positive."),
+            (MaxMemoryBytes < 16 * 1024 * 1024,
+                "Harness:Sandbox:MaxMemoryBytes must be at least 16 MiB."),
+            (MaxProcesses <= 0,
+                "Harness:Sandbox:MaxProcesses must be positive."),
+            (MaxFileBytes <= 0,
+                "Harness:Sandbox:MaxFileBytes must be positive."),
+            (DefaultTimeoutSeconds <= 0,
+                "Harness:Sandbox:DefaultTimeoutSeconds must be positive."),
+            (MaxTimeoutSeconds < DefaultTimeoutSeconds,
+                "Harness:Sandbox:MaxTimeoutSeconds must be at least DefaultTimeoutSeconds."),
+            (MaxReadBytes <= 0 || MaxReadBytes > 64 * 1024 * 1024,
+                "Harness:Sandbox:MaxReadBytes must be between 1 and 64 MiB."),
+            (MaxSearchMatches <= 0,
+                "Harness:Sandbox:MaxSearchMatches must be positive."),
+            (SearchTimeoutSeconds <= 0,
+                "Harness:Sandbox:SearchTimeoutSeconds must be positive."),
+            (MaxListEntries <= 0,
+                "Harness:Sandbox:MaxListEntries must be positive."),
+            // The point of the sandbox user is not being root (nor a negative id that wraps to one).
+            (SandboxUid <= 0,
+                "Harness:Sandbox:SandboxUid must be a positive, non-root user id."),
+            (SandboxGid <= 0,
+                "Harness:Sandbox:SandboxGid must be a positive, non-root group id."),
+            (!Path.IsPathFullyQualified(BwrapPath),
+                "Harness:Sandbox:BwrapPath must be an absolute path."),
+            (!Path.IsPathFullyQualified(SetprivPath),
+                "Harness:Sandbox:SetprivPath must be an absolute path."),
+            (!PrlimitPath.StartsWith("/usr/", StringComparison.Ordinal),
+                "Harness:Sandbox:PrlimitPath must be under /usr/ (the only host tree visible in the sandbox)."),
+        }.Where(p => p.Broken).Select(p => p.Message);
+}
+
+/// <summary>The <c>Harness</c> section's <c>WorkspacesPath</c>: where per-session workspaces live.</summary>
+internal sealed class WorkspaceOptions
+{
+    public string WorkspacesPath { get; set; } = ".data/workspaces";
+}

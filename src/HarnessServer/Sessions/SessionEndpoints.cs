@@ -1,0 +1,105 @@
+using System.Runtime.CompilerServices;
+using System.Text.Json;
+using HarnessServer.Http;
+using HarnessServer.Identity;
+using HarnessServer.Pipeline;
+using HarnessServer.Sandbox;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.EntityFrameworkCore;
+
+namespace HarnessServer.Sessions;
+
+internal static class SessionEndpoints
+{
+    public static IEndpointRouteBuilder MapSessions(this IEndpointRouteBuilder app)
+    {
+        var group = app.MapGroup("/v1/sessions").RequireAuthorization(HarnessPolicies.User).WithTags("Sessions");
+
+        group.MapPost("/", CreateAsync).WithName("CreateSession").WithSummary("Create a session with its own workspace.");
+        group.MapGet("/{id:guid}", GetAsync).WithName("GetSession").WithSummary("A session with its status and tool-call history (owner or admin).");
+        group.MapPost("/{id:guid}/pause", (Guid id, CurrentUser user, SessionService sessions, CancellationToken ct) =>
+                sessions.SetStatusAsync(id, user, SessionStatus.Paused, ct))
+            .WithName("PauseSession").WithSummary("Pause: new tool calls and turns get 409 until resumed.");
+        group.MapPost("/{id:guid}/resume", (Guid id, CurrentUser user, SessionService sessions, CancellationToken ct) =>
+                sessions.SetStatusAsync(id, user, SessionStatus.Active, ct))
+            .WithName("ResumeSession").WithSummary("Resume a paused session.");
+        group.MapPost("/{id:guid}/tool-calls", CallToolAsync).WithName("CallTool")
+            .WithSummary("Run one tool call through the pipeline: schema, policy, approval, sandbox, audit.");
+        group.MapGet("/{id:guid}/events", StreamEvents).WithName("StreamSessionEvents")
+            .WithSummary("Server-Sent Events of the session's tool-call status changes.");
+        return app;
+    }
+
+    private static async Task<Created<SessionView>> CreateAsync(CurrentUser user, SessionService sessions, CancellationToken ct)
+    {
+        var session = await sessions.CreateAsync(user, ct);
+        return TypedResults.Created($"/v1/sessions/{session.Id}", SessionView.Of(session, []));
+    }
+
+    private static async Task<Ok<SessionView>> GetAsync(Guid id, CurrentUser user, SessionService sessions, CancellationToken ct)
+    {
+        var (session, calls) = await sessions.GetWithHistoryAsync(id, user, ct);
+        return TypedResults.Ok(SessionView.Of(session, calls));
+    }
+
+    private static async Task<Results<Ok<ToolCallResponse>, Accepted<ToolCallResponse>>> CallToolAsync(
+        Guid id, ToolCallBody body, CurrentUser user, ToolCallPipeline pipeline, CancellationToken ct)
+    {
+        if (string.IsNullOrWhiteSpace(body.Tool))
+        {
+            throw new HarnessProblemException(StatusCodes.Status400BadRequest, "missing_tool", "The body must name a 'tool'.");
+        }
+
+        var arguments = body.Arguments is { ValueKind: not JsonValueKind.Undefined and not JsonValueKind.Null } a
+            ? a
+            : JsonDocument.Parse("{}").RootElement;
+        var response = await pipeline.RunAsync(new ToolCallRequest(user, id, body.Tool, arguments), ct);
+        return response.Status == ToolCallStatus.PendingApproval
+            ? TypedResults.Accepted($"/v1/sessions/{id}", response)
+            : TypedResults.Ok(response);
+    }
+
+    private static ServerSentEventsResult<ToolCallEvent> StreamEvents(
+        Guid id, CurrentUser user, SessionService sessions, SessionEvents events, CancellationToken ct) =>
+        TypedResults.ServerSentEvents(StreamAsync(id, user, sessions, events, ct), eventType: "tool_call");
+
+    private static async IAsyncEnumerable<ToolCallEvent> StreamAsync(
+        Guid id, CurrentUser user, SessionService sessions, SessionEvents events, [EnumeratorCancellation] CancellationToken ct)
+    {
+        // Subscribe before reading history so that nothing between the two is lost.
+        using var subscription = events.Subscribe(id);
+        var (_, calls) = await sessions.GetWithHistoryAsync(id, user, ct);
+        foreach (var call in calls)
+        {
+            yield return ToolCallEvent.Of(call);
+        }
+
+        await foreach (var change in subscription.Reader.ReadAllAsync(ct))
+        {
+            yield return change;
+        }
+    }
+}
+
+/// <summary>The body of <c>POST /v1/sessions/{id}/tool-calls</c>.</summary>
+internal sealed record ToolCallBody(string Tool, JsonElement? Arguments);
+
+/// <summary>A session as the API shows it.</summary>
+internal sealed record SessionView(Guid Id, string Status, string Owner, DateTimeOffset CreatedAt, IReadOnlyList<ToolCallEvent> ToolCalls)
+{
+    public static SessionView Of(Session session, IReadOnlyList<ToolCall> calls) => new(
+        session.Id,
+        JsonNamingPolicy.SnakeCaseLower.ConvertName(session.Status.ToString()),
+        session.OwnerUserId,
+        session.CreatedAt,
+        calls.Select(ToolCallEvent.Of).ToList());
+}
+
+/// <summary>One tool call's state, in the session history and on the event stream.</summary>
+internal sealed record ToolCallEvent(Guid Id, string Tool, string Status, JsonElement? Arguments, JsonElement? Decision, JsonElement? Result, JsonElement? Error, Guid? ApprovalId, DateTimeOffset CreatedAt, DateTimeOffset? CompletedAt)
+{
+    public static ToolCallEvent Of(ToolCall call) => new(
+        call.Id, call.Tool, AuditViews.Status(call.Status),
+        call.Arguments.RootElement, call.Decision?.RootElement, call.Result?.RootElement, call.Error?.RootElement,
+        call.ApprovalId, call.CreatedAt, call.CompletedAt);
+}

@@ -1,0 +1,88 @@
+using System.Collections.Concurrent;
+using System.Threading.Channels;
+using HarnessServer.Data;
+using HarnessServer.Pipeline;
+using HarnessServer.Tenancy;
+using Microsoft.EntityFrameworkCore;
+
+namespace HarnessServer.Sessions;
+
+/// <summary>
+/// Live tool-call status changes per session, across server processes: whoever changes a call notifies
+/// <see cref="ChangeFeed"/> in the same transaction (<see cref="NotifyArguments"/>), and every process reloads the
+/// call for its subscribers of that session.
+/// </summary>
+internal sealed class SessionEvents
+{
+    public const string Kind = "call";
+
+    private readonly ConcurrentDictionary<Guid, ConcurrentDictionary<Subscription, byte>> _subscribers = new();
+    private readonly IServiceScopeFactory _scopes;
+
+    public SessionEvents(ChangeFeed feed, IServiceScopeFactory scopes)
+    {
+        _scopes = scopes;
+        feed.Changed += (kind, key) =>
+        {
+            if (kind == Kind && key is not null && Parse(key) is { } change && _subscribers.ContainsKey(change.Session))
+            {
+                _ = DeliverAsync(change.Tenant, change.Session, change.Call);
+            }
+        };
+    }
+
+    /// <summary>The (kind, key) a writer passes to <see cref="ChangeFeed.NotifySql"/> for a changed call.</summary>
+    public static (string Kind, string Key) NotifyArguments(string tenant, Guid session, Guid call) =>
+        (Kind, $"{session}/{call}/{tenant}");
+
+    public Subscription Subscribe(Guid sessionId)
+    {
+        var subscription = new Subscription(this, sessionId);
+        _subscribers.GetOrAdd(sessionId, _ => new()).TryAdd(subscription, 0);
+        return subscription;
+    }
+
+    private async Task DeliverAsync(string tenant, Guid session, Guid callId)
+    {
+        await using var scope = _scopes.CreateAsyncScope();
+        scope.ServiceProvider.GetRequiredService<TenantContext>().Set(tenant);
+        var db = scope.ServiceProvider.GetRequiredService<HarnessDbContext>();
+        var call = await db.ToolCalls.AsNoTracking().FirstOrDefaultAsync(c => c.Id == callId && c.SessionId == session);
+        if (call is null || !_subscribers.TryGetValue(session, out var subscribers))
+        {
+            return;
+        }
+
+        var change = ToolCallEvent.Of(call);
+        foreach (var subscriber in subscribers.Keys)
+        {
+            subscriber.Writer.TryWrite(change);
+        }
+    }
+
+    private static (string Tenant, Guid Session, Guid Call)? Parse(string key)
+    {
+        var parts = key.Split('/', 3);
+        return parts.Length == 3 && Guid.TryParse(parts[0], out var session) && Guid.TryParse(parts[1], out var call)
+            ? (parts[2], session, call)
+            : null;
+    }
+
+    public sealed class Subscription(SessionEvents owner, Guid sessionId) : IDisposable
+    {
+        private readonly Channel<ToolCallEvent> _channel = Channel.CreateBounded<ToolCallEvent>(
+            new BoundedChannelOptions(256) { FullMode = BoundedChannelFullMode.DropOldest });
+
+        public ChannelReader<ToolCallEvent> Reader => _channel.Reader;
+        internal ChannelWriter<ToolCallEvent> Writer => _channel.Writer;
+
+        public void Dispose()
+        {
+            _channel.Writer.TryComplete();
+            if (owner._subscribers.TryGetValue(sessionId, out var set))
+            {
+                set.TryRemove(this, out _);
+            }
+        }
+    }
+}

@@ -1,0 +1,93 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using HarnessServer.Pipeline;
+using HarnessServer.Sandbox;
+
+namespace HarnessServer.Tools;
+
+/// <summary>
+/// Runs a call that the pipeline has validated and allowed: the file tools inside the session workspace (confined
+/// beneath its root), <c>shell.exec</c> and command tools in a fresh bubblewrap sandbox, <c>http.fetch</c> through the
+/// allow-listed client, memory tools through the tenant's memory. Only <see cref="ExecuteStep"/> calls this.
+/// </summary>
+internal sealed class ToolExecutors(BubblewrapSandbox sandbox, HttpFetchTool http)
+{
+    public async Task<ToolOutcome> RunAsync(ToolCallContext context, CancellationToken cancellationToken)
+    {
+        var tool = context.Tool!;
+        var arguments = context.Request.Arguments;
+        try
+        {
+            return tool.Kind == ToolKind.Command
+                ? await RunCommandAsync(context, tool, arguments, cancellationToken)
+                : tool.Name switch
+                {
+                    BuiltInTools.FsRead => Json(context.Workspace.Read(Text(arguments, "path"))),
+                    BuiltInTools.FsWrite => Json(context.Workspace.Write(Text(arguments, "path"), Text(arguments, "content"))),
+                    BuiltInTools.FsList => Json(context.Workspace.List(Text(arguments, "path"))),
+                    BuiltInTools.FsSearch => Json(context.Workspace.Search(Text(arguments, "pattern"), OptionalText(arguments, "path"), cancellationToken)),
+                    BuiltInTools.ShellExec => Shell(await sandbox.RunAsync(new SandboxCommand
+                    {
+                        WorkspacePath = context.Workspace.FullPath,
+                        Command = Text(arguments, "command"),
+                        TimeoutSeconds = arguments.TryGetProperty("timeoutSeconds", out var t) ? t.GetInt32() : null,
+                    }, cancellationToken)),
+                    BuiltInTools.HttpFetch => await http.FetchAsync(context.Caller.TenantId, Text(arguments, "url"), cancellationToken),
+                    _ => ToolOutcome.Failure("not_runnable", $"The built-in tool '{tool.Name}' cannot run in this server."),
+                };
+        }
+        catch (SandboxException e)
+        {
+            return ToolOutcome.Failure(e.Code, e.Message);
+        }
+    }
+
+    private async Task<ToolOutcome> RunCommandAsync(ToolCallContext context, ToolDefinition tool, JsonElement arguments, CancellationToken cancellationToken)
+    {
+        // Each placeholder entry becomes exactly one argv entry: the value is never parsed as shell text.
+        var argv = new List<string>(tool.Argv!.Count);
+        foreach (var entry in tool.Argv)
+        {
+            if (ToolEndpoints.Placeholder().Match(entry) is { Success: true } placeholder)
+            {
+                if (arguments.TryGetProperty(placeholder.Groups[1].Value, out var value) && value.ValueKind != JsonValueKind.Null)
+                {
+                    argv.Add(value.ValueKind == JsonValueKind.String ? value.GetString()! : value.GetRawText());
+                }
+            }
+            else
+            {
+                argv.Add(entry);
+            }
+        }
+
+        return Shell(await sandbox.RunAsync(new SandboxCommand { WorkspacePath = context.Workspace.FullPath, Argv = argv }, cancellationToken));
+    }
+
+    private static ToolOutcome Shell(SandboxResult result)
+    {
+        var node = new JsonObject
+        {
+            ["exitCode"] = result.ExitCode,
+            ["stdout"] = result.Stdout,
+            ["stderr"] = result.Stderr,
+            ["truncated"] = result.Truncated,
+            ["durationMs"] = result.DurationMs,
+        };
+        if (result.Succeeded)
+        {
+            return ToolOutcome.Success(node);
+        }
+
+        return result.TimedOut
+            ? ToolOutcome.Failure("timeout", $"The command was killed at its time limit after {result.DurationMs} ms.", node)
+            : ToolOutcome.Failure("exit_code", $"The command exited with code {result.ExitCode}.", node);
+    }
+
+    private static ToolOutcome Json<T>(T result) => ToolOutcome.Success(JsonSerializer.SerializeToNode(result, Pipeline.AuditViews.Json)!);
+
+    private static string Text(JsonElement arguments, string name) => arguments.GetProperty(name).GetString()!;
+
+    private static string? OptionalText(JsonElement arguments, string name) =>
+        arguments.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.String ? value.GetString() : null;
+}

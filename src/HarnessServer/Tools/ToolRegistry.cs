@@ -1,0 +1,82 @@
+using System.Collections.Concurrent;
+using System.Collections.Frozen;
+using System.Text.Json;
+using HarnessServer.Data;
+using HarnessServer.Tenancy;
+using Microsoft.EntityFrameworkCore;
+
+namespace HarnessServer.Tools;
+
+/// <summary>
+/// A tenant's tools: the built-ins, overridden or extended by the newest registration of each name. Cached per
+/// tenant and dropped when <see cref="ChangeFeed"/> reports a change from any server process.
+/// </summary>
+internal sealed class ToolRegistry
+{
+    private readonly IServiceScopeFactory _scopes;
+    private readonly ConcurrentDictionary<string, Lazy<Task<FrozenDictionary<string, ToolDefinition>>>> _tenants = new(StringComparer.Ordinal);
+
+    public ToolRegistry(IServiceScopeFactory scopes, ChangeFeed feed)
+    {
+        _scopes = scopes;
+        feed.Changed += (kind, tenant) =>
+        {
+            if (kind != "tools")
+            {
+                return;
+            }
+
+            if (tenant is null)
+            {
+                _tenants.Clear();
+            }
+            else
+            {
+                _tenants.TryRemove(tenant, out _);
+            }
+        };
+    }
+
+    public async Task<ToolDefinition?> FindAsync(string tenantId, string name, CancellationToken cancellationToken) =>
+        (await ToolsOfAsync(tenantId, cancellationToken)).GetValueOrDefault(name);
+
+    public async Task<IReadOnlyCollection<ToolDefinition>> ListAsync(string tenantId, CancellationToken cancellationToken) =>
+        (await ToolsOfAsync(tenantId, cancellationToken)).Values;
+
+    private Task<FrozenDictionary<string, ToolDefinition>> ToolsOfAsync(string tenantId, CancellationToken cancellationToken)
+    {
+        var entry = _tenants.GetOrAdd(tenantId, t => new Lazy<Task<FrozenDictionary<string, ToolDefinition>>>(() => LoadAsync(t)));
+        return entry.Value.WaitAsync(cancellationToken);
+    }
+
+    private async Task<FrozenDictionary<string, ToolDefinition>> LoadAsync(string tenantId)
+    {
+        try
+        {
+            await using var scope = _scopes.CreateAsyncScope();
+            scope.ServiceProvider.GetRequiredService<TenantContext>().Set(tenantId);
+            var db = scope.ServiceProvider.GetRequiredService<HarnessDbContext>();
+            var registrations = await db.ToolRegistrations.AsNoTracking().ToListAsync();
+            var tools = BuiltInTools.All.ToDictionary(StringComparer.Ordinal);
+            foreach (var newest in registrations.GroupBy(r => r.Name).Select(g => g.MaxBy(r => r.Version)!))
+            {
+                if (newest.Deleted)
+                {
+                    tools.Remove(newest.Name);
+                    continue;
+                }
+
+                tools[newest.Name] = new ToolDefinition(newest.Name, newest.Description, newest.Schema.RootElement.Clone(),
+                    newest.Kind, newest.Argv, newest.Enabled, newest.Version);
+            }
+
+            return tools.ToFrozenDictionary(StringComparer.Ordinal);
+        }
+        catch
+        {
+            // A failed load must not be cached.
+            _tenants.TryRemove(tenantId, out _);
+            throw;
+        }
+    }
+}

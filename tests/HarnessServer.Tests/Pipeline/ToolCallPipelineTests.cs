@@ -1,0 +1,227 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text;
+using System.Text.Json;
+using HarnessServer.Identity;
+using HarnessServer.Tests.Infrastructure;
+
+namespace HarnessServer.Tests.Pipeline;
+
+public sealed class ToolCallPipelineTests(ToolCallPipelineTests.PipelineApplication app) : IClassFixture<ToolCallPipelineTests.PipelineApplication>
+{
+    public const string Tenant = "pipeline";
+
+    /// <summary>The tenant's org policy for these tests, stored through the admin API once.</summary>
+    public sealed class PipelineApplication : HarnessApplication
+    {
+        public const string OrgPolicy = """
+            default: deny
+            rules:
+              - tool: "fs.*"
+                effect: allow
+              - tool: "fs.write"
+                effect: ask
+                args: { path: "reviewed/**" }
+              - tool: "shell.exec"
+                effect: allow
+                args: { command: ["echo *", "cat *", "id *", "ls *"] }
+              - tool: "shell.exec"
+                effect: deny
+                args: { command: ["rm *"] }
+                reason: "no deleting"
+            """;
+
+        protected override void Configure(IDictionary<string, string?> settings) =>
+            settings["Harness:Approvals:PollInterval"] = "00:00:00.200";
+
+        public override async Task InitializeAsync()
+        {
+            await base.InitializeAsync();
+            using var admin = ClientFor("admin", Tenant, roles: [HarnessRoles.Admin]);
+            var put = await admin.PutAsync("/v1/admin/policies/org", new StringContent(OrgPolicy, Encoding.UTF8, "application/yaml"));
+            put.EnsureSuccessStatusCode();
+        }
+    }
+
+    private HttpClient Member(string user = "maria") => app.ClientFor(user, Tenant, ["web"]);
+
+    private static async Task<Guid> NewSessionAsync(HttpClient client)
+    {
+        var created = await (await client.PostAsync("/v1/sessions", null)).JsonAsync(HttpStatusCode.Created);
+        Assert.Equal("active", created.GetProperty("status").GetString());
+        return created.GetProperty("id").GetGuid();
+    }
+
+    private static async Task<JsonElement> CallAsync(HttpClient client, Guid session, string tool, object arguments, HttpStatusCode expected = HttpStatusCode.OK) =>
+        await (await client.PostAsJsonAsync($"/v1/sessions/{session}/tool-calls", new { tool, arguments })).JsonAsync(expected);
+
+    [Fact]
+    public async Task Allowed_write_then_read_succeeds_with_structured_results()
+    {
+        using var client = Member();
+        var session = await NewSessionAsync(client);
+
+        var write = await CallAsync(client, session, "fs.write", new { path = "src/a.txt", content = "hello" });
+        var read = await CallAsync(client, session, "fs.read", new { path = "src/a.txt" });
+
+        Assert.Equal("succeeded", write.GetProperty("status").GetString());
+        Assert.Equal(5, write.GetProperty("result").GetProperty("size").GetInt64());
+        Assert.Equal("succeeded", read.GetProperty("status").GetString());
+        Assert.Equal("hello", read.GetProperty("result").GetProperty("content").GetString());
+        Assert.Equal("allow", read.GetProperty("decision").GetProperty("effect").GetString());
+        Assert.True(read.GetProperty("auditSeq").GetInt64() > write.GetProperty("auditSeq").GetInt64());
+    }
+
+    [Fact]
+    public async Task Unknown_tool_is_rejected_and_nothing_runs()
+    {
+        using var client = Member();
+        var session = await NewSessionAsync(client);
+
+        var call = await CallAsync(client, session, "fs.format", new { path = "/" });
+
+        Assert.Equal("rejected", call.GetProperty("status").GetString());
+        Assert.Equal("unknown_tool", call.GetProperty("error").GetProperty("code").GetString());
+    }
+
+    [Fact]
+    public async Task Schema_invalid_call_is_rejected_with_the_failing_path_and_creates_no_file()
+    {
+        using var client = Member();
+        var session = await NewSessionAsync(client);
+
+        var call = await CallAsync(client, session, "fs.write", new { path = "x.txt", content = 42 });
+        var list = await CallAsync(client, session, "fs.list", new { path = "." });
+
+        Assert.Equal("rejected", call.GetProperty("status").GetString());
+        Assert.Equal("invalid_arguments", call.GetProperty("error").GetProperty("code").GetString());
+        Assert.Contains(call.GetProperty("error").GetProperty("arguments").EnumerateArray(), e => e.GetProperty("path").GetString() == "/content");
+        Assert.DoesNotContain(list.GetProperty("result").GetProperty("entries").EnumerateArray(), e => e.GetProperty("name").GetString() == "x.txt");
+    }
+
+    [Fact]
+    public async Task Denied_call_names_the_rule_and_does_not_run()
+    {
+        using var client = Member();
+        var session = await NewSessionAsync(client);
+        await CallAsync(client, session, "fs.write", new { path = "keep.txt", content = "k" });
+
+        var call = await CallAsync(client, session, "shell.exec", new { command = "rm keep.txt" });
+        var read = await CallAsync(client, session, "fs.read", new { path = "keep.txt" });
+
+        Assert.Equal("denied", call.GetProperty("status").GetString());
+        Assert.Equal("org", call.GetProperty("decision").GetProperty("level").GetString());
+        Assert.Equal("no deleting", call.GetProperty("decision").GetProperty("reason").GetString());
+        Assert.Equal("succeeded", read.GetProperty("status").GetString());
+    }
+
+    [Fact]
+    public async Task Chained_command_after_an_allowed_prefix_is_denied()
+    {
+        using var client = Member();
+        var session = await NewSessionAsync(client);
+        await CallAsync(client, session, "fs.write", new { path = "keep.txt", content = "k" });
+
+        var call = await CallAsync(client, session, "shell.exec", new { command = "echo hi && rm keep.txt" });
+
+        Assert.Equal("denied", call.GetProperty("status").GetString());
+        Assert.Equal("succeeded", (await CallAsync(client, session, "fs.read", new { path = "keep.txt" })).GetProperty("status").GetString());
+    }
+
+    [Fact]
+    public async Task Shell_exec_runs_sandboxed_as_an_unprivileged_user()
+    {
+        using var client = Member();
+        var session = await NewSessionAsync(client);
+
+        var call = await CallAsync(client, session, "shell.exec", new { command = "id -u" });
+
+        Assert.True(call.GetProperty("status").GetString() == "succeeded", call.GetRawText());
+        Assert.Equal(0, call.GetProperty("result").GetProperty("exitCode").GetInt32());
+        Assert.NotEqual("0", call.GetProperty("result").GetProperty("stdout").GetString()!.Trim());
+    }
+
+    [Fact]
+    public async Task Ask_waits_for_an_approver_of_the_team_and_runs_once_after_approval()
+    {
+        using var requester = Member("rita");
+        var session = await NewSessionAsync(requester);
+
+        var pending = await CallAsync(requester, session, "fs.write", new { path = "reviewed/plan.md", content = "ship it" }, HttpStatusCode.Accepted);
+        Assert.Equal("pending_approval", pending.GetProperty("status").GetString());
+        var approvalId = pending.GetProperty("approvalId").GetGuid();
+
+        // The requester cannot approve their own call, even as an approver.
+        using var selfApprover = app.ClientFor("rita", Tenant, ["web"], [HarnessRoles.Approver]);
+        await (await selfApprover.PostAsJsonAsync($"/v1/approvals/{approvalId}/decision", new { approve = true })).ProblemAsync(HttpStatusCode.Forbidden, "own_call");
+
+        // An approver of another team does not see it.
+        using var outsider = app.ClientFor("omar", Tenant, ["finance"], [HarnessRoles.Approver]);
+        var outsiders = await (await outsider.GetAsync("/v1/approvals?status=pending")).JsonAsync(HttpStatusCode.OK);
+        Assert.DoesNotContain(outsiders.GetProperty("approvals").EnumerateArray(), a => a.GetProperty("id").GetGuid() == approvalId);
+
+        using var approver = app.ClientFor("anna", Tenant, ["web"], [HarnessRoles.Approver]);
+        var list = await (await approver.GetAsync("/v1/approvals?status=pending")).JsonAsync(HttpStatusCode.OK);
+        Assert.Contains(list.GetProperty("approvals").EnumerateArray(), a => a.GetProperty("id").GetGuid() == approvalId);
+        await (await approver.PostAsJsonAsync($"/v1/approvals/{approvalId}/decision", new { approve = true, comment = "ok" })).JsonAsync(HttpStatusCode.OK);
+
+        var status = await WaitForCallAsync(requester, session, pending.GetProperty("id").GetGuid(), "succeeded");
+        Assert.Equal("succeeded", status);
+        var read = await CallAsync(requester, session, "fs.read", new { path = "reviewed/plan.md" });
+        Assert.Equal("ship it", read.GetProperty("result").GetProperty("content").GetString());
+        // A second decision is refused: the call ran once.
+        await (await approver.PostAsJsonAsync($"/v1/approvals/{approvalId}/decision", new { approve = true })).ProblemAsync(HttpStatusCode.Conflict);
+    }
+
+    [Fact]
+    public async Task Another_tenants_session_is_404_and_a_paused_session_is_409()
+    {
+        using var owner = Member();
+        var session = await NewSessionAsync(owner);
+        using var stranger = app.ClientFor("maria", "elsewhere", ["web"]);
+
+        await (await stranger.GetAsync($"/v1/sessions/{session}")).ProblemAsync(HttpStatusCode.NotFound, "session_not_found");
+        await (await stranger.PostAsJsonAsync($"/v1/sessions/{session}/tool-calls", new { tool = "fs.list", arguments = new { path = "." } }))
+            .ProblemAsync(HttpStatusCode.NotFound);
+
+        (await owner.PostAsync($"/v1/sessions/{session}/pause", null)).EnsureSuccessStatusCode();
+        await (await owner.PostAsJsonAsync($"/v1/sessions/{session}/tool-calls", new { tool = "fs.list", arguments = new { path = "." } }))
+            .ProblemAsync(HttpStatusCode.Conflict, "session_paused");
+        (await owner.PostAsync($"/v1/sessions/{session}/resume", null)).EnsureSuccessStatusCode();
+        Assert.Equal("succeeded", (await CallAsync(owner, session, "fs.list", new { path = "." })).GetProperty("status").GetString());
+    }
+
+    [Fact]
+    public async Task Every_stage_is_an_audit_event()
+    {
+        using var client = Member("audrey");
+        var session = await NewSessionAsync(client);
+        var call = await CallAsync(client, session, "fs.write", new { path = "a.txt", content = "x" });
+
+        using var auditor = app.ClientFor("rev", Tenant, roles: [HarnessRoles.Auditor]);
+        var events = await (await auditor.GetAsync("/v1/audit/events?user=audrey&limit=1000")).JsonAsync(HttpStatusCode.OK);
+        var types = events.GetProperty("events").EnumerateArray()
+            .Where(e => e.GetProperty("sessionId").GetString() == session.ToString())
+            .Select(e => e.GetProperty("type").GetString())
+            .ToList();
+
+        Assert.Equal(["session.created", "tool_call.requested", "tool_call.decided", "tool_call.executed"], types);
+        Assert.Equal("succeeded", call.GetProperty("status").GetString());
+    }
+
+    private static async Task<string?> WaitForCallAsync(HttpClient client, Guid session, Guid call, string expected)
+    {
+        string? status = null;
+        for (var i = 0; i < 100 && status != expected; i++)
+        {
+            var view = await (await client.GetAsync($"/v1/sessions/{session}")).JsonAsync(HttpStatusCode.OK);
+            status = view.GetProperty("toolCalls").EnumerateArray().Single(c => c.GetProperty("id").GetGuid() == call).GetProperty("status").GetString();
+            if (status != expected)
+            {
+                await Task.Delay(100);
+            }
+        }
+
+        return status;
+    }
+}

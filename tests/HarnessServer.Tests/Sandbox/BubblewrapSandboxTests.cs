@@ -1,0 +1,239 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using HarnessServer.Sandbox;
+
+namespace HarnessServer.Tests.Sandbox;
+
+[Collection(SandboxCollection.Name)]
+public sealed class BubblewrapSandboxTests(SandboxFixture fixture) : IDisposable
+{
+    private readonly Workspace _workspace = fixture.NewWorkspace();
+
+    public void Dispose() => _workspace.Dispose();
+
+    [Fact]
+    public async Task Probe_finds_the_sandbox_available()
+    {
+        var outcome = await fixture.Probe.WaitAsync(CancellationToken.None);
+
+        Assert.True(outcome.IsAvailable, outcome.FailureReason);
+        Assert.True(fixture.Probe.IsAvailable);
+    }
+
+    [Fact]
+    public async Task Runs_as_the_unprivileged_sandbox_user_in_the_workspace()
+    {
+        var result = await fixture.ShellAsync(_workspace, "id -u; id -g; pwd; echo made > out.txt");
+
+        Assert.Equal(0, result.ExitCode);
+        Assert.Equal("65534\n65534\n/workspace\n", result.Stdout);
+        Assert.Equal("made", _workspace.Read("out.txt").Content.Trim());
+        Assert.Equal(65534, NativeTest.OwnerOf(Path.Combine(_workspace.FullPath, "out.txt")));
+    }
+
+    [Fact]
+    public async Task Argv_entries_are_never_shell_text()
+    {
+        var result = await fixture.Sandbox.RunAsync(new SandboxCommand
+        {
+            WorkspacePath = _workspace.FullPath,
+            Argv = ["printf", "%s|", "a b", "$(id -u)", "; touch pwned"],
+        }, CancellationToken.None);
+
+        Assert.Equal("a b|$(id -u)|; touch pwned|", result.Stdout);
+        Assert.Empty(_workspace.List("").Entries);
+    }
+
+    [Theory]
+    [InlineData("echo x > /usr/harness-x", "/usr/harness-x")]
+    [InlineData("touch /tmp/../etc/harness-x", "/etc/harness-x")]
+    [InlineData("mkdir -p /home/harness-x", "/home/harness-x")]
+    [InlineData("touch /harness-x", "/harness-x")]
+    [InlineData("touch /workspace/../harness-x", "/harness-x")]
+    public async Task Cannot_write_outside_the_workspace(string command, string hostPath)
+    {
+        var result = await fixture.ShellAsync(_workspace, command);
+
+        Assert.NotEqual(0, result.ExitCode);
+        Assert.False(Path.Exists(hostPath));
+    }
+
+    [Fact]
+    public async Task Sees_no_host_files_beyond_usr()
+    {
+        var result = await fixture.ShellAsync(_workspace, "ls /; ls /etc; test -e /etc/passwd || echo no-passwd; test -e /root || echo no-root");
+
+        Assert.Equal(0, result.ExitCode);
+        Assert.Contains("no-passwd", result.Stdout);
+        Assert.Contains("no-root", result.Stdout);
+        Assert.DoesNotContain("home", result.Stdout);
+    }
+
+    [Fact]
+    public async Task Has_no_network_not_even_to_the_hosts_loopback()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        var port = ((IPEndPoint)listener.LocalEndpoint).Port;
+
+        var result = await fixture.ShellAsync(_workspace,
+            $"bash -c 'echo hi > /dev/tcp/127.0.0.1/{port}' && echo connected; getent hosts example.com && echo resolved; cat /proc/net/dev");
+
+        Assert.DoesNotContain("connected", result.Stdout);
+        Assert.DoesNotContain("resolved", result.Stdout);
+        Assert.DoesNotContain("eth", result.Stdout);
+        Assert.Contains("lo:", result.Stdout);
+        Assert.False(listener.Pending());
+    }
+
+    [Fact]
+    public async Task Server_environment_is_scrubbed()
+    {
+        Environment.SetEnvironmentVariable("HARNESS_TEST_SECRET", "hunter2");
+
+        var result = await fixture.ShellAsync(_workspace, "env", environment: new Dictionary<string, string> { ["GIT_AUTHOR_NAME"] = "agent" });
+
+        Assert.DoesNotContain("hunter2", result.Stdout);
+        Assert.Equal(["GIT_AUTHOR_NAME=agent", "HOME=/workspace", "LANG=C.UTF-8", "PATH=/usr/bin:/bin", "PWD=/workspace", "TMPDIR=/tmp"],
+            result.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).Where(l => !l.StartsWith("SHLVL=") && !l.StartsWith("_=")).Order());
+    }
+
+    [Fact]
+    public async Task Other_workspaces_are_not_visible_inside()
+    {
+        using var other = fixture.NewWorkspace("globex");
+        other.Write("secret.txt", "globex data");
+
+        var result = await fixture.ShellAsync(_workspace,
+            $"cat {other.FullPath}/secret.txt; cat ../secret.txt; ls -a ..; find / -name secret.txt -not -path '/proc/*' 2>/dev/null; echo done");
+
+        Assert.DoesNotContain("globex data", result.Stdout);
+        Assert.DoesNotContain("secret.txt", result.Stdout);
+        Assert.EndsWith("done\n", result.Stdout);
+    }
+
+    [Fact]
+    public async Task Huge_output_is_cut_with_a_marker()
+    {
+        var result = await fixture.ShellAsync(_workspace, "yes | head -c 5000000; echo err >&2");
+
+        Assert.Equal(0, result.ExitCode);
+        Assert.True(result.Truncated);
+        Assert.EndsWith($"\n[output truncated at {fixture.Options.MaxOutputBytes} bytes]", result.Stdout);
+        Assert.Equal(fixture.Options.MaxOutputBytes + $"\n[output truncated at {fixture.Options.MaxOutputBytes} bytes]".Length, result.Stdout.Length);
+        Assert.EndsWith("err\n", result.Stderr);
+    }
+
+    [Fact]
+    public async Task Timeout_kills_the_whole_process_tree()
+    {
+        var clock = Stopwatch.StartNew();
+
+        var result = await fixture.ShellAsync(_workspace, "sleep 1000 & echo $! > bg.pid; sleep 100", timeoutSeconds: 1);
+
+        Assert.True(result.TimedOut);
+        Assert.True(result.Killed);
+        Assert.False(result.Succeeded);
+        Assert.InRange(clock.Elapsed.TotalSeconds, 0.9, 2.5);
+        await Task.Delay(200);
+        Assert.Empty(SandboxUserProcesses("sleep"));
+    }
+
+    [Fact]
+    public async Task Background_children_do_not_outlive_a_finished_call()
+    {
+        var result = await fixture.ShellAsync(_workspace, "(sleep 1000 >/dev/null 2>&1 &); echo started");
+
+        Assert.Equal("started\n", result.Stdout);
+        await Task.Delay(200);
+        Assert.Empty(SandboxUserProcesses("sleep 1000"));
+    }
+
+    [Fact]
+    public async Task Fork_bomb_is_contained()
+    {
+        var clock = Stopwatch.StartNew();
+
+        var result = await fixture.ShellAsync(_workspace, "bash -c ':(){ :|:& };:'; sleep 30", timeoutSeconds: 3);
+
+        Assert.InRange(clock.Elapsed.TotalSeconds, 0, 5);
+        Assert.Contains("fork", result.Stderr + result.Stdout, StringComparison.OrdinalIgnoreCase);
+        await Task.Delay(200);
+        Assert.Empty(SandboxUserProcesses("bash"));
+        var after = await fixture.ShellAsync(_workspace, "echo alive");
+        Assert.Equal("alive\n", after.Stdout);
+    }
+
+    [Fact]
+    public async Task Memory_hog_fails()
+    {
+        var result = await fixture.ShellAsync(_workspace, "python3 -c 'x = bytearray(2 * 1024 ** 3); print(\"allocated\")'");
+
+        Assert.NotEqual(0, result.ExitCode);
+        Assert.DoesNotContain("allocated", result.Stdout);
+        Assert.Contains("MemoryError", result.Stderr);
+    }
+
+    [Fact]
+    public async Task Files_stop_at_the_size_limit()
+    {
+        var result = await fixture.ShellAsync(_workspace, "head -c 5000000 /dev/zero > big");
+
+        Assert.NotEqual(0, result.ExitCode);
+        Assert.Equal(fixture.Options.MaxFileBytes, new FileInfo(Path.Combine(_workspace.FullPath, "big")).Length);
+    }
+
+    [Fact]
+    public async Task Cannot_hard_link_host_files_into_the_workspace()
+    {
+        var result = await fixture.ShellAsync(_workspace, "ln /usr/bin/sh x || ln /etc/ld.so.cache y");
+
+        Assert.NotEqual(0, result.ExitCode);
+        Assert.Empty(_workspace.List("").Entries);
+    }
+
+    [Fact]
+    public async Task Cancellation_kills_the_sandbox_and_throws()
+    {
+        using var cancel = new CancellationTokenSource(TimeSpan.FromMilliseconds(300));
+
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => fixture.Sandbox.RunAsync(
+            new SandboxCommand { WorkspacePath = _workspace.FullPath, Command = "sleep 1000" }, cancel.Token));
+        await Task.Delay(200);
+        Assert.Empty(SandboxUserProcesses("sleep 1000"));
+    }
+
+    [Theory]
+    [InlineData(null, null)]
+    [InlineData("echo", new[] { "echo" })]
+    [InlineData("a\0b", null)]
+    public async Task Malformed_commands_are_refused(string? command, string[]? argv)
+    {
+        var error = await Assert.ThrowsAsync<SandboxException>(() => fixture.Sandbox.RunAsync(
+            new SandboxCommand { WorkspacePath = _workspace.FullPath, Command = command, Argv = argv }, CancellationToken.None));
+
+        Assert.Equal(SandboxErrors.InvalidArgument, error.Code);
+    }
+
+    // Processes of the sandbox user on the host whose command line contains the given text.
+    private static List<string> SandboxUserProcesses(string text) =>
+        Directory.EnumerateDirectories("/proc")
+            .Where(d => int.TryParse(Path.GetFileName(d), out _))
+            .Select(d =>
+            {
+                try
+                {
+                    var status = File.ReadAllText(Path.Combine(d, "status"));
+                    var uid = status.Split('\n').First(l => l.StartsWith("Uid:")).Split('\t', StringSplitOptions.RemoveEmptyEntries)[1];
+                    return uid == "65534" ? File.ReadAllText(Path.Combine(d, "cmdline")).Replace('\0', ' ') : null;
+                }
+                catch (IOException)
+                {
+                    return null;
+                }
+            })
+            .Where(c => c is not null && c.Contains(text))
+            .Select(c => c!)
+            .ToList();
+}

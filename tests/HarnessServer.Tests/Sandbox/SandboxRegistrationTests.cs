@@ -1,0 +1,51 @@
+using Microsoft.AspNetCore.Builder;
+using Microsoft.Extensions.DependencyInjection;
+using HarnessServer.Sandbox;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
+using Microsoft.Extensions.Options;
+
+namespace HarnessServer.Tests.Sandbox;
+
+public sealed class SandboxRegistrationTests
+{
+    [Fact]
+    public async Task Registers_the_sandbox_probe_and_a_ready_health_check()
+    {
+        var root = Path.Combine(Path.GetTempPath(), $"harness-sandbox-di-{Guid.NewGuid():N}");
+        var builder = WebApplication.CreateBuilder();
+        builder.Configuration["Harness:WorkspacesPath"] = root;
+        builder.AddHarnessSandbox();
+        await using var app = builder.Build();
+        try
+        {
+            await app.StartAsync();
+
+            var health = await app.Services.GetRequiredService<HealthCheckService>().CheckHealthAsync(c => c.Name == "sandbox");
+
+            Assert.True(app.Services.GetRequiredService<SandboxProbe>().IsAvailable);
+            Assert.Equal(HealthStatus.Healthy, health.Entries["sandbox"].Status);
+            Assert.Contains("ready", health.Entries["sandbox"].Tags);
+            await app.StopAsync();
+        }
+        finally
+        {
+            Directory.Delete(root, recursive: true);
+        }
+    }
+
+    [Theory]
+    [InlineData("SandboxUid", "0")]
+    [InlineData("MaxTimeoutSeconds", "5")]
+    [InlineData("PrlimitPath", "/opt/prlimit")]
+    public void Refuses_unsafe_options_at_start(string key, string value)
+    {
+        var builder = WebApplication.CreateBuilder();
+        builder.Configuration[$"Harness:Sandbox:{key}"] = value;
+        builder.AddHarnessSandbox();
+        using var app = builder.Build();
+
+        var error = Assert.Throws<OptionsValidationException>(() => _ = app.Services.GetRequiredService<IOptions<SandboxOptions>>().Value);
+
+        Assert.Contains($"Harness:Sandbox:{key}", error.Message);
+    }
+}
