@@ -4,6 +4,7 @@ using HarnessServer.Approvals;
 using HarnessServer.Audit;
 using HarnessServer.Data;
 using HarnessServer.Policies;
+using HarnessServer.Sandbox;
 using HarnessServer.Sessions;
 using HarnessServer.Tools;
 using Microsoft.Extensions.Options;
@@ -75,7 +76,9 @@ internal sealed class DecideStep(PolicyService policies) : IToolCallStep
         }
 
         var resolver = await policies.ResolverForAsync(context.Caller, cancellationToken);
-        var decision = resolver.Decide(context.Request.Tool, ToolArguments.Flatten(context.Request.Arguments), context.Workspace.FullPath);
+        // Paths are normalised against the root the tools resolve them against: the file tools and the sandbox both
+        // see the workspace at /workspace, never at its host path.
+        var decision = resolver.Decide(context.Request.Tool, ToolArguments.Flatten(context.Request.Arguments), Workspace.MountPoint);
         context.Decision = decision;
         switch (decision.Effect)
         {
