@@ -180,8 +180,11 @@ internal sealed class CommitDecisionStep(AuditChain audit, TimeProvider time, IO
     }
 }
 
-/// <summary>(5) The call runs: built-ins in the workspace or the sandbox, command tools as argv in the sandbox.</summary>
-internal sealed class ExecuteStep(ToolExecutors executors) : IToolCallStep
+/// <summary>
+/// (5) The call runs: built-ins in the workspace or the sandbox, command tools as argv in the sandbox. A fault of the
+/// executor itself fails the call (recorded by the next stage) instead of leaving it <c>running</c> with no result.
+/// </summary>
+internal sealed class ExecuteStep(ToolExecutors executors, ILogger<ExecuteStep> logger) : IToolCallStep
 {
     public const int StepOrder = 500;
     public int Order => StepOrder;
@@ -194,7 +197,17 @@ internal sealed class ExecuteStep(ToolExecutors executors) : IToolCallStep
             return;
         }
 
-        var outcome = await executors.RunAsync(context, cancellationToken);
+        ToolOutcome outcome;
+        try
+        {
+            outcome = await executors.RunAsync(context, cancellationToken);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            logger.LogError(e, "Tool call {Call} ({Tool}) failed inside its executor", context.CallId, context.Request.Tool);
+            outcome = ToolOutcome.Failure("executor_error", "The tool failed unexpectedly; the server log has the details.");
+        }
+
         context.Result = outcome.Result;
         context.Settle(outcome.Succeeded ? ToolCallStatus.Succeeded : ToolCallStatus.Failed, outcome.Error);
     }

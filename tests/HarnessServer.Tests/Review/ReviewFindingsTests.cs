@@ -57,8 +57,38 @@ public sealed class ReviewFindingsTests(ReviewApplication app) : IClassFixture<R
         Assert.Equal("denied", outside.GetProperty("status").GetString());
         Assert.Equal("no rule matched; org default (deny)", outside.GetProperty("decision").GetProperty("reason").GetString());
     }
-}
 
+    // 5.0 is an integer to JSON Schema; the executor read it with GetInt32, threw, answered 500 and left the call running.
+    [Fact]
+    public async Task Review_integral_timeout_written_with_a_fraction_runs()
+    {
+        using var client = Member();
+        var session = await NewSessionAsync(client);
+
+        var call = await CallAsync(client, session, """{"tool":"shell.exec","arguments":{"command":"echo hi","timeoutSeconds":5.0}}""");
+
+        Assert.Equal("succeeded", call.GetProperty("status").GetString());
+        Assert.Equal("succeeded", await WaitForCallAsync(client, session, call.GetProperty("id").GetGuid(), "succeeded"));
+    }
+
+    // The same fault in an approved call escaped the approved-call executor, which stopped the whole server.
+    [Fact]
+    public async Task Review_approved_call_with_a_fractional_integer_runs_and_the_server_keeps_serving()
+    {
+        using var requester = Member("rita");
+        var session = await NewSessionAsync(requester);
+        var pending = await CallAsync(requester, session,
+            """{"tool":"shell.exec","arguments":{"command":"printf ok","timeoutSeconds":7.0}}""", HttpStatusCode.Accepted);
+
+        using var approver = app.ClientFor("anna", Tenant, ["web"], [HarnessRoles.Approver]);
+        await (await approver.PostAsJsonAsync($"/v1/approvals/{pending.GetProperty("approvalId").GetGuid()}/decision", new { approve = true }))
+            .JsonAsync(HttpStatusCode.OK);
+
+        Assert.Equal("succeeded", await WaitForCallAsync(requester, session, pending.GetProperty("id").GetGuid(), "succeeded"));
+        var later = await CallAsync(requester, session, """{"tool":"shell.exec","arguments":{"command":"echo still here"}}""");
+        Assert.Equal("succeeded", later.GetProperty("status").GetString());
+    }
+}
 
 public sealed class ReviewApplication : HarnessApplication
 {
