@@ -88,6 +88,54 @@ public sealed class ReviewFindingsTests(ReviewApplication app) : IClassFixture<R
         var later = await CallAsync(requester, session, """{"tool":"shell.exec","arguments":{"command":"echo still here"}}""");
         Assert.Equal("succeeded", later.GetProperty("status").GetString());
     }
+
+    // JsonSchema.Net let 1e400 pass "maximum": 86400; the executor (and the audit's canonical JSON) then threw: 500.
+    [Theory]
+    [InlineData("""{"tool":"shell.exec","arguments":{"command":"echo hi","timeoutSeconds":1e400}}""")]
+    [InlineData("""{"tool":"shell.exec","arguments":{"command":"echo hi","timeoutSeconds":-1e400}}""")]
+    [InlineData("""{"tool":"fs.read","arguments":{"path":"src/a.txt","x":[1e999]}}""")]
+    public async Task Review_out_of_range_number_is_a_400_not_a_500(string body)
+    {
+        using var client = Member();
+        var session = await NewSessionAsync(client);
+
+        var problem = await (await RawCallAsync(client, session, body)).ProblemAsync(HttpStatusCode.BadRequest, "invalid_arguments");
+        var history = await (await client.GetAsync($"/v1/sessions/{session}")).JsonAsync(HttpStatusCode.OK);
+
+        Assert.Contains("out of range", problem.GetProperty("detail").GetString());
+        Assert.Empty(history.GetProperty("toolCalls").EnumerateArray());
+    }
+
+    // A tool name no tool can have was stored into a 200-character column and an audit field: 500.
+    [Fact]
+    public async Task Review_overlong_tool_name_is_a_400_not_a_500()
+    {
+        using var client = Member();
+        var session = await NewSessionAsync(client);
+
+        var response = await RawCallAsync(client, session, "{\"tool\":\"" + new string('a', 300) + "\",\"arguments\":{}}");
+
+        await response.ProblemAsync(HttpStatusCode.BadRequest, "invalid_tool_name");
+    }
+
+    // Duplicate names make "the arguments" ambiguous: the policy, the executor, the audit record and whoever reads the
+    // stored call (an approver's UI, an export verifier) may each pick a different one of the values.
+    [Theory]
+    [InlineData("""{"path":"secret/b.txt","path":"src/a.txt"}""")]
+    [InlineData("""{"path":"src/a.txt","path":"src/a.txt"}""")]
+    [InlineData("""{"path":"src/a.txt","x":{"k":1,"k":2}}""")]
+    public async Task Review_duplicate_argument_names_are_a_400_and_nothing_runs(string arguments)
+    {
+        using var client = Member();
+        var session = await NewSessionAsync(client);
+
+        var response = await RawCallAsync(client, session, "{\"tool\":\"fs.read\",\"arguments\":" + arguments + "}");
+        var problem = await response.ProblemAsync(HttpStatusCode.BadRequest, "invalid_arguments");
+        var history = await (await client.GetAsync($"/v1/sessions/{session}")).JsonAsync(HttpStatusCode.OK);
+
+        Assert.Contains("duplicate", problem.GetProperty("detail").GetString(), StringComparison.OrdinalIgnoreCase);
+        Assert.Empty(history.GetProperty("toolCalls").EnumerateArray());
+    }
 }
 
 public sealed class ReviewApplication : HarnessApplication
