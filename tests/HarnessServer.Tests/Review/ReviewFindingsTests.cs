@@ -136,6 +136,17 @@ public sealed class ReviewFindingsTests(ReviewApplication app) : IClassFixture<R
         Assert.Contains("duplicate", problem.GetProperty("detail").GetString(), StringComparison.OrdinalIgnoreCase);
         Assert.Empty(history.GetProperty("toolCalls").EnumerateArray());
     }
+
+    [Fact]
+    public async Task Review_tool_schema_with_a_non_string_type_is_a_400()
+    {
+        using var admin = app.ClientFor("root", Tenant, roles: [HarnessRoles.Admin]);
+
+        var response = await admin.PostAsync("/v1/admin/tools", new StringContent(
+            """{"name":"typed","schema":{"type":["object"]},"argv":["echo"]}""", Encoding.UTF8, "application/json"));
+
+        await response.ProblemAsync(HttpStatusCode.BadRequest, "invalid_tool");
+    }
 }
 
 public sealed class ReviewApplication : HarnessApplication
