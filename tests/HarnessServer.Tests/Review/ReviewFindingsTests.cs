@@ -147,6 +147,18 @@ public sealed class ReviewFindingsTests(ReviewApplication app) : IClassFixture<R
 
         await response.ProblemAsync(HttpStatusCode.BadRequest, "invalid_tool");
     }
+
+    // Enum.TryParse accepts any number ("99"), which is no status of the contract.
+    [Theory]
+    [InlineData("1")]
+    [InlineData("99")]
+    [InlineData("-1")]
+    public async Task Review_numeric_approval_status_is_a_400(string status)
+    {
+        using var approver = app.ClientFor("anna", Tenant, ["web"], [HarnessRoles.Approver]);
+
+        await (await approver.GetAsync($"/v1/approvals?status={status}")).ProblemAsync(HttpStatusCode.BadRequest, "invalid_status");
+    }
 }
 
 public sealed class ReviewApplication : HarnessApplication
