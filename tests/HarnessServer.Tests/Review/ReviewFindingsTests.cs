@@ -159,6 +159,27 @@ public sealed class ReviewFindingsTests(ReviewApplication app) : IClassFixture<R
 
         await (await approver.GetAsync($"/v1/approvals?status={status}")).ProblemAsync(HttpStatusCode.BadRequest, "invalid_status");
     }
+
+    // Claims longer than their columns failed the just-in-time upsert, which answered 503 "database unavailable" forever.
+    [Theory]
+    [InlineData("user")]
+    [InlineData("team")]
+    [InlineData("name")]
+    [InlineData("tenant")]
+    public async Task Review_oversized_identity_claims_are_refused_as_401(string which)
+    {
+        var big = new string('x', 500);
+        using var client = which switch
+        {
+            "user" => app.ClientFor(big, Tenant, ["web"]),
+            "team" => app.ClientFor("long-team", Tenant, [big]),
+            "name" => app.ClientFor("long-name", Tenant, ["web"], name: big + big),
+            _ => app.ClientFor("long-tenant", big, ["web"]),
+        };
+
+        var problem = await (await client.GetAsync("/v1/me")).ProblemAsync(HttpStatusCode.Unauthorized);
+        Assert.Contains("characters", problem.GetProperty("detail").GetString());
+    }
 }
 
 public sealed class ReviewApplication : HarnessApplication
