@@ -93,7 +93,17 @@ public sealed class PostgresCluster : IAsyncDisposable
             ["-D", data, "-w", "-l", Path.Combine(directory, "log"), "-o",
                 $"-p {port} -c listen_addresses=127.0.0.1 -k {directory} -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300",
                 "start"], asRoot);
-        return new PostgresCluster(directory, port);
+        var cluster = new PostgresCluster(directory, port);
+        // Roles are cluster-wide: create the application role once, so that test hosts migrating their databases in
+        // parallel do not race to create it (the migration creates it only when missing).
+        await using (var connection = new NpgsqlConnection(cluster.ConnectionString("postgres")))
+        {
+            await connection.OpenAsync();
+            await using var role = new NpgsqlCommand("CREATE ROLE harness_app NOLOGIN", connection);
+            await role.ExecuteNonQueryAsync();
+        }
+
+        return cluster;
     }
 
     public async ValueTask DisposeAsync()
