@@ -176,10 +176,12 @@ internal sealed class HttpFetchTool : IDisposable
         if (address.AddressFamily == AddressFamily.InterNetworkV6)
         {
             var b = address.GetAddressBytes();
-            return !(address.IsIPv6LinkLocal || address.IsIPv6SiteLocal || address.IsIPv6Multicast
+            return !(address.IsIPv6LinkLocal || address.IsIPv6SiteLocal || address.IsIPv6Multicast || address.IsIPv6Teredo
                      || (b[0] & 0xfe) == 0xfc // unique local fc00::/7
                      || (b[0] == 0x20 && b[1] == 0x02) // 6to4 can embed private IPv4
-                     || (b[0] == 0x00 && b[1] == 0x64 && b[2] == 0xff && b[3] == 0x9b)); // NAT64
+                     || (b[0] == 0x00 && b[1] == 0x64 && b[2] == 0xff && b[3] == 0x9b) // NAT64 64:ff9b::/96 and 64:ff9b:1::/48
+                     || (b[0] == 0x01 && b[1] == 0x00 && b.AsSpan(2, 6).IndexOfAnyExcept((byte)0) < 0) // discard-only 100::/64
+                     || b.AsSpan(0, 12).IndexOfAnyExcept((byte)0) < 0); // IPv4-compatible ::/96 (and ::, ::1)
         }
 
         var v4 = address.GetAddressBytes();

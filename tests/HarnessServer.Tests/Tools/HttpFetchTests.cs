@@ -52,6 +52,11 @@ public sealed class HttpFetchTests : IAsyncLifetime
     [InlineData("fe80::1")]
     [InlineData("fd00::1")]
     [InlineData("::ffff:127.0.0.1")]
+    [InlineData("::127.0.0.1")]
+    [InlineData("::10.0.0.1")]
+    [InlineData("2001:0:4136:e378:8000:63bf:3fff:fdd2")]
+    [InlineData("64:ff9b:1::a00:1")]
+    [InlineData("100::1")]
     public void Private_loopback_and_link_local_addresses_are_not_public(string address) =>
         Assert.False(HttpFetchTool.IsPublic(IPAddress.Parse(address)));
 
