@@ -66,7 +66,6 @@ internal sealed class DecideStep(PolicyService policies) : IToolCallStep
     public const int StepOrder = 300;
     public int Order => StepOrder;
     public string Name => "decide";
-    public bool SkippedForApprovedCalls => true;
 
     public async Task RunAsync(ToolCallContext context, CancellationToken cancellationToken)
     {
@@ -84,6 +83,11 @@ internal sealed class DecideStep(PolicyService policies) : IToolCallStep
         {
             case PolicyEffect.Deny:
                 context.Settle(ToolCallStatus.Denied, new ToolCallError("denied", decision.Reason ?? "Denied by policy."));
+                break;
+            // An approved call is decided again when it runs: the approval answers an ask, but a deny that
+            // appeared since the request (a new rule, a locked org deny) still wins.
+            case PolicyEffect.Ask when context.Approved is not null:
+                context.MarkRunning();
                 break;
             case PolicyEffect.Ask:
                 context.ApprovalId = Guid.CreateVersion7();
@@ -232,7 +236,12 @@ internal sealed class RecordResultStep(AuditChain audit, TimeProvider time) : IT
         var now = time.GetUtcNow();
         var actor = new AuditActor(context.Caller.UserId, context.Caller.DisplayName);
         var executed = new AuditEntry(
-            status is ToolCallStatus.Succeeded or ToolCallStatus.Failed ? "tool_call.executed" : "tool_call.rejected",
+            status switch
+            {
+                ToolCallStatus.Succeeded or ToolCallStatus.Failed => "tool_call.executed",
+                ToolCallStatus.Denied => "tool_call.denied",
+                _ => "tool_call.rejected",
+            },
             actor, context.Session.Id, context.Request.Tool,
             Payload: new JsonObject
             {

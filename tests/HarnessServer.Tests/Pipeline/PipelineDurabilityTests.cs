@@ -88,6 +88,35 @@ public sealed class PipelineDurabilityTests(ToolCallPipelineTests.PipelineApplic
     }
 
     [Fact]
+    public async Task An_approved_call_is_decided_again_and_a_deny_added_since_the_request_wins()
+    {
+        const string tenant = "redecide";
+        using var admin = app.ClientFor("admin", tenant, roles: [HarnessRoles.Admin]);
+        var yaml = new StringContent("rules:\n  - tool: 'fs.*'\n    effect: allow\n  - tool: fs.write\n    effect: ask\n", Encoding.UTF8, "application/yaml");
+        (await admin.PutAsync("/v1/admin/policies/org", yaml)).EnsureSuccessStatusCode();
+        using var requester = app.ClientFor("rob", tenant, ["ops"]);
+        var session = await NewSessionAsync(requester);
+        var pending = await (await CallAsync(requester, session, "fs.write", new { path = "late.txt", content = "x" })).JsonAsync(HttpStatusCode.Accepted);
+
+        (await admin.PutAsync("/v1/admin/policies/teams/ops", new StringContent("rules:\n  - tool: fs.write\n    effect: deny\n", Encoding.UTF8, "application/yaml")))
+            .EnsureSuccessStatusCode();
+        using var approver = app.ClientFor("ann", tenant, ["ops"], [HarnessRoles.Approver]);
+        (await approver.PostAsJsonAsync($"/v1/approvals/{pending.GetProperty("approvalId").GetGuid()}/decision", new { approve = true })).EnsureSuccessStatusCode();
+
+        string? status = null;
+        for (var i = 0; i < 100 && status is not ("denied" or "succeeded"); i++)
+        {
+            await Task.Delay(100);
+            var view = await (await requester.GetAsync($"/v1/sessions/{session}")).JsonAsync(HttpStatusCode.OK);
+            status = view.GetProperty("toolCalls").EnumerateArray().Single(c => c.GetProperty("id").GetGuid() == pending.GetProperty("id").GetGuid()).GetProperty("status").GetString();
+        }
+
+        Assert.Equal("denied", status);
+        var read = await (await CallAsync(requester, session, "fs.read", new { path = "late.txt" })).JsonAsync(HttpStatusCode.OK);
+        Assert.Equal("not_found", read.GetProperty("error").GetProperty("code").GetString());
+    }
+
+    [Fact]
     public async Task A_call_left_running_by_a_dead_process_is_recorded_interrupted_at_start_and_not_rerun()
     {
         using var client = app.ClientFor("ivan", ToolCallPipelineTests.Tenant, ["web"]);
