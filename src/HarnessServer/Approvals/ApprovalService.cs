@@ -90,7 +90,7 @@ internal sealed class ApprovalService(HarnessDbContext db, AuditChain audit, Tim
             }
 
             var (kind, key) = SessionEvents.NotifyArguments(approval.TenantId, approval.SessionId, approval.ToolCallId);
-            await ChangeFeed.NotifyAsync(unit.Connection, unit.Transaction, kind, key, ct);
+            ChangeFeed.Notify(unit, kind, key);
             return (true, (IReadOnlyList<AuditEntry>)[new AuditEntry("tool_call.approval_decided",
                 new AuditActor(user.UserId, user.DisplayName), approval.SessionId, approval.Tool,
                 Decision: new JsonObject { ["effect"] = body.Approve ? "allow" : "deny", ["level"] = "approval", ["reason"] = body.Comment },

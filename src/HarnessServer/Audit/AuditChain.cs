@@ -477,11 +477,17 @@ internal sealed class AuditChain : IHostedService
             await unit.DisposeAsync();
         }
 
+        var notifications = unit.Notifications;
         var before = new Dictionary<string, Head>(heads, StringComparer.Ordinal);
         var rows = new EventRows();
         pending.Seqs = rows.Add(pending.TenantId, entries, heads, at, _scratch);
         await using var batch = new NpgsqlBatch(connection, transaction);
         batch.BatchCommands.Add(rows.ToCommand());
+        foreach (var (channel, payload) in notifications)
+        {
+            batch.BatchCommands.Add(new NpgsqlBatchCommand("SELECT pg_notify($1, $2)") { Parameters = { new() { Value = channel }, new() { Value = payload } } });
+        }
+
         batch.BatchCommands.Add(new NpgsqlBatchCommand("RELEASE SAVEPOINT audit_unit"));
         try
         {
@@ -511,6 +517,9 @@ internal sealed class AuditChain : IHostedService
         tenant.Set(tenantId);
         var db = new HarnessDbContext(options, tenant);
         db.Database.UseTransaction(transaction);
+        // The writer already wraps each unit in a savepoint; EF's own per-SaveChanges savepoint would cost two more
+        // round trips inside the serial part of the batch.
+        db.Database.AutoSavepointsEnabled = false;
         return db;
     }
 

@@ -56,6 +56,15 @@ internal sealed class AuditUnitOfWork
     /// <summary>A DbContext bound to <see cref="TenantId"/> over this connection and transaction, made on first use.</summary>
     public HarnessDbContext Db => _db ??= _createDb();
 
+    /// <summary>Notifications (<c>pg_notify</c> channel and payload) sent with the unit's events, delivered on commit.</summary>
+    internal List<(string Channel, string Payload)> Notifications { get; } = [];
+
+    /// <summary>
+    /// Queues a notification to go out in the same round trip as the unit's audit events: it is delivered to
+    /// listeners only if they commit.
+    /// </summary>
+    public void Notify(string channel, string payload) => Notifications.Add((channel, payload));
+
     internal ValueTask DisposeAsync() => _db?.DisposeAsync() ?? ValueTask.CompletedTask;
 }
 

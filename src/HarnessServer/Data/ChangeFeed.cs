@@ -4,28 +4,18 @@ namespace HarnessServer.Data;
 
 /// <summary>
 /// Tells every server process when a tenant's policies or tool registry changed, through PostgreSQL
-/// <c>LISTEN/NOTIFY</c>: writers call <see cref="NotifySql"/> inside their transaction (delivered on commit), and
+/// <c>LISTEN/NOTIFY</c>: writers queue <see cref="Notify"/> with their audited unit of work (delivered on commit), and
 /// caches subscribe to <see cref="Changed"/>. If the listening connection drops, every cache is cleared.
 /// </summary>
 internal sealed class ChangeFeed(DatabaseSources sources, ILogger<ChangeFeed> logger) : BackgroundService
 {
     public const string Channel = "harness_changes";
 
-    /// <summary>SQL for a writer's transaction: <c>$1</c> is the kind (<c>policies</c>, <c>tools</c>), <c>$2</c> the tenant.</summary>
-    public const string NotifySql = "SELECT pg_notify('" + Channel + "', $1 || ':' || $2)";
-
     /// <summary>Raised with (kind, tenant); (kind, null) means "forget everything".</summary>
     public event Action<string, string?>? Changed;
 
-    /// <summary>Queues a notification in the caller's transaction; it is delivered to every process on commit.</summary>
-    public static async Task NotifyAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, string kind, string key, CancellationToken cancellationToken)
-    {
-        await using var command = new NpgsqlCommand(NotifySql, connection, transaction)
-        {
-            Parameters = { new() { Value = kind }, new() { Value = key } },
-        };
-        await command.ExecuteNonQueryAsync(cancellationToken);
-    }
+    /// <summary>Queues a change with an audited unit of work; every process hears it when the unit commits.</summary>
+    public static void Notify(Audit.AuditUnitOfWork unit, string kind, string key) => unit.Notify(Channel, $"{kind}:{key}");
 
     /// <summary>Raises a change locally, for the process that made it (its own notification arrives too).</summary>
     public void Publish(string kind, string? tenant) => Changed?.Invoke(kind, tenant);

@@ -60,7 +60,7 @@ internal sealed class InterruptedCallRecovery(
                     .Where(c => c.Id == call.Call && c.Status == ToolCallStatus.Running)
                     .ExecuteUpdateAsync(c => c.SetProperty(x => x.Status, ToolCallStatus.Interrupted).SetProperty(x => x.CompletedAt, time.GetUtcNow()), ct);
                 var (kind, key) = SessionEvents.NotifyArguments(call.Tenant, call.Session, call.Call);
-                await ChangeFeed.NotifyAsync(unit.Connection, unit.Transaction, kind, key, ct);
+                ChangeFeed.Notify(unit, kind, key);
                 return (changed, (IReadOnlyList<AuditEntry>)[new AuditEntry("tool_call.interrupted", new AuditActor("harness", "HarnessServer"),
                     call.Session, call.Tool, Payload: new JsonObject { ["callId"] = call.Call.ToString(), ["reason"] = "the server stopped while the call was running" })]);
             }, cancellationToken);

@@ -170,17 +170,17 @@ internal sealed class CommitDecisionStep(AuditChain audit, TimeProvider time, IO
             }
 
             await unit.Db.SaveChangesAsync(ct);
-            await NotifyAsync(unit, context, ct);
+            Notify(unit, context);
             return (true, (IReadOnlyList<AuditEntry>)[requested, settled]);
         }, cancellationToken);
         context.AuditSeq = receipt.Seqs[^1];
     }
 
     /// <summary>Live subscribers of the session hear about the change once it commits.</summary>
-    internal static Task NotifyAsync(AuditUnitOfWork unit, ToolCallContext context, CancellationToken cancellationToken)
+    internal static void Notify(AuditUnitOfWork unit, ToolCallContext context)
     {
         var (kind, key) = SessionEvents.NotifyArguments(context.Caller.TenantId, context.Session.Id, context.CallId);
-        return ChangeFeed.NotifyAsync(unit.Connection, unit.Transaction, kind, key, cancellationToken);
+        ChangeFeed.Notify(unit, kind, key);
     }
 }
 
@@ -260,7 +260,7 @@ internal sealed class RecordResultStep(AuditChain audit, TimeProvider time) : IT
             call.Error = context.Error is null ? null : JsonSerializer.SerializeToDocument(context.Error, AuditViews.Json);
             call.CompletedAt = now;
             await unit.Db.SaveChangesAsync(ct);
-            await CommitDecisionStep.NotifyAsync(unit, context, ct);
+            CommitDecisionStep.Notify(unit, context);
             return (true, (IReadOnlyList<AuditEntry>)[executed]);
         }, cancellationToken);
         context.AuditSeq = receipt.Seqs[^1];

@@ -117,7 +117,7 @@ internal sealed class PolicyService
                     $"The {level} policy changed while this edit was stored; reload it and apply your change again.");
             }
 
-            await ChangeFeed.NotifyAsync(unit.Connection, unit.Transaction, ChangeKind, tenant, ct);
+            ChangeFeed.Notify(unit, ChangeKind, tenant);
             return (stored, (IReadOnlyList<AuditEntry>)[new AuditEntry("policy.changed", actor, Payload: new JsonObject
             {
                 ["level"] = level.ToString(),

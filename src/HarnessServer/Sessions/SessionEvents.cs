@@ -31,7 +31,7 @@ internal sealed class SessionEvents
         };
     }
 
-    /// <summary>The (kind, key) a writer passes to <see cref="ChangeFeed.NotifySql"/> for a changed call.</summary>
+    /// <summary>The (kind, key) a writer passes to <see cref="ChangeFeed.Notify"/> for a changed call.</summary>
     public static (string Kind, string Key) NotifyArguments(string tenant, Guid session, Guid call) =>
         (Kind, $"{session}/{call}/{tenant}");
 

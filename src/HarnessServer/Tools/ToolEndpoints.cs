@@ -110,7 +110,7 @@ internal static partial class ToolEndpoints
                 throw new HarnessProblemException(StatusCodes.Status409Conflict, "tool_changed", $"Tool '{next.Name}' changed concurrently; retry.");
             }
 
-            await ChangeFeed.NotifyAsync(unit.Connection, unit.Transaction, ChangeKind, user.TenantId, token);
+            ChangeFeed.Notify(unit, ChangeKind, user.TenantId);
             return (true, (IReadOnlyList<AuditEntry>)[new AuditEntry(type, new AuditActor(user.UserId, user.DisplayName), Tool: next.Name,
                 Payload: new JsonObject
                 {
