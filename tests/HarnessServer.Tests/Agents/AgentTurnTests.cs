@@ -44,6 +44,7 @@ public sealed class AgentTurnTests(AgentTurnTests.AgentApplication app) : IClass
             settings["Harness:Model:Id"] = "scripted-model";
             settings["Harness:Agent:ContextTokenBudget"] = "500";
             settings["Harness:Agent:RecentTurns"] = "1";
+            settings["Harness:Agent:MaxIterations"] = "2";
             settings["Harness:Agent:RecoveryInterval"] = "00:00:00.250";
             settings["Harness:Approvals:PollInterval"] = "00:00:00.200";
         }
@@ -271,6 +272,59 @@ public sealed class AgentTurnTests(AgentTurnTests.AgentApplication app) : IClass
         release.SetResult();
 
         Assert.Equal("completed", (await (await first).JsonAsync(HttpStatusCode.OK)).GetProperty("status").GetString());
+    }
+
+    [Fact]
+    public async Task A_paused_session_stops_its_turn_after_the_current_step_and_resume_continues_it()
+    {
+        var release = new TaskCompletionSource();
+        var model = Model.Call("fs_write", new { path = "after-resume.txt", content = "resumed" }).HeldUntil(release.Task).Reply("Written.");
+        using var client = Member();
+        var session = await NewSessionAsync(client);
+
+        var sending = SendAsync(client, session, "Write a file.");
+        await model.WaitForRequestsAsync(1);
+        await (await client.PostAsync($"/v1/sessions/{session}/pause", null)).JsonAsync(HttpStatusCode.OK);
+        release.SetResult();
+
+        var paused = await (await sending).JsonAsync(HttpStatusCode.OK);
+        Assert.Equal("paused", paused.GetProperty("status").GetString());
+        Assert.Empty(paused.GetProperty("toolCalls").EnumerateArray());
+        await (await SendAsync(client, session, "Hello?")).ProblemAsync(HttpStatusCode.Conflict, "session_paused");
+
+        await (await client.PostAsync($"/v1/sessions/{session}/resume", null)).JsonAsync(HttpStatusCode.OK);
+
+        var turn = await EventuallyAsync(client, $"/v1/sessions/{session}/turns/{paused.GetProperty("turnId").GetGuid()}",
+            t => t.GetProperty("status").GetString() == "completed");
+        Assert.Equal("Written.", turn.GetProperty("reply").GetString());
+        Assert.Equal("resumed", await ReadFileAsync(client, session, "after-resume.txt"));
+        Assert.Equal(2, model.Requests.Count);
+    }
+
+    [Fact]
+    public async Task A_turn_ends_with_max_iterations_and_every_proposed_call_still_gets_an_answer()
+    {
+        var model = Model;
+        for (var i = 0; i < 3; i++)
+        {
+            model.Call("fs_list", new { path = "." });
+        }
+
+        using var client = Member();
+        var session = await NewSessionAsync(client);
+
+        var turn = await (await SendAsync(client, session, "Loop forever.")).JsonAsync(HttpStatusCode.OK);
+
+        Assert.Equal("max_iterations", turn.GetProperty("status").GetString());
+        var calls = turn.GetProperty("toolCalls").EnumerateArray().ToList();
+        Assert.Equal(3, calls.Count);
+        Assert.Equal("max_iterations", calls[^1].GetProperty("error").GetProperty("code").GetString());
+
+        // The next turn's history is a valid conversation: the unanswered call has its answer.
+        model.Reply("Stopped.");
+        var next = await (await SendAsync(client, session, "Stop.")).JsonAsync(HttpStatusCode.OK);
+        Assert.Equal("completed", next.GetProperty("status").GetString());
+        Assert.Equal(3, Messages(model.Requests[^1], "tool").Count);
     }
 
     [Fact]

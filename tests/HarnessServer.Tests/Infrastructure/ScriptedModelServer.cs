@@ -87,6 +87,23 @@ public sealed class ScriptedModelServer : IAsyncDisposable
     public ScriptedModelServer ReplyWhen(Task release, string text) =>
         Enqueue(new Step(text, [], null, 20, 8, release));
 
+    /// <summary>The step scripted last is answered only once <paramref name="release"/> completes.</summary>
+    public ScriptedModelServer HeldUntil(Task release)
+    {
+        lock (_script)
+        {
+            var steps = _script.ToArray();
+            steps[^1] = steps[^1] with { Release = release };
+            _script.Clear();
+            foreach (var step in steps)
+            {
+                _script.Enqueue(step);
+            }
+        }
+
+        return this;
+    }
+
     /// <summary>Waits until at least <paramref name="count"/> requests arrived and returns the last of them.</summary>
     public async Task<JsonElement> WaitForRequestsAsync(int count, TimeSpan? timeout = null)
     {
