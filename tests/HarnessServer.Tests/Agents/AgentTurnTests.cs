@@ -328,6 +328,49 @@ public sealed class AgentTurnTests(AgentTurnTests.AgentApplication app) : IClass
     }
 
     [Fact]
+    public async Task A_rate_limited_model_call_is_retried_and_its_tokens_are_measured()
+    {
+        var model = Model.Fail(429).Reply("After the retry.", promptTokens: 321, completionTokens: 12);
+        var measured = new List<(int Tokens, string? Type)>();
+        using var listener = new System.Diagnostics.Metrics.MeterListener();
+        listener.InstrumentPublished = (instrument, l) =>
+        {
+            if (instrument.Meter.Name == "HarnessServer" && instrument.Name == "gen_ai.client.token.usage")
+            {
+                l.EnableMeasurementEvents(instrument);
+            }
+        };
+        listener.SetMeasurementEventCallback<int>((_, value, tags, _) =>
+        {
+            var model = tags.ToArray().FirstOrDefault(t => t.Key == "gen_ai.request.model").Value as string;
+            if (model == "scripted-model")
+            {
+                lock (measured)
+                {
+                    measured.Add((value, tags.ToArray().FirstOrDefault(t => t.Key == "gen_ai.token.type").Value as string));
+                }
+            }
+        });
+        listener.Start();
+        using var client = Member();
+        var session = await NewSessionAsync(client);
+
+        var turn = await (await SendAsync(client, session, "Hi")).JsonAsync(HttpStatusCode.OK);
+
+        Assert.Equal("After the retry.", turn.GetProperty("reply").GetString());
+        Assert.Equal(2, model.Requests.Count);
+        lock (measured)
+        {
+            Assert.Contains((321, "input"), measured);
+            Assert.Contains((12, "output"), measured);
+        }
+
+        var usage = await (await client.GetAsync($"/v1/sessions/{session}/usage")).JsonAsync(HttpStatusCode.OK);
+        Assert.Equal(321, usage.GetProperty("inputTokens").GetInt32());
+        Assert.Equal(12, usage.GetProperty("outputTokens").GetInt32());
+    }
+
+    [Fact]
     public async Task Another_users_session_does_not_exist_for_messages()
     {
         using var owner = Member();
