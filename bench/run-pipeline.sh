@@ -7,7 +7,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/provision.sh
 export ConnectionStrings__Harness=${ConnectionStrings__Harness:-$(scripts/local-postgres.sh)}
 export ASPNETCORE_ENVIRONMENT=Development Urls=http://127.0.0.1:5099 Harness__PoliciesPath=.data/bench-policies
-dotnet build -c Release --nologo -v quiet src/HarnessServer bench/Pipeline
+dotnet build -c Release --nologo -v quiet src/HarnessServer
+dotnet build -c Release --nologo -v quiet bench/Pipeline
 dotnet src/HarnessServer/bin/Release/net10.0/HarnessServer.dll &
 server=$!
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null' EXIT

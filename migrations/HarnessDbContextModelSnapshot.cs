@@ -446,7 +446,7 @@ namespace HarnessServer.Migrations
                         .HasColumnName("at");
 
                     b.Property<string>("Decision")
-                        .HasColumnType("jsonb")
+                        .HasColumnType("json")
                         .HasColumnName("decision");
 
                     b.Property<string>("Hash")
@@ -457,7 +457,7 @@ namespace HarnessServer.Migrations
                         .IsFixedLength();
 
                     b.Property<string>("Payload")
-                        .HasColumnType("jsonb")
+                        .HasColumnType("json")
                         .HasColumnName("payload");
 
                     b.Property<string>("PayloadHash")

@@ -24,7 +24,7 @@ internal sealed class AuditChain : IHostedService
 
     private const string InsertEvents = """
         INSERT INTO audit_events (tenant_id, seq, at, actor_id, actor_name, session_id, type, tool, decision, payload, payload_hash, prev_hash, hash)
-        SELECT t, s, a, ai, an, si, ty, tl, d::jsonb, p::jsonb, ph, pv, h
+        SELECT t, s, a, ai, an, si, ty, tl, d::json, p::json, ph, pv, h
         FROM unnest($1::text[], $2::bigint[], $3::timestamptz[], $4::text[], $5::text[], $6::uuid[], $7::text[], $8::text[],
                     $9::text[], $10::text[], $11::text[], $12::text[], $13::text[])
              AS u(t, s, a, ai, an, si, ty, tl, d, p, ph, pv, h)
@@ -37,6 +37,7 @@ internal sealed class AuditChain : IHostedService
     private readonly ILogger<AuditChain> _logger;
     private readonly int _maxBatchSize;
     private readonly HashSet<string> _knownHeads = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, Head> _lastHeads = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, long> _committedHeads = new(StringComparer.Ordinal);
     private readonly ArrayBufferWriter<byte> _scratch = new(1024);
     private Task? _loop;
@@ -208,18 +209,36 @@ internal sealed class AuditChain : IHostedService
         await EnsureHeadsAsync(connection, tenants);
 
         await using var transaction = await connection.BeginTransactionAsync();
-        var heads = await LockHeadsAsync(connection, transaction, tenants);
         var at = AuditHash.ToMicroseconds(_time.GetUtcNow());
         var committed = new List<PendingAppend>(batch.Count);
-
-        // Plain appends first, all in one statement; then each unit of work in its own savepoint.
         var plain = batch.Where(p => p.Work is null).ToList();
-        if (plain.Count > 0)
+        var units = batch.Where(p => p.Work is not null).ToList();
+        var headsMoved = false;
+        Dictionary<string, Head> heads;
+        if (units.Count == 0 && TryGuessHeads(tenants, out var guess))
         {
-            await InsertGroupAsync(connection, transaction, plain, heads, at, committed);
+            (heads, headsMoved) = await InsertOnGuessedHeadsAsync(connection, transaction, tenants, plain, guess, at);
+            if (headsMoved)
+            {
+                committed.AddRange(plain);
+            }
+            else
+            {
+                headsMoved = await InsertGroupAsync(connection, transaction, plain, heads, at, committed, moveHeads: true);
+            }
+        }
+        else
+        {
+            // Plain appends first, all in one statement; then each unit of work in its own savepoint. Without units
+            // of work the heads are final after the plain insert and move in the same round trip.
+            heads = await LockHeadsAsync(connection, transaction, tenants);
+            if (plain.Count > 0)
+            {
+                headsMoved = await InsertGroupAsync(connection, transaction, plain, heads, at, committed, moveHeads: units.Count == 0);
+            }
         }
 
-        foreach (var pending in batch.Where(p => p.Work is not null))
+        foreach (var pending in units)
         {
             await RunUnitAsync(connection, transaction, pending, heads, at, committed);
         }
@@ -230,12 +249,31 @@ internal sealed class AuditChain : IHostedService
             return;
         }
 
-        await MoveHeadsAsync(connection, transaction, heads);
-        await transaction.CommitAsync();
+        if (!headsMoved)
+        {
+            await using var move = new NpgsqlBatch(connection, transaction) { BatchCommands = { MoveHeads(heads) } };
+            await move.ExecuteNonQueryAsync();
+        }
+
+        try
+        {
+            await transaction.CommitAsync();
+        }
+        catch
+        {
+            // Whether it committed is unknown: the next batch of these tenants reads their heads afresh.
+            foreach (var tenant in tenants)
+            {
+                _lastHeads.Remove(tenant);
+            }
+
+            throw;
+        }
 
         foreach (var (tenant, head) in heads)
         {
             _committedHeads[tenant] = head.Seq;
+            _lastHeads[tenant] = head with { Moved = false };
         }
 
         foreach (var pending in committed)
@@ -262,19 +300,32 @@ internal sealed class AuditChain : IHostedService
         _knownHeads.UnionWith(missing);
     }
 
+    private static NpgsqlBatchCommand LockHeads(string[] tenants)
+    {
+        var command = new NpgsqlBatchCommand(
+            """SELECT tenant_id, seq, hash FROM audit_heads WHERE tenant_id = ANY($1) ORDER BY tenant_id COLLATE "C" FOR UPDATE""");
+        command.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = tenants });
+        return command;
+    }
+
+    private static async Task<Dictionary<string, Head>> ReadHeadsAsync(NpgsqlDataReader reader, int tenants)
+    {
+        var heads = new Dictionary<string, Head>(tenants, StringComparer.Ordinal);
+        while (await reader.ReadAsync())
+        {
+            heads[reader.GetString(0)] = new Head(reader.GetInt64(1), reader.GetString(2), Moved: false);
+        }
+
+        return heads;
+    }
+
     private static async Task<Dictionary<string, Head>> LockHeadsAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, string[] tenants)
     {
-        await using var command = new NpgsqlCommand(
-            """SELECT tenant_id, seq, hash FROM audit_heads WHERE tenant_id = ANY($1) ORDER BY tenant_id COLLATE "C" FOR UPDATE""",
-            connection, transaction);
-        command.Parameters.Add(new NpgsqlParameter { Value = tenants });
-        var heads = new Dictionary<string, Head>(tenants.Length, StringComparer.Ordinal);
-        await using (var reader = await command.ExecuteReaderAsync())
+        await using var batch = new NpgsqlBatch(connection, transaction) { BatchCommands = { LockHeads(tenants) } };
+        Dictionary<string, Head> heads;
+        await using (var reader = await batch.ExecuteReaderAsync())
         {
-            while (await reader.ReadAsync())
-            {
-                heads[reader.GetString(0)] = new Head(reader.GetInt64(1), reader.GetString(2), Moved: false);
-            }
+            heads = await ReadHeadsAsync(reader, tenants.Length);
         }
 
         if (heads.Count != tenants.Length)
@@ -285,9 +336,81 @@ internal sealed class AuditChain : IHostedService
         return heads;
     }
 
-    private async Task InsertGroupAsync(
+    private bool TryGuessHeads(string[] tenants, out Dictionary<string, Head> guess)
+    {
+        guess = new Dictionary<string, Head>(tenants.Length, StringComparer.Ordinal);
+        foreach (var tenant in tenants)
+        {
+            if (!_lastHeads.TryGetValue(tenant, out var head))
+            {
+                return false;
+            }
+
+            guess[tenant] = head;
+        }
+
+        return true;
+    }
+
+    /// <summary>
+    /// One round trip instead of two when this process wrote the tenants' last events: the heads are locked and read
+    /// in the same batch as an insert chained on the heads this process last committed. The guess is never trusted:
+    /// when the heads read under the lock differ (another process appended) or the insert fails, everything after
+    /// the savepoint is rolled back and the caller inserts again on the heads just read.
+    /// </summary>
+    /// <returns>The heads (moved when the guess held) and whether the guess held.</returns>
+    private async Task<(Dictionary<string, Head> Heads, bool Held)> InsertOnGuessedHeadsAsync(
+        NpgsqlConnection connection, NpgsqlTransaction transaction, string[] tenants, List<PendingAppend> plain,
+        Dictionary<string, Head> guess, DateTimeOffset at)
+    {
+        var expected = new Dictionary<string, Head>(guess, StringComparer.Ordinal);
+        var rows = new EventRows();
+        foreach (var pending in plain)
+        {
+            pending.Seqs = rows.Add(pending.TenantId, pending.Entries!, guess, at, _scratch);
+        }
+
+        await using var batch = new NpgsqlBatch(connection, transaction);
+        batch.BatchCommands.Add(LockHeads(tenants));
+        batch.BatchCommands.Add(new NpgsqlBatchCommand("SAVEPOINT audit_guess"));
+        batch.BatchCommands.Add(rows.ToCommand());
+        batch.BatchCommands.Add(MoveHeads(guess));
+        Dictionary<string, Head> actual;
+        var failed = false;
+        await using (var reader = await batch.ExecuteReaderAsync())
+        {
+            actual = await ReadHeadsAsync(reader, tenants.Length);
+            try
+            {
+                while (await reader.NextResultAsync())
+                {
+                }
+            }
+            catch (PostgresException)
+            {
+                failed = true;
+            }
+        }
+
+        if (actual.Count != tenants.Length)
+        {
+            throw new InvalidOperationException("An audit head row is missing.");
+        }
+
+        var held = !failed && expected.All(e => actual[e.Key] == e.Value);
+        if (held)
+        {
+            return (guess, true);
+        }
+
+        await ExecuteAsync(connection, transaction, "ROLLBACK TO SAVEPOINT audit_guess");
+        return (actual, false);
+    }
+
+    /// <returns>True when the heads were moved in the same round trip (only with <paramref name="moveHeads"/>).</returns>
+    private async Task<bool> InsertGroupAsync(
         NpgsqlConnection connection, NpgsqlTransaction transaction, List<PendingAppend> group,
-        Dictionary<string, Head> heads, DateTimeOffset at, List<PendingAppend> committed)
+        Dictionary<string, Head> heads, DateTimeOffset at, List<PendingAppend> committed, bool moveHeads)
     {
         var before = new Dictionary<string, Head>(heads, StringComparer.Ordinal);
         var rows = new EventRows();
@@ -300,11 +423,16 @@ internal sealed class AuditChain : IHostedService
         batch.BatchCommands.Add(new NpgsqlBatchCommand("SAVEPOINT audit_group"));
         batch.BatchCommands.Add(rows.ToCommand());
         batch.BatchCommands.Add(new NpgsqlBatchCommand("RELEASE SAVEPOINT audit_group"));
+        if (moveHeads)
+        {
+            batch.BatchCommands.Add(MoveHeads(heads));
+        }
+
         try
         {
             await batch.ExecuteNonQueryAsync();
             committed.AddRange(group);
-            return;
+            return moveHeads;
         }
         catch (PostgresException exception)
         {
@@ -314,15 +442,17 @@ internal sealed class AuditChain : IHostedService
             {
                 _logger.LogError(exception, "Audit events of tenant {Tenant} were refused by the database", group[0].TenantId);
                 group[0].Completion.TrySetException(Unavailable(exception));
-                return;
+                return false;
             }
         }
 
         // One append the database refuses must not take the others down: retry them one by one.
         foreach (var pending in group)
         {
-            await InsertGroupAsync(connection, transaction, [pending], heads, at, committed);
+            await InsertGroupAsync(connection, transaction, [pending], heads, at, committed, moveHeads: false);
         }
+
+        return false;
     }
 
     private async Task RunUnitAsync(
@@ -384,18 +514,18 @@ internal sealed class AuditChain : IHostedService
         return db;
     }
 
-    private static async Task MoveHeadsAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, Dictionary<string, Head> heads)
+    private static NpgsqlBatchCommand MoveHeads(Dictionary<string, Head> heads)
     {
         var moved = heads.Where(h => h.Value.Moved).ToArray();
-        await using var command = new NpgsqlCommand("""
+        var command = new NpgsqlBatchCommand("""
             UPDATE audit_heads h SET seq = u.seq, hash = u.hash
             FROM unnest($1::text[], $2::bigint[], $3::text[]) AS u(tenant_id, seq, hash)
             WHERE h.tenant_id = u.tenant_id
-            """, connection, transaction);
-        command.Parameters.Add(new NpgsqlParameter { Value = moved.Select(h => h.Key).ToArray() });
-        command.Parameters.Add(new NpgsqlParameter { Value = moved.Select(h => h.Value.Seq).ToArray() });
-        command.Parameters.Add(new NpgsqlParameter { Value = moved.Select(h => h.Value.Hash).ToArray() });
-        await command.ExecuteNonQueryAsync();
+            """);
+        command.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = moved.Select(h => h.Key).ToArray() });
+        command.Parameters.Add(new NpgsqlParameter<long[]> { TypedValue = moved.Select(h => h.Value.Seq).ToArray() });
+        command.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = moved.Select(h => h.Value.Hash).ToArray() });
+        return command;
     }
 
     private static void Restore(Dictionary<string, Head> heads, Dictionary<string, Head> before)

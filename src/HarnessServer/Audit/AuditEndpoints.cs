@@ -1,4 +1,3 @@
-using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
 using HarnessServer.Data;
@@ -59,8 +58,11 @@ internal static class AuditEndpoints
             return Problems.Result(StatusCodes.Status400BadRequest, "invalid_limit", $"limit must be between 1 and {MaxLimit}.");
         }
 
-        // The tenant query filter scopes this to the caller's tenant.
-        var query = db.Set<AuditEventRecord>().AsNoTracking().Where(e => e.Seq > (after ?? 0));
+        // The tenant query filter scopes this (FromSql included) to the caller's tenant.
+        var events = outcome is null
+            ? db.Set<AuditEventRecord>()
+            : db.Set<AuditEventRecord>().FromSql($"SELECT * FROM audit_events WHERE decision ->> 'effect' = {outcome} OR payload ->> 'status' = {outcome}");
+        var query = events.AsNoTracking().Where(e => e.Seq > (after ?? 0));
         if (user is not null)
         {
             query = query.Where(e => e.ActorId == user);
@@ -74,13 +76,6 @@ internal static class AuditEndpoints
         if (type is not null)
         {
             query = query.Where(e => e.Type == type);
-        }
-
-        if (outcome is not null)
-        {
-            var effect = JsonSerializer.Serialize(new { effect = outcome });
-            var status = JsonSerializer.Serialize(new { status = outcome });
-            query = query.Where(e => EF.Functions.JsonContains(e.Decision!, effect) || EF.Functions.JsonContains(e.Payload!, status));
         }
 
         if (from is not null)

@@ -21,7 +21,7 @@ internal sealed class AuditExport(NpgsqlDataSource database)
         // One snapshot for the whole export, so a long export never mixes two states of the chain.
         await using var transaction = await connection.BeginTransactionAsync(IsolationLevel.RepeatableRead, ct);
         await using var command = new NpgsqlCommand("""
-            SELECT seq, at, actor_id, actor_name, session_id, type, tool, decision::text, payload::text, payload_hash, prev_hash, hash
+            SELECT seq, at, actor_id, actor_name, session_id, type, tool, decision, payload, payload_hash, prev_hash, hash
             FROM audit_events WHERE tenant_id = $1 AND seq > $2 AND seq <= $3 ORDER BY seq LIMIT $4
             """, connection, transaction);
         var after = new NpgsqlParameter<long>();

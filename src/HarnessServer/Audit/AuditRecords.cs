@@ -57,8 +57,8 @@ internal sealed class AuditEventConfiguration : IEntityTypeConfiguration<AuditEv
         builder.Property(e => e.ActorName).HasMaxLength(Limits.DisplayName);
         builder.Property(e => e.Type).HasMaxLength(Limits.Identifier);
         builder.Property(e => e.Tool).HasMaxLength(Limits.Identifier);
-        builder.Property(e => e.Decision).HasColumnType("jsonb");
-        builder.Property(e => e.Payload).HasColumnType("jsonb");
+        builder.Property(e => e.Decision).HasColumnType("json");
+        builder.Property(e => e.Payload).HasColumnType("json");
         builder.Property(e => e.PayloadHash).HasMaxLength(AuditHash.HexLength).IsFixedLength();
         builder.Property(e => e.PrevHash).HasMaxLength(AuditHash.HexLength).IsFixedLength();
         builder.Property(e => e.Hash).HasMaxLength(AuditHash.HexLength).IsFixedLength();

@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Data;
 using System.Diagnostics;
 using System.Security.Cryptography;
+using System.Text;
 using System.Text.Json.Serialization;
 using Npgsql;
 
@@ -25,6 +26,10 @@ internal sealed record AuditVerification(
 /// continuity, prevHash links, every hash, every unredacted payload against its payloadHash, the head row, and the
 /// signed checkpoints (their signatures, and that the chain reaches and agrees with each of them).
 /// </summary>
+/// <remarks>
+/// Each event's hash depends only on its own row (its stored prevHash included), so hashes are recomputed in parallel
+/// while the next batch is read; only the cheap link checks (seq, prevHash = previous hash) run in order.
+/// </remarks>
 internal sealed class AuditVerifier(NpgsqlDataSource database, AuditCheckpoints checkpoints)
 {
     private const int BatchSize = 10_000;
@@ -37,8 +42,7 @@ internal sealed class AuditVerifier(NpgsqlDataSource database, AuditCheckpoints 
 
         var (headSeq, headHash) = await ReadHeadAsync(connection, transaction, tenantId, ct);
         var signed = await AuditCheckpoints.ListAsync(connection, tenantId, 0, int.MaxValue, ct, transaction);
-        var state = new ChainState(tenantId);
-        AuditCheckpoint? reached = null;
+        var state = new ChainState(tenantId, signed);
 
         foreach (var checkpoint in signed)
         {
@@ -48,9 +52,8 @@ internal sealed class AuditVerifier(NpgsqlDataSource database, AuditCheckpoints 
             }
         }
 
-        var nextCheckpoint = 0;
         await using (var command = new NpgsqlCommand("""
-            SELECT seq, at, actor_id, actor_name, session_id, type, tool, decision::text, payload::text, payload_hash, prev_hash, hash
+            SELECT seq, at, actor_id, actor_name, session_id, type, tool, decision, payload, payload_hash, prev_hash, hash
             FROM audit_events WHERE tenant_id = $1 AND seq > $2 ORDER BY seq LIMIT $3
             """, connection, transaction))
         {
@@ -59,45 +62,49 @@ internal sealed class AuditVerifier(NpgsqlDataSource database, AuditCheckpoints 
             command.Parameters.Add(after);
             command.Parameters.Add(new NpgsqlParameter<int> { TypedValue = BatchSize });
             await command.PrepareAsync(ct);
+            Task<bool> checking = Task.FromResult(true);
             while (true)
             {
-                after.TypedValue = state.LastSeq;
-                var rows = 0;
+                var rows = new EventRow[BatchSize];
+                var count = 0;
                 await using (var reader = await command.ExecuteReaderAsync(CommandBehavior.SequentialAccess, ct))
                 {
                     while (await reader.ReadAsync(ct))
                     {
-                        rows++;
-                        if (!state.Check(reader))
-                        {
-                            return Done(state);
-                        }
-
-                        while (nextCheckpoint < signed.Count && signed[nextCheckpoint].Seq <= state.LastSeq)
-                        {
-                            var checkpoint = signed[nextCheckpoint++];
-                            if (checkpoint.Seq == state.LastSeq && checkpoint.Hash != state.LastHash)
-                            {
-                                return Done(state.Fail(checkpoint.Seq, $"Seq {checkpoint.Seq} differs from the signed checkpoint of {checkpoint.At}."));
-                            }
-
-                            reached = checkpoint;
-                        }
+                        rows[count++] = EventRow.Read(reader);
                     }
                 }
 
-                if (rows < BatchSize)
+                if (!await checking)
                 {
+                    return Done(state);
+                }
+
+                if (count == 0)
+                {
+                    break;
+                }
+
+                after.TypedValue = rows[count - 1].Seq;
+                var batch = rows;
+                var length = count;
+                checking = Task.Run(() => state.Check(batch, length), ct);
+                if (count < BatchSize)
+                {
+                    if (!await checking)
+                    {
+                        return Done(state);
+                    }
+
                     break;
                 }
             }
         }
 
-        if (nextCheckpoint < signed.Count)
+        if (state.UnreachedCheckpoint is { } unreached)
         {
-            var checkpoint = signed[^1];
             return Done(state.Fail(state.LastSeq + 1,
-                $"The chain ends at seq {state.LastSeq}, but a checkpoint signed at {checkpoint.At} covers seq {checkpoint.Seq}: events were removed from the tail."));
+                $"The chain ends at seq {state.LastSeq}, but a checkpoint signed at {unreached.At} covers seq {unreached.Seq}: events were removed from the tail."));
         }
 
         if (headSeq > state.LastSeq)
@@ -116,7 +123,7 @@ internal sealed class AuditVerifier(NpgsqlDataSource database, AuditCheckpoints 
         {
             AuditMetrics.VerifyDuration.Record(Stopwatch.GetElapsedTime(started).TotalMilliseconds);
             return new AuditVerification(s.FirstInvalidSeq is null, s.Checked, headSeq, headHash, s.FirstInvalidSeq, s.Reason,
-                s.FirstInvalidSeq is null ? reached : null);
+                s.FirstInvalidSeq is null ? s.Reached : null);
         }
     }
 
@@ -128,20 +135,95 @@ internal sealed class AuditVerifier(NpgsqlDataSource database, AuditCheckpoints 
         return await reader.ReadAsync(ct) ? (reader.GetInt64(0), reader.GetString(1)) : (0, AuditHash.Genesis);
     }
 
-    /// <summary>The running state of one pass: the last good event, and the first failure.</summary>
-    private sealed class ChainState(string tenantId)
+    private readonly record struct EventRow(
+        long Seq, long AtTicks, string ActorId, string ActorName, Guid? SessionId, string Type, string? Tool,
+        string? Decision, string? Payload, string PayloadHash, string PrevHash, string Hash)
+    {
+        public static EventRow Read(NpgsqlDataReader reader) => new(
+            reader.GetInt64(0),
+            reader.GetFieldValue<DateTime>(1).Ticks,
+            reader.GetString(2),
+            reader.GetString(3),
+            reader.IsDBNull(4) ? null : reader.GetGuid(4),
+            reader.GetString(5),
+            reader.IsDBNull(6) ? null : reader.GetString(6),
+            reader.IsDBNull(7) ? null : reader.GetString(7),
+            reader.IsDBNull(8) ? null : reader.GetString(8),
+            reader.GetString(9),
+            reader.GetString(10),
+            reader.GetString(11));
+    }
+
+    private enum Content : byte
+    {
+        Good,
+        HashMismatch,
+        PayloadMismatch,
+    }
+
+    /// <summary>Recomputes the hashes of one row at a time with its own buffers (one per worker thread).</summary>
+    private sealed class RowHasher(string tenantId)
     {
         private readonly ArrayBufferWriter<byte> _scratch = new(4096);
+        private readonly ArrayBufferWriter<byte> _decision = new(1024);
         private readonly ArrayBufferWriter<byte> _payload = new(4096);
-        private readonly Dictionary<string, byte[]> _decisions = new(StringComparer.Ordinal);
         private long _atTicks = -1;
         private string _atText = "";
+
+        public Content Check(in EventRow row)
+        {
+            if (row.AtTicks != _atTicks)
+            {
+                _atTicks = row.AtTicks;
+                _atText = AuditHash.FormatAt(new DateTimeOffset(row.AtTicks, TimeSpan.Zero));
+            }
+
+            var decision = row.Decision is null ? default : Utf8(row.Decision, _decision);
+            var fields = new AuditEventFields(row.Seq, tenantId, _atText, row.ActorId, row.ActorName, row.SessionId, row.Type, row.Tool,
+                decision, row.PayloadHash, row.PrevHash);
+            Span<char> computed = stackalloc char[AuditHash.HexLength];
+            AuditHash.Compute(fields, _scratch, computed);
+            if (!computed.SequenceEqual(row.Hash))
+            {
+                return Content.HashMismatch;
+            }
+
+            // A NULL payload was redacted on purpose. The column holds the canonical text itself, so any other
+            // text, even equivalent JSON, is an edit.
+            if (row.Payload is not null)
+            {
+                Span<byte> digest = stackalloc byte[SHA256.HashSizeInBytes];
+                SHA256.HashData(Utf8(row.Payload, _payload).Span, digest);
+                Convert.TryToHexStringLower(digest, computed, out _);
+                if (!computed.SequenceEqual(row.PayloadHash))
+                {
+                    return Content.PayloadMismatch;
+                }
+            }
+
+            return Content.Good;
+        }
+
+        private static ReadOnlyMemory<byte> Utf8(string text, ArrayBufferWriter<byte> buffer)
+        {
+            buffer.ResetWrittenCount();
+            buffer.Advance(Encoding.UTF8.GetBytes(text, buffer.GetSpan(Encoding.UTF8.GetMaxByteCount(text.Length))));
+            return buffer.WrittenMemory;
+        }
+    }
+
+    /// <summary>The running state of one pass: the last good event, the checkpoints met, and the first failure.</summary>
+    private sealed class ChainState(string tenantId, List<AuditCheckpoint> signed)
+    {
+        private int _nextCheckpoint;
 
         public long LastSeq { get; private set; }
         public string LastHash { get; private set; } = AuditHash.Genesis;
         public long Checked { get; private set; }
         public long? FirstInvalidSeq { get; private set; }
         public string? Reason { get; private set; }
+        public AuditCheckpoint? Reached { get; private set; }
+        public AuditCheckpoint? UnreachedCheckpoint => _nextCheckpoint < signed.Count ? signed[^1] : null;
 
         public ChainState Fail(long seq, string reason)
         {
@@ -150,90 +232,59 @@ internal sealed class AuditVerifier(NpgsqlDataSource database, AuditCheckpoints 
             return this;
         }
 
-        public bool Check(NpgsqlDataReader reader)
+        /// <summary>Checks one batch after the previous ones; false at the first bad event.</summary>
+        public bool Check(EventRow[] rows, int count)
         {
-            var seq = reader.GetInt64(0);
-            var expected = LastSeq + 1;
-            if (seq != expected)
+            var content = new Content[count];
+            Parallel.For(0, count, () => new RowHasher(tenantId), (i, _, hasher) =>
             {
-                Fail(expected, $"Seq {expected} is missing (the next event has seq {seq}).");
-                return false;
+                content[i] = hasher.Check(rows[i]);
+                return hasher;
+            }, _ => { });
+
+            for (var i = 0; i < count; i++)
+            {
+                ref readonly var row = ref rows[i];
+                var expected = LastSeq + 1;
+                if (row.Seq != expected)
+                {
+                    Fail(expected, $"Seq {expected} is missing (the next event has seq {row.Seq}).");
+                    return false;
+                }
+
+                if (row.PrevHash != LastHash)
+                {
+                    Fail(row.Seq, $"Seq {row.Seq}'s prevHash does not match the hash of seq {LastSeq}.");
+                    return false;
+                }
+
+                switch (content[i])
+                {
+                    case Content.HashMismatch:
+                        Fail(row.Seq, $"Seq {row.Seq}'s hash does not match its content.");
+                        return false;
+                    case Content.PayloadMismatch:
+                        Fail(row.Seq, $"Seq {row.Seq}'s payload does not match its payloadHash.");
+                        return false;
+                }
+
+                LastSeq = row.Seq;
+                LastHash = row.Hash;
+                Checked++;
+                while (_nextCheckpoint < signed.Count && signed[_nextCheckpoint].Seq <= LastSeq)
+                {
+                    var checkpoint = signed[_nextCheckpoint++];
+                    if (checkpoint.Seq == LastSeq && checkpoint.Hash != LastHash)
+                    {
+                        Fail(checkpoint.Seq, $"Seq {checkpoint.Seq} differs from the signed checkpoint of {checkpoint.At}.");
+                        return false;
+                    }
+
+                    Reached = checkpoint;
+                }
             }
 
-            var at = reader.GetFieldValue<DateTime>(1);
-            if (at.Ticks != _atTicks)
-            {
-                _atTicks = at.Ticks;
-                _atText = AuditHash.FormatAt(new DateTimeOffset(at.Ticks, TimeSpan.Zero));
-            }
-
-            var actorId = reader.GetString(2);
-            var actorName = reader.GetString(3);
-            Guid? session = reader.IsDBNull(4) ? null : reader.GetGuid(4);
-            var type = reader.GetString(5);
-            var tool = reader.IsDBNull(6) ? null : reader.GetString(6);
-            var decision = reader.IsDBNull(7) ? null : Decision(reader.GetString(7));
-            var payload = reader.IsDBNull(8) ? null : reader.GetString(8);
-            var payloadHash = reader.GetString(9);
-            var prevHash = reader.GetString(10);
-            var hash = reader.GetString(11);
-
-            if (prevHash != LastHash)
-            {
-                Fail(seq, $"Seq {seq}'s prevHash does not match the hash of seq {LastSeq}.");
-                return false;
-            }
-
-            var fields = new AuditEventFields(seq, tenantId, _atText, actorId, actorName, session, type, tool, decision, payloadHash, prevHash);
-            Span<char> computed = stackalloc char[AuditHash.HexLength];
-            AuditHash.Compute(fields, _scratch, computed);
-            if (!computed.SequenceEqual(hash))
-            {
-                Fail(seq, $"Seq {seq}'s hash does not match its content.");
-                return false;
-            }
-
-            // A NULL payload was redacted on purpose; any payload still present must match the chained payloadHash.
-            if (payload is not null && !PayloadMatches(payload, payloadHash))
-            {
-                Fail(seq, $"Seq {seq}'s payload does not match its payloadHash.");
-                return false;
-            }
-
-            LastSeq = seq;
-            LastHash = hash;
-            Checked++;
             return true;
-        }
-
-        // Decisions repeat (the same rule decides many calls), so their canonical form is cached by jsonb text.
-        private byte[] Decision(string json)
-        {
-            if (_decisions.TryGetValue(json, out var canonical))
-            {
-                return canonical;
-            }
-
-            var buffer = new ArrayBufferWriter<byte>(json.Length);
-            CanonicalJson.WriteText(json, buffer);
-            canonical = buffer.WrittenSpan.ToArray();
-            if (_decisions.Count < 4096)
-            {
-                _decisions[json] = canonical;
-            }
-
-            return canonical;
-        }
-
-        private bool PayloadMatches(string json, string payloadHash)
-        {
-            _payload.ResetWrittenCount();
-            CanonicalJson.WriteText(json, _payload);
-            Span<byte> digest = stackalloc byte[SHA256.HashSizeInBytes];
-            SHA256.HashData(_payload.WrittenSpan, digest);
-            Span<char> hex = stackalloc char[AuditHash.HexLength];
-            Convert.TryToHexStringLower(digest, hex, out _);
-            return hex.SequenceEqual(payloadHash);
         }
     }
 }

@@ -14,6 +14,11 @@ internal static class CanonicalJson
 {
     private static readonly byte[] Null = "null"u8.ToArray();
 
+    // Every character JSON.stringify escapes, plus surrogates (escaped only when lone): strings without any take the fast path.
+    private static readonly SearchValues<char> Escaped = SearchValues.Create(
+        string.Concat(Enumerable.Range(0, 0x20).Select(c => (char)c)) + "\"\\" +
+        string.Concat(Enumerable.Range(0xD800, 0x800).Select(c => (char)c)));
+
     /// <summary>The canonical UTF-8 bytes of a node (<c>null</c> for a null node).</summary>
     public static byte[] Serialize(JsonNode? node)
     {
@@ -26,13 +31,6 @@ internal static class CanonicalJson
         var buffer = new ArrayBufferWriter<byte>(256);
         Write(document.RootElement, buffer);
         return buffer.WrittenSpan.ToArray();
-    }
-
-    /// <summary>Canonicalises JSON text, e.g. a <c>jsonb</c> column read back as text.</summary>
-    public static void WriteText(string json, IBufferWriter<byte> output)
-    {
-        using var document = JsonDocument.Parse(json);
-        Write(document.RootElement, output);
     }
 
     public static void Write(JsonElement element, IBufferWriter<byte> output)
@@ -102,6 +100,14 @@ internal static class CanonicalJson
         var span = output.GetSpan(value.Length * 3 + 2);
         var n = 0;
         span[n++] = (byte)'"';
+        if (!value.AsSpan().ContainsAny(Escaped))
+        {
+            n += Encoding.UTF8.GetBytes(value, span[n..]);
+            span[n++] = (byte)'"';
+            output.Advance(n);
+            return;
+        }
+
         var start = 0;
         for (var i = 0; i < value.Length; i++)
         {

@@ -45,6 +45,7 @@ internal static class PipelineExtensions
         services.AddScoped<IToolCallStep, ExecuteStep>();
         services.AddScoped<IToolCallStep, RecordResultStep>();
         services.AddScoped<ToolCallPipeline>();
+        services.AddHostedService<InterruptedCallRecovery>();
         return builder;
     }
 

@@ -62,7 +62,7 @@ internal sealed class SessionGate(NpgsqlDataSource dataSource)
 
     // The advisory lock key space is shared with nothing else in this database; the session id's first 8 bytes
     // are random enough (UUIDv7's random tail differs per session created in the same millisecond too).
-    private static long LockKey(Guid sessionId)
+    internal static long LockKey(Guid sessionId)
     {
         Span<byte> bytes = stackalloc byte[16];
         sessionId.TryWriteBytes(bytes);

@@ -25,7 +25,9 @@ public sealed class AuditTamperTests(HarnessApplication app) : IClassFixture<Har
     [InlineData("tool = 'shell.exec'")]
     [InlineData("session_id = NULL")]
     [InlineData("at = at + interval '1 microsecond'")]
-    [InlineData("decision = jsonb_set(decision, '{effect}', '\"deny\"')")]
+    [InlineData("decision = jsonb_set(decision::jsonb, '{effect}', '\"deny\"')::json")]
+    [InlineData("decision = decision::jsonb::json")]
+    [InlineData("payload = payload::jsonb::json")]
     [InlineData("payload_hash = repeat('a', 64)")]
     [InlineData("hash = repeat('b', 64)")]
     public async Task An_edited_field_is_reported_at_its_seq(string assignment)
@@ -48,7 +50,7 @@ public sealed class AuditTamperTests(HarnessApplication app) : IClassFixture<Har
         await TamperAsync(app, $"UPDATE audit_events SET payload = NULL WHERE tenant_id = '{tenant}' AND seq = 3");
         Assert.True((await VerifyAsync(tenant)).Valid);
 
-        await TamperAsync(app, $"UPDATE audit_events SET payload = jsonb_set(payload, '{{status}}', '\"failed\"') WHERE tenant_id = '{tenant}' AND seq = 5");
+        await TamperAsync(app, $"UPDATE audit_events SET payload = jsonb_set(payload::jsonb, '{{status}}', '\"failed\"')::json WHERE tenant_id = '{tenant}' AND seq = 5");
         var verification = await VerifyAsync(tenant);
         Assert.Equal(5, verification.FirstInvalidSeq);
         Assert.Contains("payloadHash", verification.Reason);

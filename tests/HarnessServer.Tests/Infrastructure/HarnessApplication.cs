@@ -13,12 +13,33 @@ namespace HarnessServer.Tests.Infrastructure;
 public class HarnessApplication : WebApplicationFactory<Program>, IAsyncLifetime
 {
     private readonly Dictionary<string, string?> _settings = new();
+    private readonly HarnessApplication? _sibling;
+
+    public HarnessApplication()
+    {
+        DataRoot = Path.Combine(Path.GetTempPath(), $"harness-test-{Guid.NewGuid():N}");
+    }
+
+    // A second server process over the same database, issuer, workspaces and keys (see StartSiblingAsync).
+    private HarnessApplication(HarnessApplication sibling)
+    {
+        _sibling = sibling;
+        DataRoot = sibling.DataRoot;
+    }
 
     public PostgresCluster Cluster { get; private set; } = null!;
     public OidcIssuer Issuer { get; private set; } = null!;
     public string Database { get; private set; } = "";
     public string ConnectionString => Cluster.ConnectionString(Database);
-    public string DataRoot { get; } = Path.Combine(Path.GetTempPath(), $"harness-test-{Guid.NewGuid():N}");
+    public string DataRoot { get; }
+
+    /// <summary>Starts another server over this one's database, as a second process (or a restarted one) would be.</summary>
+    public async Task<HarnessApplication> StartSiblingAsync()
+    {
+        var sibling = new HarnessApplication(this);
+        await sibling.InitializeAsync();
+        return sibling;
+    }
 
     /// <summary>Extra configuration for a fixture subclass, applied over the defaults.</summary>
     protected virtual void Configure(IDictionary<string, string?> settings)
@@ -27,6 +48,18 @@ public class HarnessApplication : WebApplicationFactory<Program>, IAsyncLifetime
 
     public virtual async Task InitializeAsync()
     {
+        if (_sibling is not null)
+        {
+            (Cluster, Issuer, Database) = (_sibling.Cluster, _sibling.Issuer, _sibling.Database);
+            foreach (var (key, value) in _sibling._settings)
+            {
+                _settings[key] = value;
+            }
+
+            _ = Services;
+            return;
+        }
+
         Cluster = await PostgresCluster.SharedAsync();
         Issuer = await OidcIssuer.StartAsync();
         Database = await Cluster.CreateDatabaseAsync(GetType().Name);
@@ -98,6 +131,11 @@ public class HarnessApplication : WebApplicationFactory<Program>, IAsyncLifetime
     async Task IAsyncLifetime.DisposeAsync()
     {
         await base.DisposeAsync();
+        if (_sibling is not null)
+        {
+            return;
+        }
+
         await Issuer.DisposeAsync();
         if (Directory.Exists(DataRoot))
         {

@@ -1,0 +1,75 @@
+using System.Text.Json.Nodes;
+using HarnessServer.Audit;
+using HarnessServer.Data;
+using HarnessServer.Sessions;
+using HarnessServer.Tenancy;
+using Microsoft.EntityFrameworkCore;
+using Npgsql;
+
+namespace HarnessServer.Pipeline;
+
+/// <summary>
+/// At start, marks as <c>interrupted</c> every call left <c>running</c> by a process that died: a running call's
+/// process holds its session's advisory lock (<see cref="SessionGate"/>), so a lock nobody holds means nobody is
+/// running it. Such a call is recorded, with an audit event, and never run again.
+/// </summary>
+internal sealed class InterruptedCallRecovery(
+    DatabaseSources sources,
+    IServiceScopeFactory scopes,
+    ILogger<InterruptedCallRecovery> logger) : IHostedService
+{
+    public async Task StartAsync(CancellationToken cancellationToken)
+    {
+        var running = new List<(string Tenant, Guid Session, Guid Call, string Tool)>();
+        await using (var connection = await sources.Application.OpenConnectionAsync(cancellationToken))
+        await using (var find = new NpgsqlCommand("SELECT tenant_id, session_id, id, tool FROM tool_calls WHERE status = 'Running'", connection))
+        await using (var reader = await find.ExecuteReaderAsync(cancellationToken))
+        {
+            while (await reader.ReadAsync(cancellationToken))
+            {
+                running.Add((reader.GetString(0), reader.GetGuid(1), reader.GetGuid(2), reader.GetString(3)));
+            }
+        }
+
+        foreach (var call in running)
+        {
+            await RecoverAsync(call, cancellationToken);
+        }
+    }
+
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    private async Task RecoverAsync((string Tenant, Guid Session, Guid Call, string Tool) call, CancellationToken cancellationToken)
+    {
+        await using var probe = await sources.Application.OpenConnectionAsync(cancellationToken);
+        await using var tryLock = new NpgsqlCommand("SELECT pg_try_advisory_lock($1)", probe) { Parameters = { new() { Value = SessionGate.LockKey(call.Session) } } };
+        if (await tryLock.ExecuteScalarAsync(cancellationToken) is not true)
+        {
+            return; // another process is running this session's call right now
+        }
+
+        try
+        {
+            await using var scope = scopes.CreateAsyncScope();
+            scope.ServiceProvider.GetRequiredService<TenantContext>().Set(call.Tenant);
+            var audit = scope.ServiceProvider.GetRequiredService<AuditChain>();
+            var time = scope.ServiceProvider.GetRequiredService<TimeProvider>();
+            await audit.AppendAsync(call.Tenant, async (unit, ct) =>
+            {
+                var changed = await unit.Db.ToolCalls
+                    .Where(c => c.Id == call.Call && c.Status == ToolCallStatus.Running)
+                    .ExecuteUpdateAsync(c => c.SetProperty(x => x.Status, ToolCallStatus.Interrupted).SetProperty(x => x.CompletedAt, time.GetUtcNow()), ct);
+                var (kind, key) = SessionEvents.NotifyArguments(call.Tenant, call.Session, call.Call);
+                await ChangeFeed.NotifyAsync(unit.Connection, unit.Transaction, kind, key, ct);
+                return (changed, (IReadOnlyList<AuditEntry>)[new AuditEntry("tool_call.interrupted", new AuditActor("harness", "HarnessServer"),
+                    call.Session, call.Tool, Payload: new JsonObject { ["callId"] = call.Call.ToString(), ["reason"] = "the server stopped while the call was running" })]);
+            }, cancellationToken);
+            logger.LogWarning("Call {Call} of {Tenant} was running when its server stopped; recorded as interrupted", call.Call, call.Tenant);
+        }
+        finally
+        {
+            await using var unlock = new NpgsqlCommand("SELECT pg_advisory_unlock($1)", probe) { Parameters = { new() { Value = SessionGate.LockKey(call.Session) } } };
+            await unlock.ExecuteNonQueryAsync(cancellationToken);
+        }
+    }
+}

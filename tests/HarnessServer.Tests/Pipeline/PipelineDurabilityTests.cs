@@ -1,0 +1,138 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text;
+using System.Text.Json;
+using HarnessServer.Identity;
+using HarnessServer.Tests.Infrastructure;
+using Npgsql;
+
+namespace HarnessServer.Tests.Pipeline;
+
+/// <summary>Fail-closed audit, restarts, two server processes and the live event stream.</summary>
+public sealed class PipelineDurabilityTests(ToolCallPipelineTests.PipelineApplication app) : IClassFixture<ToolCallPipelineTests.PipelineApplication>
+{
+    private static async Task<Guid> NewSessionAsync(HttpClient client) =>
+        (await (await client.PostAsync("/v1/sessions", null)).JsonAsync(HttpStatusCode.Created)).GetProperty("id").GetGuid();
+
+    private static Task<HttpResponseMessage> CallAsync(HttpClient client, Guid session, string tool, object arguments) =>
+        client.PostAsJsonAsync($"/v1/sessions/{session}/tool-calls", new { tool, arguments });
+
+    private async Task ExecuteAsSuperuserAsync(string sql)
+    {
+        await using var connection = new NpgsqlConnection(app.ConnectionString);
+        await connection.OpenAsync();
+        await using var command = new NpgsqlCommand(sql, connection);
+        await command.ExecuteNonQueryAsync();
+    }
+
+    private async Task<long> CountAsync(string sql)
+    {
+        await using var connection = new NpgsqlConnection(app.ConnectionString);
+        await connection.OpenAsync();
+        await using var command = new NpgsqlCommand(sql, connection);
+        return (long)(await command.ExecuteScalarAsync())!;
+    }
+
+    [Fact]
+    public async Task When_the_audit_event_cannot_be_written_the_call_answers_503_and_nothing_runs()
+    {
+        const string tenant = "closed";
+        using var admin = app.ClientFor("admin", tenant, roles: [HarnessRoles.Admin]);
+        (await admin.PutAsync("/v1/admin/policies/org", new StringContent("rules:\n  - tool: 'fs.*'\n    effect: allow\n", Encoding.UTF8, "application/yaml")))
+            .EnsureSuccessStatusCode();
+        var session = await NewSessionAsync(admin);
+        await ExecuteAsSuperuserAsync("""
+            CREATE FUNCTION refuse_closed() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN IF NEW.tenant_id = 'closed' AND NEW.type = 'tool_call.decided' THEN RAISE EXCEPTION 'audit store refuses'; END IF; RETURN NEW; END $$;
+            CREATE TRIGGER refuse_closed BEFORE INSERT ON audit_events FOR EACH ROW EXECUTE FUNCTION refuse_closed();
+            """);
+        try
+        {
+            await (await CallAsync(admin, session, "fs.write", new { path = "never.txt", content = "x" }))
+                .ProblemAsync(HttpStatusCode.ServiceUnavailable, "audit_unavailable");
+        }
+        finally
+        {
+            await ExecuteAsSuperuserAsync("DROP TRIGGER refuse_closed ON audit_events; DROP FUNCTION refuse_closed();");
+        }
+
+        var read = await (await CallAsync(admin, session, "fs.read", new { path = "never.txt" })).JsonAsync(HttpStatusCode.OK);
+        Assert.Equal("not_found", read.GetProperty("error").GetProperty("code").GetString());
+        Assert.Equal(0, await CountAsync($"SELECT count(*) FROM tool_calls WHERE session_id = '{session}' AND tool = 'fs.write'"));
+    }
+
+    [Fact]
+    public async Task Approval_decided_on_another_server_process_runs_the_call_exactly_once()
+    {
+        using var requester = app.ClientFor("paula", ToolCallPipelineTests.Tenant, ["web"]);
+        var session = await NewSessionAsync(requester);
+        var pending = await (await CallAsync(requester, session, "fs.write", new { path = "reviewed/once.txt", content = "1" })).JsonAsync(HttpStatusCode.Accepted);
+        var callId = pending.GetProperty("id").GetGuid();
+
+        // A second server over the same database (a restarted or scaled-out process); both run approval executors.
+        await using var second = await app.StartSiblingAsync();
+        using var approver = second.ClientFor("victor", ToolCallPipelineTests.Tenant, ["web"], [HarnessRoles.Approver]);
+        (await approver.PostAsJsonAsync($"/v1/approvals/{pending.GetProperty("approvalId").GetGuid()}/decision", new { approve = true })).EnsureSuccessStatusCode();
+
+        string? status = null;
+        for (var i = 0; i < 100 && status != "succeeded"; i++)
+        {
+            await Task.Delay(100);
+            var view = await (await requester.GetAsync($"/v1/sessions/{session}")).JsonAsync(HttpStatusCode.OK);
+            status = view.GetProperty("toolCalls").EnumerateArray().Single(c => c.GetProperty("id").GetGuid() == callId).GetProperty("status").GetString();
+        }
+
+        Assert.Equal("succeeded", status);
+        await Task.Delay(500); // give a duplicate run, if there were one, time to land
+        Assert.Equal(1, await CountAsync($"SELECT count(*) FROM audit_events WHERE type = 'tool_call.executed' AND payload::jsonb->>'callId' = '{callId}'"));
+    }
+
+    [Fact]
+    public async Task A_call_left_running_by_a_dead_process_is_recorded_interrupted_at_start_and_not_rerun()
+    {
+        using var client = app.ClientFor("ivan", ToolCallPipelineTests.Tenant, ["web"]);
+        var session = await NewSessionAsync(client);
+        var call = await (await CallAsync(client, session, "fs.write", new { path = "crash.txt", content = "once" })).JsonAsync(HttpStatusCode.OK);
+        var callId = call.GetProperty("id").GetGuid();
+        // As if the process had died between starting and recording the call.
+        await ExecuteAsSuperuserAsync($"UPDATE tool_calls SET status = 'Running', completed_at = NULL WHERE id = '{callId}'");
+
+        await using var restarted = await app.StartSiblingAsync();
+
+        var view = await (await client.GetAsync($"/v1/sessions/{session}")).JsonAsync(HttpStatusCode.OK);
+        Assert.Equal("interrupted", view.GetProperty("toolCalls").EnumerateArray().Single(c => c.GetProperty("id").GetGuid() == callId).GetProperty("status").GetString());
+        Assert.Equal(1, await CountAsync($"SELECT count(*) FROM audit_events WHERE type = 'tool_call.interrupted' AND payload::jsonb->>'callId' = '{callId}'"));
+    }
+
+    [Fact]
+    public async Task Session_events_stream_history_then_live_status_changes()
+    {
+        using var client = app.ClientFor("sofia", ToolCallPipelineTests.Tenant, ["web"]);
+        var session = await NewSessionAsync(client);
+        await CallAsync(client, session, "fs.write", new { path = "first.txt", content = "1" });
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+
+        using var stream = await client.GetAsync($"/v1/sessions/{session}/events", HttpCompletionOption.ResponseHeadersRead, timeout.Token);
+        Assert.Equal("text/event-stream", stream.Content.Headers.ContentType?.MediaType);
+        using var reader = new StreamReader(await stream.Content.ReadAsStreamAsync(timeout.Token));
+        var first = await NextEventAsync(reader, timeout.Token);
+        await CallAsync(client, session, "fs.read", new { path = "first.txt" });
+        var second = await NextEventAsync(reader, timeout.Token);
+
+        Assert.Equal(("fs.write", "succeeded"), (first.GetProperty("tool").GetString(), first.GetProperty("status").GetString()));
+        Assert.Equal("fs.read", second.GetProperty("tool").GetString());
+    }
+
+    private static async Task<JsonElement> NextEventAsync(StreamReader reader, CancellationToken cancellationToken)
+    {
+        while (await reader.ReadLineAsync(cancellationToken) is { } line)
+        {
+            if (line.StartsWith("data: ", StringComparison.Ordinal))
+            {
+                return JsonDocument.Parse(line["data: ".Length..]).RootElement.Clone();
+            }
+        }
+
+        throw new EndOfStreamException("The event stream ended.");
+    }
+}
