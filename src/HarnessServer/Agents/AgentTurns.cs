@@ -364,27 +364,29 @@ internal sealed class AgentTurns(
         foreach (var marker in markers)
         {
             var now = time.GetUtcNow();
-            // The pipeline's row of that call, if it got as far as storing one, is still running: it never finished.
+            // The pipeline's row of that call, if it got as far as storing one, never finished. InterruptedCallRecovery
+            // may have recorded it already (at start); otherwise it is recorded here, once, with its audit event.
             var stuck = await db.ToolCalls.AsNoTracking()
-                .Where(c => c.SessionId == turn.SessionId && c.Tool == marker.ToolName && c.Status == ToolCallStatus.Running && c.CreatedAt >= marker.CreatedAt)
+                .Where(c => c.SessionId == turn.SessionId && c.Tool == marker.ToolName && c.CreatedAt >= marker.CreatedAt
+                    && (c.Status == ToolCallStatus.Running || c.Status == ToolCallStatus.Interrupted))
                 .OrderBy(c => c.CreatedAt)
                 .FirstOrDefaultAsync(cancellationToken);
-            await audit.AppendAsync(turn.TenantId, async (unit, ct) =>
+            if (stuck is null || stuck.Status == ToolCallStatus.Running)
             {
-                if (stuck is not null)
+                await audit.AppendAsync(turn.TenantId, async (unit, ct) =>
                 {
-                    await unit.Db.ToolCalls.Where(c => c.Id == stuck.Id && c.Status == ToolCallStatus.Running)
+                    var changed = stuck is null ? 0 : await unit.Db.ToolCalls.Where(c => c.Id == stuck.Id && c.Status == ToolCallStatus.Running)
                         .ExecuteUpdateAsync(c => c.SetProperty(x => x.Status, ToolCallStatus.Interrupted).SetProperty(x => x.CompletedAt, now), ct);
-                }
-
-                return (true, (IReadOnlyList<AuditEntry>)[new AuditEntry("tool_call.interrupted", new AuditActor("harness", "HarnessServer"),
-                    turn.SessionId, marker.ToolName, Payload: new JsonObject
-                    {
-                        ["callId"] = stuck?.Id.ToString(),
-                        ["turnId"] = turn.Id.ToString(),
-                        ["modelCallId"] = marker.ToolCallId,
-                    })]);
-            }, cancellationToken);
+                    return (changed, (IReadOnlyList<AuditEntry>)[new AuditEntry("tool_call.interrupted", new AuditActor("harness", "HarnessServer"),
+                        turn.SessionId, marker.ToolName, Payload: new JsonObject
+                        {
+                            ["callId"] = stuck?.Id.ToString(),
+                            ["turnId"] = turn.Id.ToString(),
+                            ["modelCallId"] = marker.ToolCallId,
+                            ["reason"] = "the server stopped while the agent turn was running the call",
+                        })]);
+                }, cancellationToken);
+            }
 
             marker.PipelineCallId = stuck?.Id;
             marker.CallStatus = Interrupted;

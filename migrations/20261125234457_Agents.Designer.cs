@@ -13,7 +13,7 @@ using Npgsql.EntityFrameworkCore.PostgreSQL.Metadata;
 namespace HarnessServer.Migrations
 {
     [DbContext(typeof(HarnessDbContext))]
-    [Migration("20261125233432_Agents")]
+    [Migration("20261125234457_Agents")]
     partial class Agents
     {
         /// <inheritdoc />
@@ -449,7 +449,7 @@ namespace HarnessServer.Migrations
                         .HasColumnName("at");
 
                     b.Property<string>("Decision")
-                        .HasColumnType("jsonb")
+                        .HasColumnType("json")
                         .HasColumnName("decision");
 
                     b.Property<string>("Hash")
@@ -460,7 +460,7 @@ namespace HarnessServer.Migrations
                         .IsFixedLength();
 
                     b.Property<string>("Payload")
-                        .HasColumnType("jsonb")
+                        .HasColumnType("json")
                         .HasColumnName("payload");
 
                     b.Property<string>("PayloadHash")
