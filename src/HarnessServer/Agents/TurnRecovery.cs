@@ -22,8 +22,16 @@ internal sealed class TurnRecovery(
 {
     private readonly SemaphoreSlim _wake = new(0);
     private readonly ConcurrentDictionary<Guid, Task> _running = new();
+    private long _wakes;
 
+    /// <summary>Something changed that may let an open turn go on (a call decided or finished, a session resumed).</summary>
     public void Wake()
+    {
+        Interlocked.Increment(ref _wakes);
+        Signal();
+    }
+
+    private void Signal()
     {
         if (_wake.CurrentCount == 0)
         {
@@ -73,6 +81,7 @@ internal sealed class TurnRecovery(
 
     private async Task ContinueAsync(string tenant, Guid turn, CancellationToken cancellationToken)
     {
+        var wakes = Interlocked.Read(ref _wakes);
         try
         {
             await using var scope = scopes.CreateAsyncScope();
@@ -89,6 +98,12 @@ internal sealed class TurnRecovery(
         finally
         {
             _running.TryRemove(turn, out _);
+            // A pass that ran while this turn was busy skipped it; the change it was woken for may be this turn's.
+            // Signal, not Wake: passes re-run for outside changes only, so two busy turns cannot wake each other forever.
+            if (Interlocked.Read(ref _wakes) != wakes)
+            {
+                Signal();
+            }
         }
     }
 

@@ -45,7 +45,8 @@ public sealed class AgentTurnTests(AgentTurnTests.AgentApplication app) : IClass
             settings["Harness:Agent:ContextTokenBudget"] = "500";
             settings["Harness:Agent:RecentTurns"] = "1";
             settings["Harness:Agent:MaxIterations"] = "2";
-            settings["Harness:Agent:RecoveryInterval"] = "00:00:00.250";
+            // Long, so the tests show approvals and resume continue turns at once, not at the next timed pass.
+            settings["Harness:Agent:RecoveryInterval"] = "00:05:00";
             settings["Harness:Approvals:PollInterval"] = "00:00:00.200";
         }
 
