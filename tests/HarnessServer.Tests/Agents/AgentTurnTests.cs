@@ -399,6 +399,7 @@ public sealed class AgentTurnTests(AgentTurnTests.AgentApplication app) : IClass
     }
 }
 
+[Collection(AgentCollection.Name)]
 public sealed class ModelNotConfiguredTests(HarnessApplication app) : IClassFixture<HarnessApplication>
 {
     [Fact]
@@ -414,7 +415,10 @@ public sealed class ModelNotConfiguredTests(HarnessApplication app) : IClassFixt
     }
 }
 
-/// <summary>Agent tests share the scripted model's queue per fixture; the collection keeps their classes sequential.</summary>
+/// <summary>
+/// Keeps the agent classes that start servers sequential: the scripted model's queue is per fixture, and fixtures
+/// that migrate fresh databases at the same moment can race creating the cluster-wide harness_app role (23505).
+/// </summary>
 [CollectionDefinition(Name)]
 public sealed class AgentCollection
 {
