@@ -43,7 +43,7 @@ internal sealed class CheckpointStep(WorkspaceCheckpoints checkpoints, HarnessDb
             });
             await db.SaveChangesAsync(cancellationToken);
         }
-        catch (IOException e)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or Sandbox.SandboxException)
         {
             context.Settle(ToolCallStatus.Failed, new ToolCallError("checkpoint_failed", $"The workspace could not be checkpointed before the call, so it did not run: {e.Message}"));
         }
