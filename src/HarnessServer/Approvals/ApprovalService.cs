@@ -15,7 +15,9 @@ internal sealed class ApprovalService(HarnessDbContext db, AuditChain audit, Tim
     public static ApprovalStatus? ParseStatus(string? status) => status switch
     {
         null or "" => null,
-        _ when Enum.TryParse<ApprovalStatus>(status, ignoreCase: true, out var parsed) => parsed,
+        // By name only: Enum.TryParse would also take any number ("99") as a status.
+        _ when Enum.GetNames<ApprovalStatus>().FirstOrDefault(n => string.Equals(n, status, StringComparison.OrdinalIgnoreCase)) is { } name
+            => Enum.Parse<ApprovalStatus>(name),
         _ => throw new HarnessProblemException(StatusCodes.Status400BadRequest, "invalid_status",
             $"Unknown approval status '{status}'; use pending, approved, rejected or expired."),
     };

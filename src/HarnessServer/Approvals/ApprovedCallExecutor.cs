@@ -42,7 +42,16 @@ internal sealed class ApprovedCallExecutor(
                 await ExpireAsync(stoppingToken);
                 while (await ClaimAsync(stoppingToken) is { } claim)
                 {
-                    await RunAsync(claim, stoppingToken);
+                    try
+                    {
+                        await RunAsync(claim, stoppingToken);
+                    }
+                    catch (Exception e) when (e is not OperationCanceledException)
+                    {
+                        // One bad call must not stop the worker (an exception out of ExecuteAsync stops the host).
+                        // It was claimed, so it is never run again; InterruptedCallRecovery records it at next start.
+                        logger.LogError(e, "Approved call {Call} of {Tenant} failed", claim.CallId, claim.Tenant);
+                    }
                 }
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)

@@ -30,6 +30,32 @@ internal sealed record CurrentUser(string TenantId, string UserId, string Displa
             Values(principal, names.Roles));
     }
 
+    /// <summary>
+    /// Why the identity cannot be stored (a claim longer than its column), or null. The just-in-time provisioning
+    /// would otherwise fail on every request of this user with a misleading 503.
+    /// </summary>
+    public string? Oversized(ClaimNames names)
+    {
+        if (TenantId.Length > Data.Limits.Identifier)
+        {
+            return $"The token's '{names.Tenant}' (tenant) claim is longer than {Data.Limits.Identifier} characters.";
+        }
+
+        if (UserId.Length > Data.Limits.Identifier)
+        {
+            return $"The token's '{names.User}' (user) claim is longer than {Data.Limits.Identifier} characters.";
+        }
+
+        if (DisplayName.Length > Data.Limits.DisplayName)
+        {
+            return $"The token's '{names.Name}' (name) claim is longer than {Data.Limits.DisplayName} characters.";
+        }
+
+        return Teams.Any(t => t.Length > Data.Limits.Identifier)
+            ? $"A '{names.Teams}' (team) claim of the token is longer than {Data.Limits.Identifier} characters."
+            : null;
+    }
+
     private static string[] Values(ClaimsPrincipal principal, string type) =>
         principal.FindAll(type).Select(c => c.Value).Where(v => v.Length > 0).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToArray();
 }

@@ -119,11 +119,17 @@ internal static class IdentityExtensions
             events.OnTokenValidated = async context =>
             {
                 await validated(context);
-                if (context.Principal is null || CurrentUser.FromPrincipal(context.Principal, harness.Claims) is null)
+                var user = context.Principal is null ? null : CurrentUser.FromPrincipal(context.Principal, harness.Claims);
+                if (user is null)
                 {
                     var reason = $"The token has no '{harness.Claims.Tenant}' (tenant) or '{harness.Claims.User}' (user) claim.";
                     AuthenticationFailure.Record(context.HttpContext, reason);
                     context.Fail(reason);
+                }
+                else if (user.Oversized(harness.Claims) is { } oversized)
+                {
+                    AuthenticationFailure.Record(context.HttpContext, oversized);
+                    context.Fail(oversized);
                 }
             };
             var failed = events.OnAuthenticationFailed;

@@ -32,6 +32,18 @@ internal sealed class ToolCallPipeline(
     /// <summary>Runs a proposed call through every stage and answers the contract's response.</summary>
     public async Task<ToolCallResponse> RunAsync(ToolCallRequest request, CancellationToken cancellationToken)
     {
+        // A call is stored and audited before anything else happens; one that cannot be is refused outright.
+        if (request.Tool.Length > Data.Limits.Identifier)
+        {
+            throw new HarnessProblemException(StatusCodes.Status400BadRequest, "invalid_tool_name",
+                $"A tool name has at most {Data.Limits.Identifier} characters; no tool is named like this.");
+        }
+
+        if (Tools.ToolArguments.Unrecordable(request.Arguments) is [var first, ..] errors)
+        {
+            throw new InvalidArgumentsException($"The arguments cannot be decided or recorded: {first.Path}: {first.Reason}", errors);
+        }
+
         var session = await LoadSessionAsync(request.Caller, request.SessionId, cancellationToken);
         using var _ = await gate.EnterAsync(session.Id, cancellationToken);
         using var workspace = workspaces.Open(session.TenantId, session.Id.ToString());
@@ -108,4 +120,11 @@ internal sealed class ToolCallPipeline(
 
         return session;
     }
+}
+
+/// <summary>Arguments no stage could treat consistently (400), with every offending path.</summary>
+internal sealed class InvalidArgumentsException(string detail, IReadOnlyList<Tools.ArgumentError> errors)
+    : HarnessProblemException(StatusCodes.Status400BadRequest, "invalid_arguments", detail)
+{
+    public override IReadOnlyDictionary<string, object?> Extensions => new Dictionary<string, object?> { ["arguments"] = errors };
 }

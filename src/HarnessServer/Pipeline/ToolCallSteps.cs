@@ -4,6 +4,7 @@ using HarnessServer.Approvals;
 using HarnessServer.Audit;
 using HarnessServer.Data;
 using HarnessServer.Policies;
+using HarnessServer.Sandbox;
 using HarnessServer.Sessions;
 using HarnessServer.Tools;
 using Microsoft.Extensions.Options;
@@ -75,7 +76,9 @@ internal sealed class DecideStep(PolicyService policies) : IToolCallStep
         }
 
         var resolver = await policies.ResolverForAsync(context.Caller, cancellationToken);
-        var decision = resolver.Decide(context.Request.Tool, ToolArguments.Flatten(context.Request.Arguments), context.Workspace.FullPath);
+        // Paths are normalised against the root the tools resolve them against: the file tools and the sandbox both
+        // see the workspace at /workspace, never at its host path.
+        var decision = resolver.Decide(context.Request.Tool, ToolArguments.Flatten(context.Request.Arguments), Workspace.MountPoint);
         context.Decision = decision;
         switch (decision.Effect)
         {
@@ -177,8 +180,11 @@ internal sealed class CommitDecisionStep(AuditChain audit, TimeProvider time, IO
     }
 }
 
-/// <summary>(5) The call runs: built-ins in the workspace or the sandbox, command tools as argv in the sandbox.</summary>
-internal sealed class ExecuteStep(ToolExecutors executors) : IToolCallStep
+/// <summary>
+/// (5) The call runs: built-ins in the workspace or the sandbox, command tools as argv in the sandbox. A fault of the
+/// executor itself fails the call (recorded by the next stage) instead of leaving it <c>running</c> with no result.
+/// </summary>
+internal sealed class ExecuteStep(ToolExecutors executors, ILogger<ExecuteStep> logger) : IToolCallStep
 {
     public const int StepOrder = 500;
     public int Order => StepOrder;
@@ -191,7 +197,17 @@ internal sealed class ExecuteStep(ToolExecutors executors) : IToolCallStep
             return;
         }
 
-        var outcome = await executors.RunAsync(context, cancellationToken);
+        ToolOutcome outcome;
+        try
+        {
+            outcome = await executors.RunAsync(context, cancellationToken);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            logger.LogError(e, "Tool call {Call} ({Tool}) failed inside its executor", context.CallId, context.Request.Tool);
+            outcome = ToolOutcome.Failure("executor_error", "The tool failed unexpectedly; the server log has the details.");
+        }
+
         context.Result = outcome.Result;
         context.Settle(outcome.Succeeded ? ToolCallStatus.Succeeded : ToolCallStatus.Failed, outcome.Error);
     }

@@ -71,7 +71,7 @@ internal static class PolicyEndpoints
 
         var resolver = await policies.ResolverForAsync(caller.TenantId, request.User, request.Teams ?? [], ct);
         var arguments = request.Arguments is { ValueKind: JsonValueKind.Object } a ? ToolArguments.Flatten(a) : [];
-        var decision = resolver.Decide(request.Tool, arguments, request.Workspace);
+        var decision = resolver.Decide(request.Tool, arguments, request.Workspace ?? Sandbox.Workspace.MountPoint);
         return TypedResults.Ok(new SimulationResult(
             decision.Effect.ToString().ToLowerInvariant(),
             decision.Level.ToString().ToLowerInvariant(),

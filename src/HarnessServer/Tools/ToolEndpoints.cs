@@ -186,7 +186,7 @@ internal static partial class ToolEndpoints
             throw Invalid($"'schema' cannot be used: {e.Message}");
         }
 
-        if (!schema.TryGetProperty("type", out var type) || type.GetString() != "object")
+        if (!schema.TryGetProperty("type", out var type) || type.ValueKind != JsonValueKind.String || type.GetString() != "object")
         {
             throw Invalid("'schema' must have \"type\": \"object\": tool arguments are an object.");
         }

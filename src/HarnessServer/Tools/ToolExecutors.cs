@@ -30,7 +30,7 @@ internal sealed class ToolExecutors(BubblewrapSandbox sandbox, HttpFetchTool htt
                     {
                         WorkspacePath = context.Workspace.FullPath,
                         Command = Text(arguments, "command"),
-                        TimeoutSeconds = arguments.TryGetProperty("timeoutSeconds", out var t) ? t.GetInt32() : null,
+                        TimeoutSeconds = arguments.TryGetProperty("timeoutSeconds", out var t) ? Integer(t) : null,
                     }, cancellationToken)),
                     BuiltInTools.HttpFetch => await http.FetchAsync(context.Caller.TenantId, Text(arguments, "url"), cancellationToken),
                     _ => ToolOutcome.Failure("not_runnable", $"The built-in tool '{tool.Name}' cannot run in this server."),
@@ -85,6 +85,9 @@ internal sealed class ToolExecutors(BubblewrapSandbox sandbox, HttpFetchTool htt
     }
 
     private static ToolOutcome Json<T>(T result) => ToolOutcome.Success(JsonSerializer.SerializeToNode(result, Pipeline.AuditViews.Json)!);
+
+    // The schema checked an integer in range, but JSON Schema counts 5.0 as an integer and GetInt32 does not.
+    private static int Integer(JsonElement value) => value.TryGetInt32(out var exact) ? exact : (int)value.GetDecimal();
 
     private static string Text(JsonElement arguments, string name) => arguments.GetProperty(name).GetString()!;
 
