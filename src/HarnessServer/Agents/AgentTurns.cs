@@ -308,9 +308,11 @@ internal sealed class AgentTurns(
         }
         catch (HarnessProblemException e)
         {
-            // The pipeline refused before running anything (e.g. the audit chain is unavailable): the model hears why.
-            marker.Content = Refusal(call.Tool, e.Code, e.Message);
-            marker.CallStatus = "failed";
+            // The pipeline refused before running anything (arguments it cannot record, the audit chain unavailable):
+            // the model hears why, as a rejection when the call itself was at fault.
+            var status = e.Status < StatusCodes.Status500InternalServerError ? "rejected" : "failed";
+            marker.Content = Refusal(call.Tool, e.Code, e.Message, status);
+            marker.CallStatus = status;
             marker.Tokens = ContextWindow.EstimateTokens(marker.Content);
             await SaveAsync(turn, $"tool:{call.Tool}", cancellationToken);
             return true;
