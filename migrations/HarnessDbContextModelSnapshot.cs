@@ -24,6 +24,257 @@ namespace HarnessServer.Migrations
             NpgsqlModelBuilderExtensions.HasPostgresExtension(modelBuilder, "vector");
             NpgsqlModelBuilderExtensions.UseIdentityByDefaultColumns(modelBuilder);
 
+            modelBuilder.Entity("HarnessServer.Agents.AgentMessage", b =>
+                {
+                    b.Property<long>("Seq")
+                        .ValueGeneratedOnAdd()
+                        .HasColumnType("bigint")
+                        .HasColumnName("seq");
+
+                    NpgsqlPropertyBuilderExtensions.UseIdentityByDefaultColumn(b.Property<long>("Seq"));
+
+                    b.Property<string>("CallStatus")
+                        .HasMaxLength(30)
+                        .HasColumnType("character varying(30)")
+                        .HasColumnName("call_status");
+
+                    b.Property<string>("Content")
+                        .HasColumnType("text")
+                        .HasColumnName("content");
+
+                    b.Property<DateTimeOffset>("CreatedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("created_at");
+
+                    b.Property<Guid?>("PipelineCallId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("pipeline_call_id");
+
+                    b.Property<string>("Role")
+                        .IsRequired()
+                        .HasMaxLength(20)
+                        .HasColumnType("character varying(20)")
+                        .HasColumnName("role");
+
+                    b.Property<bool>("RolledBack")
+                        .HasColumnType("boolean")
+                        .HasColumnName("rolled_back");
+
+                    b.Property<Guid>("SessionId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("session_id");
+
+                    b.Property<string>("TenantId")
+                        .IsRequired()
+                        .HasMaxLength(200)
+                        .HasColumnType("character varying(200)")
+                        .HasColumnName("tenant_id");
+
+                    b.Property<long?>("ThroughSeq")
+                        .HasColumnType("bigint")
+                        .HasColumnName("through_seq");
+
+                    b.Property<int>("Tokens")
+                        .HasColumnType("integer")
+                        .HasColumnName("tokens");
+
+                    b.Property<string>("ToolCallId")
+                        .HasMaxLength(200)
+                        .HasColumnType("character varying(200)")
+                        .HasColumnName("tool_call_id");
+
+                    b.Property<string>("ToolCalls")
+                        .HasColumnType("jsonb")
+                        .HasColumnName("tool_calls");
+
+                    b.Property<string>("ToolName")
+                        .HasMaxLength(200)
+                        .HasColumnType("character varying(200)")
+                        .HasColumnName("tool_name");
+
+                    b.Property<Guid>("TurnId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("turn_id");
+
+                    b.HasKey("Seq")
+                        .HasName("pk_agent_messages");
+
+                    b.HasIndex("SessionId")
+                        .HasDatabaseName("ix_agent_messages_session_id");
+
+                    b.HasIndex("TurnId")
+                        .HasDatabaseName("ix_agent_messages_turn_id");
+
+                    b.HasIndex("TenantId", "SessionId", "Seq")
+                        .HasDatabaseName("ix_agent_messages_tenant_id_session_id_seq");
+
+                    b.ToTable("agent_messages", (string)null);
+                });
+
+            modelBuilder.Entity("HarnessServer.Agents.AgentTurn", b =>
+                {
+                    b.Property<Guid>("Id")
+                        .ValueGeneratedOnAdd()
+                        .HasColumnType("uuid")
+                        .HasColumnName("id");
+
+                    b.Property<DateTimeOffset>("CreatedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("created_at");
+
+                    b.Property<string>("Error")
+                        .HasMaxLength(4000)
+                        .HasColumnType("character varying(4000)")
+                        .HasColumnName("error");
+
+                    b.Property<int>("Iterations")
+                        .HasColumnType("integer")
+                        .HasColumnName("iterations");
+
+                    b.Property<string>("LastStep")
+                        .IsRequired()
+                        .HasMaxLength(220)
+                        .HasColumnType("character varying(220)")
+                        .HasColumnName("last_step");
+
+                    b.Property<string>("Reply")
+                        .HasColumnType("text")
+                        .HasColumnName("reply");
+
+                    b.Property<Guid>("SessionId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("session_id");
+
+                    b.Property<string>("Status")
+                        .IsRequired()
+                        .HasMaxLength(30)
+                        .HasColumnType("character varying(30)")
+                        .HasColumnName("status");
+
+                    b.Property<string>("TenantId")
+                        .IsRequired()
+                        .HasMaxLength(200)
+                        .HasColumnType("character varying(200)")
+                        .HasColumnName("tenant_id");
+
+                    b.Property<DateTimeOffset>("UpdatedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("updated_at");
+
+                    b.Property<string>("UserId")
+                        .IsRequired()
+                        .HasMaxLength(200)
+                        .HasColumnType("character varying(200)")
+                        .HasColumnName("user_id");
+
+                    b.Property<string>("UserName")
+                        .IsRequired()
+                        .HasMaxLength(400)
+                        .HasColumnType("character varying(400)")
+                        .HasColumnName("user_name");
+
+                    b.PrimitiveCollection<string[]>("UserRoles")
+                        .IsRequired()
+                        .HasColumnType("text[]")
+                        .HasColumnName("user_roles");
+
+                    b.PrimitiveCollection<string[]>("UserTeams")
+                        .IsRequired()
+                        .HasColumnType("text[]")
+                        .HasColumnName("user_teams");
+
+                    b.Property<uint>("Version")
+                        .IsConcurrencyToken()
+                        .ValueGeneratedOnAddOrUpdate()
+                        .HasColumnType("xid")
+                        .HasColumnName("xmin");
+
+                    b.Property<Guid?>("WaitingOnCallId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("waiting_on_call_id");
+
+                    b.HasKey("Id")
+                        .HasName("pk_agent_turns");
+
+                    b.HasIndex("SessionId")
+                        .HasDatabaseName("ix_agent_turns_session_id");
+
+                    b.HasIndex("Status")
+                        .HasDatabaseName("ix_agent_turns_status")
+                        .HasFilter("status IN ('Running', 'WaitingForApproval', 'Paused')");
+
+                    b.HasIndex("TenantId", "SessionId", "CreatedAt")
+                        .HasDatabaseName("ix_agent_turns_tenant_id_session_id_created_at");
+
+                    b.ToTable("agent_turns", (string)null);
+                });
+
+            modelBuilder.Entity("HarnessServer.Agents.ModelCall", b =>
+                {
+                    b.Property<Guid>("Id")
+                        .ValueGeneratedOnAdd()
+                        .HasColumnType("uuid")
+                        .HasColumnName("id");
+
+                    b.Property<DateTimeOffset>("CreatedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("created_at");
+
+                    b.Property<int>("InputTokens")
+                        .HasColumnType("integer")
+                        .HasColumnName("input_tokens");
+
+                    b.Property<string>("Model")
+                        .IsRequired()
+                        .HasMaxLength(200)
+                        .HasColumnType("character varying(200)")
+                        .HasColumnName("model");
+
+                    b.Property<int>("OutputTokens")
+                        .HasColumnType("integer")
+                        .HasColumnName("output_tokens");
+
+                    b.Property<string>("Purpose")
+                        .IsRequired()
+                        .HasMaxLength(20)
+                        .HasColumnType("character varying(20)")
+                        .HasColumnName("purpose");
+
+                    b.Property<Guid>("SessionId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("session_id");
+
+                    b.Property<string>("TenantId")
+                        .IsRequired()
+                        .HasMaxLength(200)
+                        .HasColumnType("character varying(200)")
+                        .HasColumnName("tenant_id");
+
+                    b.Property<Guid>("TurnId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("turn_id");
+
+                    b.Property<string>("UserId")
+                        .IsRequired()
+                        .HasMaxLength(200)
+                        .HasColumnType("character varying(200)")
+                        .HasColumnName("user_id");
+
+                    b.HasKey("Id")
+                        .HasName("pk_model_calls");
+
+                    b.HasIndex("SessionId")
+                        .HasDatabaseName("ix_model_calls_session_id");
+
+                    b.HasIndex("TenantId", "SessionId")
+                        .HasDatabaseName("ix_model_calls_tenant_id_session_id");
+
+                    b.HasIndex("TenantId", "UserId", "CreatedAt")
+                        .HasDatabaseName("ix_model_calls_tenant_id_user_id_created_at");
+
+                    b.ToTable("model_calls", (string)null);
+                });
+
             modelBuilder.Entity("HarnessServer.Approvals.Approval", b =>
                 {
                     b.Property<Guid>("Id")
@@ -565,6 +816,75 @@ namespace HarnessServer.Migrations
                     b.ToTable("sessions", (string)null);
                 });
 
+            modelBuilder.Entity("HarnessServer.Sessions.WorkspaceCheckpoint", b =>
+                {
+                    b.Property<Guid>("Id")
+                        .ValueGeneratedOnAdd()
+                        .HasColumnType("uuid")
+                        .HasColumnName("id");
+
+                    b.Property<long>("Bytes")
+                        .HasColumnType("bigint")
+                        .HasColumnName("bytes");
+
+                    b.Property<DateTimeOffset>("CreatedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("created_at");
+
+                    b.Property<int>("Files")
+                        .HasColumnType("integer")
+                        .HasColumnName("files");
+
+                    b.Property<DateTimeOffset?>("RestoredAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("restored_at");
+
+                    b.Property<Guid>("SessionId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("session_id");
+
+                    b.Property<int>("Skipped")
+                        .HasColumnType("integer")
+                        .HasColumnName("skipped");
+
+                    b.Property<string>("TenantId")
+                        .IsRequired()
+                        .HasMaxLength(200)
+                        .HasColumnType("character varying(200)")
+                        .HasColumnName("tenant_id");
+
+                    b.Property<string>("Tool")
+                        .IsRequired()
+                        .HasMaxLength(200)
+                        .HasColumnType("character varying(200)")
+                        .HasColumnName("tool");
+
+                    b.Property<Guid>("ToolCallId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("tool_call_id");
+
+                    b.Property<string>("TreeHash")
+                        .IsRequired()
+                        .HasMaxLength(64)
+                        .HasColumnType("character(64)")
+                        .HasColumnName("tree_hash")
+                        .IsFixedLength();
+
+                    b.HasKey("Id")
+                        .HasName("pk_workspace_checkpoints");
+
+                    b.HasIndex("SessionId")
+                        .HasDatabaseName("ix_workspace_checkpoints_session_id");
+
+                    b.HasIndex("ToolCallId")
+                        .HasDatabaseName("ix_workspace_checkpoints_tool_call_id");
+
+                    b.HasIndex("TenantId", "SessionId", "CreatedAt")
+                        .HasDatabaseName("ix_workspace_checkpoints_tenant_id_session_id_created_at");
+
+                    b.ToTable("workspace_checkpoints", (string)null);
+                });
+
             modelBuilder.Entity("HarnessServer.Tools.ToolRegistration", b =>
                 {
                     b.Property<string>("TenantId")
@@ -624,6 +944,43 @@ namespace HarnessServer.Migrations
                         .HasName("pk_tool_registrations");
 
                     b.ToTable("tool_registrations", (string)null);
+                });
+
+            modelBuilder.Entity("HarnessServer.Agents.AgentMessage", b =>
+                {
+                    b.HasOne("HarnessServer.Sessions.Session", null)
+                        .WithMany()
+                        .HasForeignKey("SessionId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired()
+                        .HasConstraintName("fk_agent_messages_sessions_session_id");
+
+                    b.HasOne("HarnessServer.Agents.AgentTurn", null)
+                        .WithMany()
+                        .HasForeignKey("TurnId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired()
+                        .HasConstraintName("fk_agent_messages_agent_turns_turn_id");
+                });
+
+            modelBuilder.Entity("HarnessServer.Agents.AgentTurn", b =>
+                {
+                    b.HasOne("HarnessServer.Sessions.Session", null)
+                        .WithMany()
+                        .HasForeignKey("SessionId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired()
+                        .HasConstraintName("fk_agent_turns_sessions_session_id");
+                });
+
+            modelBuilder.Entity("HarnessServer.Agents.ModelCall", b =>
+                {
+                    b.HasOne("HarnessServer.Sessions.Session", null)
+                        .WithMany()
+                        .HasForeignKey("SessionId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired()
+                        .HasConstraintName("fk_model_calls_sessions_session_id");
                 });
 
             modelBuilder.Entity("HarnessServer.Approvals.Approval", b =>
@@ -701,6 +1058,23 @@ namespace HarnessServer.Migrations
                         .OnDelete(DeleteBehavior.Cascade)
                         .IsRequired()
                         .HasConstraintName("fk_sessions_tenants_tenant_id");
+                });
+
+            modelBuilder.Entity("HarnessServer.Sessions.WorkspaceCheckpoint", b =>
+                {
+                    b.HasOne("HarnessServer.Sessions.Session", null)
+                        .WithMany()
+                        .HasForeignKey("SessionId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired()
+                        .HasConstraintName("fk_workspace_checkpoints_sessions_session_id");
+
+                    b.HasOne("HarnessServer.Pipeline.ToolCall", null)
+                        .WithMany()
+                        .HasForeignKey("ToolCallId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired()
+                        .HasConstraintName("fk_workspace_checkpoints_tool_calls_tool_call_id");
                 });
 
             modelBuilder.Entity("HarnessServer.Tools.ToolRegistration", b =>

@@ -1,3 +1,4 @@
+using HarnessServer.Agents;
 using HarnessServer.Audit;
 using HarnessServer.Data;
 using HarnessServer.Http;
@@ -33,6 +34,9 @@ builder.AddHarnessSandbox();
 // Policies, the tool registry, sessions, approvals and the tool-call pipeline.
 builder.AddHarnessPipeline();
 
+// Agent turns over an OpenAI-compatible model (Semantic Kernel), their recovery, and workspace checkpoints.
+builder.AddHarnessAgents();
+
 var app = builder.Build();
 
 app.UseHarnessHttp();
@@ -45,6 +49,7 @@ app.MapHarnessApiReference();
 app.MapIdentity();
 app.MapAudit();
 app.MapHarnessPipeline();
+app.MapAgents();
 
 app.Run();
 

@@ -22,6 +22,10 @@ internal sealed class HarnessDbContext(DbContextOptions<HarnessDbContext> option
     public DbSet<Approvals.Approval> Approvals => Set<Approvals.Approval>();
     public DbSet<Tools.ToolRegistration> ToolRegistrations => Set<Tools.ToolRegistration>();
     public DbSet<Policies.PolicyVersion> PolicyVersions => Set<Policies.PolicyVersion>();
+    public DbSet<Agents.AgentTurn> AgentTurns => Set<Agents.AgentTurn>();
+    public DbSet<Agents.AgentMessage> AgentMessages => Set<Agents.AgentMessage>();
+    public DbSet<Agents.ModelCall> ModelCalls => Set<Agents.ModelCall>();
+    public DbSet<Sessions.WorkspaceCheckpoint> WorkspaceCheckpoints => Set<Sessions.WorkspaceCheckpoint>();
 
     protected override void OnModelCreating(ModelBuilder modelBuilder)
     {

@@ -18,7 +18,7 @@ namespace HarnessServer.Sandbox;
 /// Hard links: a file with more than one link is never written (<c>hard_link</c>), and is read only when it belongs
 /// to the sandbox's own user — the server reads as root, and a link to a host file must not become a way to read it.
 /// </summary>
-internal sealed class Workspace : IDisposable
+internal sealed partial class Workspace : IDisposable
 {
     /// <summary>Where the workspace is mounted inside the sandbox; absolute paths under it are accepted too.</summary>
     public const string MountPoint = "/workspace";

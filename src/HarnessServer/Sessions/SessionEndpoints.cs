@@ -20,9 +20,14 @@ internal static class SessionEndpoints
         group.MapPost("/{id:guid}/pause", (Guid id, CurrentUser user, SessionService sessions, CancellationToken ct) =>
                 sessions.SetStatusAsync(id, user, SessionStatus.Paused, ct))
             .WithName("PauseSession").WithSummary("Pause: new tool calls and turns get 409 until resumed.");
-        group.MapPost("/{id:guid}/resume", (Guid id, CurrentUser user, SessionService sessions, CancellationToken ct) =>
-                sessions.SetStatusAsync(id, user, SessionStatus.Active, ct))
-            .WithName("ResumeSession").WithSummary("Resume a paused session.");
+        group.MapPost("/{id:guid}/resume", async (Guid id, CurrentUser user, SessionService sessions, Agents.TurnRecovery turns, CancellationToken ct) =>
+            {
+                var resumed = await sessions.SetStatusAsync(id, user, SessionStatus.Active, ct);
+                // A turn paused mid-way continues now rather than at the next recovery pass.
+                turns.Wake();
+                return resumed;
+            })
+            .WithName("ResumeSession").WithSummary("Resume a paused session; its paused agent turn continues.");
         group.MapPost("/{id:guid}/tool-calls", CallToolAsync).WithName("CallTool")
             .WithSummary("Run one tool call through the pipeline: schema, policy, approval, sandbox, audit.");
         group.MapGet("/{id:guid}/events", StreamEvents).WithName("StreamSessionEvents")

@@ -1,0 +1,172 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using HarnessServer.Audit;
+using HarnessServer.Data;
+using HarnessServer.Http;
+using HarnessServer.Identity;
+using HarnessServer.Pipeline;
+using HarnessServer.Sessions;
+using HarnessServer.Tenancy;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.EntityFrameworkCore;
+
+namespace HarnessServer.Agents;
+
+internal static class AgentEndpoints
+{
+    public static IEndpointRouteBuilder MapAgents(this IEndpointRouteBuilder app)
+    {
+        var group = app.MapGroup("/v1/sessions/{id:guid}").RequireAuthorization(HarnessPolicies.User).WithTags("Agents");
+        group.MapPost("/messages", SendAsync).WithName("SendMessage")
+            .WithSummary("One agent turn: the model's calls run through the pipeline until it answers (202 while a call waits for approval).");
+        group.MapGet("/messages", HistoryAsync).WithName("GetMessages")
+            .WithSummary("The session's full agent history, summaries and rolled-back messages included (owner or admin).");
+        group.MapGet("/turns/{turnId:guid}", TurnAsync).WithName("GetTurn").WithSummary("One turn's status, reply and tool calls (owner or admin).");
+        group.MapGet("/usage", UsageAsync).WithName("GetSessionUsage").WithSummary("Model tokens used by the session's turns (owner or admin).");
+        group.MapGet("/checkpoints", CheckpointsAsync).WithName("ListCheckpoints")
+            .WithSummary("Workspace checkpoints, each taken just before the call named with it (owner or admin).");
+        group.MapPost("/rollback", RollbackAsync).WithName("Rollback")
+            .WithSummary("Restore the workspace to a checkpoint exactly and mark the later history rolled back (owner).");
+        return app;
+    }
+
+    private static async Task<Results<Ok<TurnView>, Accepted<TurnView>>> SendAsync(
+        Guid id, MessageBody body, CurrentUser user, AgentTurns turns, IHostApplicationLifetime lifetime)
+    {
+        if (string.IsNullOrWhiteSpace(body.Content))
+        {
+            throw new HarnessProblemException(StatusCodes.Status400BadRequest, "missing_content", "The body must carry the message as 'content'.");
+        }
+
+        // The turn is not abandoned when the client goes away: it is stored step by step and finishes on its own.
+        var result = await turns.SendAsync(user, id, body.Content, lifetime.ApplicationStopping);
+        var view = TurnView.Of(result);
+        return result.Status == TurnStatus.WaitingForApproval
+            ? TypedResults.Accepted($"/v1/sessions/{id}/turns/{result.TurnId}", view)
+            : TypedResults.Ok(view);
+    }
+
+    private static async Task<Ok<TurnView>> TurnAsync(Guid id, Guid turnId, CurrentUser user, HarnessDbContext db, AgentTurns turns, CancellationToken ct)
+    {
+        await VisibleSessionAsync(db, id, user, ct);
+        var turn = await db.AgentTurns.AsNoTracking().FirstOrDefaultAsync(t => t.Id == turnId && t.SessionId == id, ct)
+            ?? throw new HarnessProblemException(StatusCodes.Status404NotFound, "turn_not_found", $"Turn {turnId} does not exist.");
+        return TypedResults.Ok(TurnView.Of(await turns.ResultAsync(turn, ct)));
+    }
+
+    private static async Task<Ok<List<MessageView>>> HistoryAsync(Guid id, CurrentUser user, HarnessDbContext db, CancellationToken ct)
+    {
+        await VisibleSessionAsync(db, id, user, ct);
+        var messages = await db.AgentMessages.AsNoTracking().Where(m => m.SessionId == id).OrderBy(m => m.Seq).ToListAsync(ct);
+        return TypedResults.Ok(messages.Select(MessageView.Of).ToList());
+    }
+
+    private static async Task<Ok<UsageView>> UsageAsync(Guid id, CurrentUser user, HarnessDbContext db, CancellationToken ct)
+    {
+        await VisibleSessionAsync(db, id, user, ct);
+        var calls = await db.ModelCalls.AsNoTracking().Where(c => c.SessionId == id)
+            .GroupBy(c => c.Purpose)
+            .Select(g => new UsageLine(g.Key, g.Count(), g.Sum(c => c.InputTokens), g.Sum(c => c.OutputTokens)))
+            .ToListAsync(ct);
+        return TypedResults.Ok(new UsageView(calls.Sum(c => c.Calls), calls.Sum(c => c.InputTokens), calls.Sum(c => c.OutputTokens), calls));
+    }
+
+    private static async Task<Ok<List<CheckpointView>>> CheckpointsAsync(Guid id, CurrentUser user, HarnessDbContext db, CancellationToken ct)
+    {
+        await VisibleSessionAsync(db, id, user, ct);
+        var checkpoints = await (
+            from c in db.WorkspaceCheckpoints.AsNoTracking()
+            join call in db.ToolCalls.AsNoTracking() on c.ToolCallId equals call.Id
+            where c.SessionId == id
+            orderby c.CreatedAt, c.Id
+            select new { c, call }).ToListAsync(ct);
+        return TypedResults.Ok(checkpoints.Select(x => new CheckpointView(
+            x.c.Id, x.c.CreatedAt, x.c.Files, x.c.Bytes, x.c.Skipped, x.c.RestoredAt,
+            new CheckpointCall(x.call.Id, x.call.Tool, AuditViews.Status(x.call.Status), x.call.Arguments.RootElement))).ToList());
+    }
+
+    private static async Task<Ok<RollbackView>> RollbackAsync(
+        Guid id, RollbackBody body, CurrentUser user, HarnessDbContext db, TenantContext tenant, TurnLock locks, SessionGate gate,
+        WorkspaceCheckpoints checkpoints, AuditChain audit, TimeProvider time, CancellationToken ct)
+    {
+        tenant.Set(user.TenantId);
+        var session = await VisibleSessionAsync(db, id, user, ct);
+        if (session.OwnerUserId != user.UserId)
+        {
+            throw new HarnessProblemException(StatusCodes.Status404NotFound, "session_not_found", $"Session {id} does not exist.");
+        }
+
+        var checkpoint = await db.WorkspaceCheckpoints.AsNoTracking().FirstOrDefaultAsync(c => c.Id == body.Checkpoint && c.SessionId == id, ct)
+            ?? throw new HarnessProblemException(StatusCodes.Status404NotFound, "checkpoint_not_found", $"Checkpoint {body.Checkpoint} does not exist in session {id}.");
+
+        // No turn may run while its workspace and history change under it, and no call may be inside the workspace.
+        await using var turnLock = await locks.TryAcquireAsync(id, ct)
+            ?? throw new HarnessProblemException(StatusCodes.Status409Conflict, "turn_in_progress", $"Session {id} has a running turn; roll back once it has finished.");
+        if (await db.AgentTurns.AnyAsync(t => t.SessionId == id && (t.Status == TurnStatus.Running || t.Status == TurnStatus.WaitingForApproval), ct))
+        {
+            throw new HarnessProblemException(StatusCodes.Status409Conflict, "turn_in_progress", $"Session {id} has a turn that is still open; roll back once it has finished.");
+        }
+
+        using var entered = await gate.EnterAsync(id, ct);
+        checkpoints.Restore(user.TenantId, id.ToString(), checkpoint.TreeHash);
+        var now = time.GetUtcNow();
+        var rolledBack = await audit.AppendAsync(user.TenantId, async (unit, token) =>
+        {
+            // The checkpoint was taken just before its call; the history from then on no longer describes the workspace.
+            var messages = await unit.Db.AgentMessages
+                .Where(m => m.SessionId == id && m.CreatedAt >= checkpoint.CreatedAt && !m.RolledBack)
+                .ExecuteUpdateAsync(m => m.SetProperty(x => x.RolledBack, true), token);
+            await unit.Db.WorkspaceCheckpoints.Where(c => c.Id == checkpoint.Id)
+                .ExecuteUpdateAsync(c => c.SetProperty(x => x.RestoredAt, now), token);
+            return (messages, (IReadOnlyList<AuditEntry>)[new AuditEntry("session.rolled_back", new AuditActor(user.UserId, user.DisplayName), id,
+                checkpoint.Tool, Payload: new JsonObject
+                {
+                    ["checkpointId"] = checkpoint.Id.ToString(),
+                    ["treeHash"] = checkpoint.TreeHash,
+                    ["callId"] = checkpoint.ToolCallId.ToString(),
+                    ["messagesRolledBack"] = messages,
+                })]);
+        }, ct);
+        return TypedResults.Ok(new RollbackView(checkpoint.Id, rolledBack.Result, rolledBack.LastSeq));
+    }
+
+    // Owners see their sessions and admins their tenant's; to anyone else a session does not exist.
+    private static async Task<Session> VisibleSessionAsync(HarnessDbContext db, Guid id, CurrentUser user, CancellationToken ct)
+    {
+        var session = await db.Sessions.AsNoTracking().FirstOrDefaultAsync(s => s.Id == id, ct);
+        return session is not null && (session.OwnerUserId == user.UserId || user.IsAdmin)
+            ? session
+            : throw new HarnessProblemException(StatusCodes.Status404NotFound, "session_not_found", $"Session {id} does not exist.");
+    }
+}
+
+/// <summary>The body of <c>POST /v1/sessions/{id}/messages</c>.</summary>
+internal sealed record MessageBody(string Content);
+
+/// <summary>The body of <c>POST /v1/sessions/{id}/rollback</c>.</summary>
+internal sealed record RollbackBody(Guid Checkpoint);
+
+/// <summary>The contract's answer of one turn: <c>{ status, reply, toolCalls }</c>, plus its id and error.</summary>
+internal sealed record TurnView(Guid TurnId, string Status, string? Reply, IReadOnlyList<JsonElement> ToolCalls, string? Error)
+{
+    public static TurnView Of(TurnResult result) => new(
+        result.TurnId, JsonNamingPolicy.SnakeCaseLower.ConvertName(result.Status.ToString()), result.Reply, result.ToolCalls, result.Error);
+}
+
+internal sealed record MessageView(long Seq, Guid TurnId, string Role, string? Content, JsonElement? ToolCalls, string? ToolCallId, string? Tool,
+    string? CallStatus, Guid? PipelineCallId, int Tokens, long? SummarizesThroughSeq, bool RolledBack, DateTimeOffset CreatedAt)
+{
+    public static MessageView Of(AgentMessage m) => new(m.Seq, m.TurnId, m.Role, m.Content,
+        m.ToolCalls is null ? null : JsonDocument.Parse(m.ToolCalls).RootElement.Clone(),
+        m.ToolCallId, m.ToolName, m.CallStatus, m.PipelineCallId, m.Tokens, m.ThroughSeq, m.RolledBack, m.CreatedAt);
+}
+
+internal sealed record UsageLine(string Purpose, int Calls, int InputTokens, int OutputTokens);
+
+internal sealed record UsageView(int Calls, int InputTokens, int OutputTokens, IReadOnlyList<UsageLine> ByPurpose);
+
+internal sealed record CheckpointCall(Guid Id, string Tool, string Status, JsonElement Arguments);
+
+internal sealed record CheckpointView(Guid Id, DateTimeOffset CreatedAt, int Files, long Bytes, int Skipped, DateTimeOffset? RestoredAt, CheckpointCall FollowedBy);
+
+internal sealed record RollbackView(Guid Checkpoint, int MessagesRolledBack, long AuditSeq);

@@ -1,0 +1,69 @@
+using Npgsql;
+
+namespace HarnessServer.Agents;
+
+/// <summary>
+/// One turn per session at a time, across server processes: a PostgreSQL advisory lock on the session (two-int key
+/// space, distinct from <see cref="Pipeline.SessionGate"/>'s bigint one) held on its own connection for as long as
+/// the turn runs. A process that dies drops its connection and with it the lock, which is how recovery tells a
+/// crashed turn from one that is still running elsewhere.
+/// </summary>
+internal sealed class TurnLock(NpgsqlDataSource dataSource)
+{
+    /// <summary>The session's turn lock, or null when another turn of the session holds it.</summary>
+    public async Task<IAsyncDisposable?> TryAcquireAsync(Guid sessionId, CancellationToken cancellationToken)
+    {
+        var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        try
+        {
+            var (high, low) = Keys(sessionId);
+            await using var command = new NpgsqlCommand("SELECT pg_try_advisory_lock($1, $2)", connection)
+            {
+                Parameters = { new() { Value = high }, new() { Value = low } },
+            };
+            if (await command.ExecuteScalarAsync(cancellationToken) is true)
+            {
+                return new Held(connection, high, low);
+            }
+        }
+        catch
+        {
+            await connection.DisposeAsync();
+            throw;
+        }
+
+        await connection.DisposeAsync();
+        return null;
+    }
+
+    // The random tail of the session's UUIDv7, as the two int keys.
+    private static (int High, int Low) Keys(Guid sessionId)
+    {
+        Span<byte> bytes = stackalloc byte[16];
+        sessionId.TryWriteBytes(bytes);
+        return (BitConverter.ToInt32(bytes[8..]), BitConverter.ToInt32(bytes[12..]));
+    }
+
+    private sealed class Held(NpgsqlConnection connection, int high, int low) : IAsyncDisposable
+    {
+        public async ValueTask DisposeAsync()
+        {
+            try
+            {
+                await using var unlock = new NpgsqlCommand("SELECT pg_advisory_unlock($1, $2)", connection)
+                {
+                    Parameters = { new() { Value = high }, new() { Value = low } },
+                };
+                await unlock.ExecuteNonQueryAsync();
+            }
+            catch (NpgsqlException)
+            {
+                // A broken connection has lost its locks with its backend.
+            }
+            finally
+            {
+                await connection.DisposeAsync();
+            }
+        }
+    }
+}

@@ -1,0 +1,74 @@
+using HarnessServer.Agents;
+using HarnessServer.Pipeline;
+using HarnessServer.Sessions;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Metadata.Builders;
+
+namespace HarnessServer.Data;
+
+internal sealed class AgentTurnConfiguration : IEntityTypeConfiguration<AgentTurn>
+{
+    public void Configure(EntityTypeBuilder<AgentTurn> builder)
+    {
+        builder.HasKey(t => t.Id);
+        builder.Property(t => t.TenantId).HasMaxLength(Limits.Identifier);
+        builder.Property(t => t.UserId).HasMaxLength(Limits.Identifier);
+        builder.Property(t => t.UserName).HasMaxLength(Limits.DisplayName);
+        builder.Property(t => t.Status).HasConversion<string>().HasMaxLength(30);
+        builder.Property(t => t.LastStep).HasMaxLength(Limits.Identifier + 20);
+        builder.Property(t => t.Error).HasMaxLength(4000);
+        builder.Property(t => t.Version).IsRowVersion();
+        builder.Ignore(t => t.IsOpen);
+        builder.HasIndex(t => new { t.TenantId, t.SessionId, t.CreatedAt });
+        // Recovery's queue: turns that are not finished.
+        builder.HasIndex(t => t.Status).HasFilter("status IN ('Running', 'WaitingForApproval', 'Paused')");
+        builder.HasOne<Session>().WithMany().HasForeignKey(t => t.SessionId);
+    }
+}
+
+internal sealed class AgentMessageConfiguration : IEntityTypeConfiguration<AgentMessage>
+{
+    public void Configure(EntityTypeBuilder<AgentMessage> builder)
+    {
+        builder.HasKey(m => m.Seq);
+        builder.Property(m => m.Seq).UseIdentityByDefaultColumn();
+        builder.Property(m => m.TenantId).HasMaxLength(Limits.Identifier);
+        builder.Property(m => m.Role).HasMaxLength(20);
+        builder.Property(m => m.ToolCalls).HasColumnType("jsonb");
+        builder.Property(m => m.ToolCallId).HasMaxLength(Limits.Identifier);
+        builder.Property(m => m.ToolName).HasMaxLength(Limits.Identifier);
+        builder.Property(m => m.CallStatus).HasMaxLength(30);
+        builder.HasIndex(m => new { m.TenantId, m.SessionId, m.Seq });
+        builder.HasOne<Session>().WithMany().HasForeignKey(m => m.SessionId);
+        builder.HasOne<AgentTurn>().WithMany().HasForeignKey(m => m.TurnId);
+    }
+}
+
+internal sealed class ModelCallConfiguration : IEntityTypeConfiguration<ModelCall>
+{
+    public void Configure(EntityTypeBuilder<ModelCall> builder)
+    {
+        builder.HasKey(c => c.Id);
+        builder.Property(c => c.TenantId).HasMaxLength(Limits.Identifier);
+        builder.Property(c => c.UserId).HasMaxLength(Limits.Identifier);
+        builder.Property(c => c.Model).HasMaxLength(Limits.Identifier);
+        builder.Property(c => c.Purpose).HasMaxLength(20);
+        builder.HasIndex(c => new { c.TenantId, c.SessionId });
+        builder.HasIndex(c => new { c.TenantId, c.UserId, c.CreatedAt });
+        builder.HasOne<Session>().WithMany().HasForeignKey(c => c.SessionId);
+    }
+}
+
+internal sealed class WorkspaceCheckpointConfiguration : IEntityTypeConfiguration<WorkspaceCheckpoint>
+{
+    public void Configure(EntityTypeBuilder<WorkspaceCheckpoint> builder)
+    {
+        builder.HasKey(c => c.Id);
+        builder.Property(c => c.TenantId).HasMaxLength(Limits.Identifier);
+        builder.Property(c => c.Tool).HasMaxLength(Limits.Identifier);
+        builder.Property(c => c.TreeHash).HasMaxLength(64).IsFixedLength();
+        builder.HasIndex(c => new { c.TenantId, c.SessionId, c.CreatedAt });
+        builder.HasOne<Session>().WithMany().HasForeignKey(c => c.SessionId);
+        builder.HasOne<ToolCall>().WithMany().HasForeignKey(c => c.ToolCallId);
+    }
+}

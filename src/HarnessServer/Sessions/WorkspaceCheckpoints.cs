@@ -1,0 +1,368 @@
+using System.Security.Cryptography;
+using System.Text.Json;
+using HarnessServer.Sandbox;
+using Microsoft.Extensions.Options;
+
+namespace HarnessServer.Sessions;
+
+/// <summary>One captured path of a checkpoint: a folder, or a file by the SHA-256 of its content.</summary>
+internal sealed record ManifestEntry(string Path, string Kind, string? Hash, uint Mode, long Size);
+
+/// <summary>A path the walk met but did not capture (a link, a device, an unreadable hard link), and why.</summary>
+internal sealed record SkippedEntry(string Path, string Reason);
+
+/// <summary>Everything a workspace held at one moment, flattened from its trees.</summary>
+internal sealed record CheckpointManifest(IReadOnlyList<ManifestEntry> Entries, IReadOnlyList<SkippedEntry> Skipped)
+{
+    public long Bytes => Entries.Sum(e => e.Size);
+    public int Files => Entries.Count(e => e.Kind == "file");
+}
+
+/// <summary>
+/// Content-addressed, deduplicated snapshots of session workspaces. Blobs live under
+/// <c>&lt;WorkspacesPath&gt;/.objects/&lt;tenant&gt;/&lt;aa&gt;/&lt;sha256&gt;</c> (root-only, outside every sandbox mount), so a file
+/// that did not change since the last checkpoint costs one hash and no storage, and a checkpoint's own cost is the
+/// trees of the folders that changed. Files are read through <see cref="Workspace.Walk"/>, which never follows links. A restore builds the
+/// tree in a folder the sandbox cannot reach and swaps it in with two renames, so it never writes through anything
+/// the sandbox controls, and it leaves exactly the manifest's files (what is not in it is gone).
+/// Every file is hashed at every checkpoint: a stat-based shortcut (size, mtime) would trust times the sandbox user
+/// can set, and hashing a few hundred small files takes milliseconds.
+/// </summary>
+internal sealed class WorkspaceCheckpoints(WorkspaceRoot workspaces, IOptions<SandboxOptions> sandbox)
+{
+    private const uint OwnerOnly = 0b111_000_000; // 0700
+    private const uint BlobMode = 0b110_000_000; // 0600
+    private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
+
+    /// <summary>Captures the workspace; returns the hash of its root tree (the checkpoint's name) and its manifest.</summary>
+    public (string Hash, CheckpointManifest Manifest) Capture(string tenant, Workspace workspace)
+    {
+        var store = StoreOf(tenant);
+        var root = new TreeNode();
+        var folders = new Dictionary<string, TreeNode>(StringComparer.Ordinal) { [""] = root };
+        var entries = new List<ManifestEntry>();
+        var skipped = new List<SkippedEntry>();
+        foreach (var entry in workspace.Walk())
+        {
+            if (entry.Skipped is not null)
+            {
+                skipped.Add(new SkippedEntry(entry.Path, entry.Skipped));
+                continue;
+            }
+
+            var slash = entry.Path.LastIndexOf('/');
+            var parent = folders[slash < 0 ? "" : entry.Path[..slash]];
+            var name = entry.Path[(slash + 1)..];
+            if (entry.File is null)
+            {
+                var folder = new TreeNode { Mode = entry.Mode };
+                folders[entry.Path] = folder;
+                parent.Folders.Add(name, folder);
+                entries.Add(new ManifestEntry(entry.Path, "directory", null, entry.Mode, 0));
+                continue;
+            }
+
+            using var file = entry.File;
+            var (hash, size) = StoreBlob(store, file);
+            parent.Files.Add(name, new TreeEntry(name, "file", hash, entry.Mode, size));
+            entries.Add(new ManifestEntry(entry.Path, "file", hash, entry.Mode, size));
+        }
+
+        return (StoreTree(store, root, skipped), new CheckpointManifest(entries, skipped));
+    }
+
+    /// <summary>The flat manifest of a checkpoint, read back from its trees.</summary>
+    public CheckpointManifest Load(string tenant, string treeHash)
+    {
+        var store = StoreOf(tenant);
+        var entries = new List<ManifestEntry>();
+        var root = ReadTree(store, treeHash);
+        Flatten(store, root, "", entries, depth: 0);
+        return new CheckpointManifest(entries, root.Skipped ?? []);
+    }
+
+    /// <summary>
+    /// Makes the session's workspace exactly the checkpoint's. The caller holds the session's
+    /// <see cref="Pipeline.SessionGate"/>, so no call runs in the workspace meanwhile.
+    /// </summary>
+    public void Restore(string tenant, string sessionId, string treeHash)
+    {
+        if (!OperatingSystem.IsLinux())
+        {
+            throw Unsupported();
+        }
+
+        var store = StoreOf(tenant);
+        var manifest = Load(tenant, treeHash);
+        using (workspaces.Open(tenant, sessionId))
+        {
+            // Opening checks the tenant and session names; the paths below are then plain children of the root.
+        }
+
+        var tenantFolder = Path.Combine(workspaces.FullPath, tenant);
+        var target = Path.Combine(tenantFolder, sessionId);
+        // Names starting with a dot cannot collide with sessions (their ids start with a hex digit).
+        var staging = Path.Combine(tenantFolder, $".restore-{Guid.NewGuid():N}");
+        var retired = Path.Combine(tenantFolder, $".retired-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(staging, (UnixFileMode)OwnerOnly);
+        try
+        {
+            foreach (var entry in manifest.Entries)
+            {
+                var path = Path.Combine(staging, SafeRelative(entry.Path));
+                if (entry.Kind == "directory")
+                {
+                    Directory.CreateDirectory(path);
+                    File.SetUnixFileMode(path, (UnixFileMode)(entry.Mode & 0b111_111_111));
+                }
+                else
+                {
+                    Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+                    File.Copy(BlobPath(store, entry.Hash!), path);
+                    File.SetUnixFileMode(path, (UnixFileMode)(entry.Mode & 0b111_111_111));
+                }
+            }
+
+            if (workspaces.IsRoot)
+            {
+                GiveToSandbox(staging, directory: true);
+                foreach (var entry in manifest.Entries)
+                {
+                    GiveToSandbox(Path.Combine(staging, SafeRelative(entry.Path)), entry.Kind == "directory");
+                }
+            }
+
+            Directory.Move(target, retired);
+            Directory.Move(staging, target);
+        }
+        catch
+        {
+            if (Directory.Exists(staging))
+            {
+                Directory.Delete(staging, recursive: true);
+            }
+
+            throw;
+        }
+
+        // Recursive delete removes links themselves, never what they point to.
+        Directory.Delete(retired, recursive: true);
+    }
+
+    // One folder is one tree blob (like git's trees): a checkpoint after a one-file change stores that file, its
+    // folder's tree and the trees above it; every unchanged folder's tree is shared with the checkpoint before.
+    private static string StoreTree(string store, TreeNode node, IReadOnlyList<SkippedEntry>? skipped)
+    {
+        var entries = node.Files.Values.ToList();
+        foreach (var (name, folder) in node.Folders)
+        {
+            entries.Add(new TreeEntry(name, "directory", StoreTree(store, folder, null), folder.Mode, 0));
+        }
+
+        entries.Sort((a, b) => string.CompareOrdinal(a.Name, b.Name));
+        var bytes = JsonSerializer.SerializeToUtf8Bytes(new Tree(entries, skipped is { Count: > 0 } ? skipped : null), Json);
+        var hash = Convert.ToHexStringLower(SHA256.HashData(bytes));
+        WriteBlob(store, hash, bytes);
+        return hash;
+    }
+
+    private static Tree ReadTree(string store, string hash) =>
+        JsonSerializer.Deserialize<Tree>(File.ReadAllBytes(BlobPath(store, hash)), Json)
+            ?? throw new InvalidDataException($"Checkpoint tree {hash} is empty.");
+
+    private static void Flatten(string store, Tree tree, string prefix, List<ManifestEntry> entries, int depth)
+    {
+        if (depth > 256)
+        {
+            throw new InvalidDataException("Checkpoint trees nest deeper than any workspace walk.");
+        }
+
+        foreach (var entry in tree.Entries)
+        {
+            var path = prefix.Length == 0 ? entry.Name : $"{prefix}/{entry.Name}";
+            if (entry.Kind == "directory")
+            {
+                entries.Add(new ManifestEntry(path, "directory", null, entry.Mode, 0));
+                Flatten(store, ReadTree(store, entry.Hash), path, entries, depth + 1);
+            }
+            else
+            {
+                entries.Add(new ManifestEntry(path, "file", entry.Hash, entry.Mode, entry.Size));
+            }
+        }
+    }
+
+    private sealed class TreeNode
+    {
+        public uint Mode { get; init; }
+        public SortedDictionary<string, TreeNode> Folders { get; } = new(StringComparer.Ordinal);
+        public SortedDictionary<string, TreeEntry> Files { get; } = new(StringComparer.Ordinal);
+    }
+
+    private sealed record TreeEntry(string Name, string Kind, string Hash, uint Mode, long Size);
+
+    private sealed record Tree(IReadOnlyList<TreeEntry> Entries, IReadOnlyList<SkippedEntry>? Skipped);
+
+    /// <summary>The bytes all blobs of a tenant take, for the store's size checks.</summary>
+    public long StoredBytes(string tenant)
+    {
+        var store = StoreOf(tenant);
+        return Directory.Exists(store)
+            ? new DirectoryInfo(store).EnumerateFiles("*", SearchOption.AllDirectories).Sum(f => f.Length)
+            : 0;
+    }
+
+    private string StoreOf(string tenant)
+    {
+        if (!OperatingSystem.IsLinux())
+        {
+            throw Unsupported();
+        }
+
+        // Validated by the same rule as workspace folders (WorkspaceRoot.Open), before any path is built from it.
+        ArgumentException.ThrowIfNullOrWhiteSpace(tenant);
+        if (tenant.StartsWith('.') || tenant.Contains('/') || tenant.Contains('\0'))
+        {
+            throw new ArgumentException($"'{tenant}' cannot name a tenant folder.", nameof(tenant));
+        }
+
+        var objects = Path.Combine(workspaces.FullPath, ".objects");
+        if (!Directory.Exists(objects))
+        {
+            Directory.CreateDirectory(objects, (UnixFileMode)OwnerOnly);
+        }
+
+        var store = Path.Combine(objects, tenant);
+        if (!Directory.Exists(store))
+        {
+            Directory.CreateDirectory(store, (UnixFileMode)OwnerOnly);
+        }
+
+        return store;
+    }
+
+    private static (string Hash, long Size) StoreBlob(string store, Microsoft.Win32.SafeHandles.SafeFileHandle file)
+    {
+        if (!OperatingSystem.IsLinux())
+        {
+            throw Unsupported();
+        }
+
+        var hash = HashOf(file, out var size);
+        if (File.Exists(BlobPath(store, hash)))
+        {
+            return (hash, size);
+        }
+
+        // Copy through a temporary name and hash what was copied: the blob's name is always its content's hash.
+        var temporary = Path.Combine(store, $".incoming-{Guid.NewGuid():N}");
+        using var incremental = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        long copied = 0;
+        using (var output = new FileStream(temporary, new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, UnixCreateMode = (UnixFileMode)BlobMode }))
+        {
+            var buffer = new byte[81920];
+            int read;
+            while ((read = RandomAccess.Read(file, buffer, copied)) > 0)
+            {
+                incremental.AppendData(buffer, 0, read);
+                output.Write(buffer, 0, read);
+                copied += read;
+            }
+        }
+
+        var copiedHash = Convert.ToHexStringLower(incremental.GetHashAndReset());
+        var path = BlobPath(store, copiedHash);
+        Directory.CreateDirectory(Path.GetDirectoryName(path)!, (UnixFileMode)OwnerOnly);
+        if (File.Exists(path))
+        {
+            File.Delete(temporary);
+        }
+        else
+        {
+            File.Move(temporary, path);
+        }
+
+        return (copiedHash, copied);
+    }
+
+    private static string HashOf(Microsoft.Win32.SafeHandles.SafeFileHandle file, out long size)
+    {
+        using var incremental = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        var buffer = new byte[81920];
+        size = 0;
+        int read;
+        while ((read = RandomAccess.Read(file, buffer, size)) > 0)
+        {
+            incremental.AppendData(buffer, 0, read);
+            size += read;
+        }
+
+        return Convert.ToHexStringLower(incremental.GetHashAndReset());
+    }
+
+    private static void WriteBlob(string store, string hash, byte[] bytes)
+    {
+        if (!OperatingSystem.IsLinux())
+        {
+            throw Unsupported();
+        }
+
+        var path = BlobPath(store, hash);
+        if (File.Exists(path))
+        {
+            return;
+        }
+
+        Directory.CreateDirectory(Path.GetDirectoryName(path)!, (UnixFileMode)OwnerOnly);
+        var temporary = Path.Combine(store, $".incoming-{Guid.NewGuid():N}");
+        using (var output = new FileStream(temporary, new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, UnixCreateMode = (UnixFileMode)BlobMode }))
+        {
+            output.Write(bytes);
+        }
+
+        File.Move(temporary, path, overwrite: true);
+    }
+
+    private static string BlobPath(string store, string hash)
+    {
+        if (hash.Length != 64 || !hash.All(char.IsAsciiHexDigitLower))
+        {
+            throw new InvalidDataException($"'{hash}' is not a SHA-256 blob name.");
+        }
+
+        return Path.Combine(store, hash[..2], hash);
+    }
+
+    // Workspaces, their modes and owners are Linux's (bubblewrap, openat2); the platform analyzer wants the check in each method.
+    private static PlatformNotSupportedException Unsupported() => new("Workspace checkpoints need Linux.");
+
+    // A manifest is the server's own, but a path from it is still checked before it names anything on disk.
+    private static string SafeRelative(string path)
+    {
+        var segments = path.Split('/');
+        if (path.Length == 0 || path.Contains('\0') || path.Contains('\\')
+            || segments.Any(s => s.Length == 0 || s is "." or ".."))
+        {
+            throw new InvalidDataException($"Checkpoint path '{path}' is not a plain relative path.");
+        }
+
+        return path;
+    }
+
+    private void GiveToSandbox(string path, bool directory)
+    {
+        var flags = Libc.O_RDONLY | Libc.O_CLOEXEC | Libc.O_NOFOLLOW | (directory ? Libc.O_DIRECTORY : 0);
+        var fd = Libc.Openat2(Libc.AT_FDCWD, path, flags, 0, 0);
+        if (fd < 0)
+        {
+            throw new IOException($"Cannot open '{path}' to hand it to the sandbox user: {Libc.Describe(-fd)}.");
+        }
+
+        using var handle = new Microsoft.Win32.SafeHandles.SafeFileHandle(fd, ownsHandle: true);
+        var options = sandbox.Value;
+        if (Libc.Fchown(handle, (uint)options.SandboxUid, (uint)options.SandboxGid) is var result and < 0)
+        {
+            throw new IOException($"Cannot hand '{path}' to the sandbox user: {Libc.Describe(-result)}.");
+        }
+    }
+}
