@@ -138,7 +138,7 @@ start_cluster() {
   fi
   write_harness_conf "$port"
   log "starting PostgreSQL on 127.0.0.1:$port (log: $DATA/server.log)"
-  as_owner "$PGBIN/pg_ctl" -D "$DATA" -l "$DATA/server.log" -w -t 60 start >/dev/null \
+  as_owner "$PGBIN/pg_ctl" -D "$DATA" -l "$DATA/server.log" -w -t 60 start >/dev/null 3>&- \
     || { tail -n 20 "$DATA/server.log" >&2 || true; die "pg_ctl start failed"; }
 }
 
