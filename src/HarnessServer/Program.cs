@@ -1,6 +1,7 @@
 using HarnessServer.Data;
 using HarnessServer.Http;
 using HarnessServer.Identity;
+using HarnessServer.Memory;
 using HarnessServer.Observability;
 using HarnessServer.Tenancy;
 
@@ -21,6 +22,9 @@ builder.AddHarnessData();
 // The tenant of the request and just-in-time provisioning of users and teams.
 builder.AddHarnessTenancy();
 
+// Namespaced memory on pgvector: embeddings (local or an OpenAI-compatible endpoint), search, re-embedding.
+builder.AddHarnessMemory();
+
 var app = builder.Build();
 
 app.UseHarnessHttp();
@@ -31,6 +35,7 @@ app.UseHarnessTenancy();
 app.MapHarnessHealth();
 app.MapHarnessApiReference();
 app.MapIdentity();
+app.MapMemory();
 
 app.Run();
 
