@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json.Nodes;
@@ -122,57 +123,71 @@ internal sealed class MemoryStore(
         }
 
         var vector = new Vector(await embedder.EmbedAsync(query!, cancellationToken));
-        await using var transaction = await MemoryTransaction.BeginAsync(database, user.TenantId, cancellationToken);
+        var display = scope.Namespace.ToString();
+        var hits = await SearchVectorAsync(user.TenantId, scope, vector, k, cancellationToken);
+        return new MemorySearchResult(hits.Select(h => new MemorySearchItem(h.Id, h.Content, 1 - h.Distance, display)).ToList());
+    }
+
+    // The namespace filter of both plans; $6 is the query vector, $7 is k.
+    internal const string SearchFilter = """
+        tenant_id = $1 AND namespace = $2 AND ($3::text IS NULL OR owner_user_id = $3)
+        AND (expires_at IS NULL OR expires_at > $4) AND embedding_model = $5
+        """;
+
+    // MATERIALIZED keeps the planner from ordering a small namespace through the HNSW index, where the filter would
+    // leave fewer than k rows; only ids and distances are materialised, content is read for the k winners.
+    internal const string ExactSearchSql = $"""
+        WITH candidates AS MATERIALIZED (SELECT id, embedding <=> $6 AS distance FROM memory_items WHERE {SearchFilter}),
+             top AS (SELECT id, distance FROM candidates ORDER BY distance LIMIT $7)
+        SELECT m.id, m.content, top.distance FROM top JOIN memory_items m ON m.id = top.id ORDER BY top.distance
+        """;
+
+    // Run with hnsw.iterative_scan = relaxed_order, which may return neighbours slightly out of order; the outer
+    // ORDER BY restores it.
+    internal const string ApproximateSearchSql = $"""
+        WITH top AS MATERIALIZED (
+            SELECT id, embedding <=> $6 AS distance FROM memory_items WHERE {SearchFilter} ORDER BY embedding <=> $6 LIMIT $7)
+        SELECT m.id, m.content, top.distance FROM top JOIN memory_items m ON m.id = top.id ORDER BY top.distance
+        """;
+
+    /// <summary>The k nearest items of the scope to <paramref name="vector"/>, nearest first, with their cosine distance.</summary>
+    internal async Task<IReadOnlyList<(Guid Id, string Content, double Distance)>> SearchVectorAsync(
+        string tenantId, MemoryScope scope, Vector vector, int k, CancellationToken cancellationToken)
+    {
+        var limits = options.Value;
+        await using var transaction = await MemoryTransaction.BeginAsync(database, tenantId, cancellationToken);
         long rows;
         await using (var count = transaction.Batch(Command(
             "SELECT count(*) FROM (SELECT 1 FROM memory_items WHERE tenant_id = $1 AND namespace = $2 LIMIT $3) AS capped",
-            Text(user.TenantId), Text(scope.StorageKey), Value((long)limits.ExactSearchMaxRows))))
+            Text(tenantId), Text(scope.StorageKey), Value((long)limits.ExactSearchMaxRows))))
         {
             rows = (long)(await count.ExecuteScalarAsync(cancellationToken))!;
         }
 
-        var filter = """
-            tenant_id = $1 AND namespace = $2 AND ($3::text IS NULL OR owner_user_id = $3)
-            AND (expires_at IS NULL OR expires_at > $4) AND embedding_model = $5
-            """;
         var parameters = new[]
         {
-            Text(user.TenantId), Text(scope.StorageKey), Text(scope.OwnerUserId), Value(time.GetUtcNow()),
+            Text(tenantId), Text(scope.StorageKey), Text(scope.OwnerUserId), Value(time.GetUtcNow()),
             Text(embedder.ModelId), Value(vector), Value(k),
         };
-        // MATERIALIZED keeps the planner from ordering the small namespace through the HNSW index, where the filter
-        // would leave fewer than k rows.
-        var exact = $"""
-            WITH candidates AS MATERIALIZED (SELECT id, embedding <=> $6 AS distance FROM memory_items WHERE {filter}),
-                 top AS (SELECT id, distance FROM candidates ORDER BY distance LIMIT $7)
-            SELECT m.id, m.content, top.distance FROM top JOIN memory_items m ON m.id = top.id ORDER BY top.distance
-            """;
-        // relaxed_order may return neighbours slightly out of order; the outer ORDER BY restores it.
-        var approximate = $"""
-            WITH top AS MATERIALIZED (
-                SELECT id, embedding <=> $6 AS distance FROM memory_items WHERE {filter} ORDER BY embedding <=> $6 LIMIT $7)
-            SELECT m.id, m.content, top.distance FROM top JOIN memory_items m ON m.id = top.id ORDER BY top.distance
-            """;
         await using var search = rows < limits.ExactSearchMaxRows
-            ? transaction.Batch(Command(exact, parameters))
+            ? transaction.Batch(Command(ExactSearchSql, parameters))
             : transaction.Batch(
                 Command("SELECT set_config('hnsw.ef_search', $1, true), set_config('hnsw.iterative_scan', 'relaxed_order', true)",
-                    Text(limits.EfSearch.ToString(System.Globalization.CultureInfo.InvariantCulture))),
-                Command(approximate, parameters));
+                    Text(limits.EfSearch.ToString(CultureInfo.InvariantCulture))),
+                Command(ApproximateSearchSql, parameters));
         await using var reader = await search.ExecuteReaderAsync(cancellationToken);
         if (search.BatchCommands.Count > 1)
         {
             await reader.NextResultAsync(cancellationToken);
         }
 
-        var items = new List<MemorySearchItem>(k);
-        var display = scope.Namespace.ToString();
+        var hits = new List<(Guid, string, double)>(k);
         while (await reader.ReadAsync(cancellationToken))
         {
-            items.Add(new MemorySearchItem(reader.GetGuid(0), reader.GetString(1), 1 - reader.GetDouble(2), display));
+            hits.Add((reader.GetGuid(0), reader.GetString(1), reader.GetDouble(2)));
         }
 
-        return new MemorySearchResult(items);
+        return hits;
     }
 
     /// <summary>A page of the namespace's unexpired items, oldest first (ids are time-ordered UUIDv7).</summary>
