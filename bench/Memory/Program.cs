@@ -52,7 +52,7 @@ var centres = Enumerable.Range(0, GlobalClusters).Select(_ => Normalise(Gaussian
 
 await Execute("TRUNCATE memory_items");
 await Execute("DROP INDEX IF EXISTS ix_memory_items_embedding");
-await Execute("INSERT INTO tenants (id, created_at) SELECT unnest($1::text[]), now() ON CONFLICT DO NOTHING", tenants.Select(t => t.Id).ToArray());
+await Execute("INSERT INTO tenants (id, created_at) SELECT unnest($1::text[]), now() ON CONFLICT DO NOTHING", (object)tenants.Select(t => t.Id).ToArray());
 
 var total = tenants.Sum(t => t.Size);
 var copyWatch = Stopwatch.StartNew();
