@@ -3,6 +3,7 @@ using HarnessServer.Audit;
 using HarnessServer.Data;
 using HarnessServer.Http;
 using HarnessServer.Identity;
+using HarnessServer.Memory;
 using HarnessServer.Observability;
 using HarnessServer.Pipeline;
 using HarnessServer.Sandbox;
@@ -37,6 +38,9 @@ builder.AddHarnessPipeline();
 // Agent turns over an OpenAI-compatible model (Semantic Kernel), their recovery, and workspace checkpoints.
 builder.AddHarnessAgents();
 
+// Namespaced memory on pgvector: embeddings (local or an OpenAI-compatible endpoint), search, re-embedding.
+builder.AddHarnessMemory();
+
 var app = builder.Build();
 
 app.UseHarnessHttp();
@@ -50,6 +54,7 @@ app.MapIdentity();
 app.MapAudit();
 app.MapHarnessPipeline();
 app.MapAgents();
+app.MapMemory();
 
 app.Run();
 

@@ -10,7 +10,7 @@ namespace HarnessServer.Tools;
 /// beneath its root), <c>shell.exec</c> and command tools in a fresh bubblewrap sandbox, <c>http.fetch</c> through the
 /// allow-listed client, memory tools through the tenant's memory. Only <see cref="ExecuteStep"/> calls this.
 /// </summary>
-internal sealed class ToolExecutors(BubblewrapSandbox sandbox, HttpFetchTool http)
+internal sealed class ToolExecutors(BubblewrapSandbox sandbox, HttpFetchTool http, Memory.MemoryStore memory)
 {
     public async Task<ToolOutcome> RunAsync(ToolCallContext context, CancellationToken cancellationToken)
     {
@@ -33,11 +33,20 @@ internal sealed class ToolExecutors(BubblewrapSandbox sandbox, HttpFetchTool htt
                         TimeoutSeconds = arguments.TryGetProperty("timeoutSeconds", out var t) ? Integer(t) : null,
                     }, cancellationToken)),
                     BuiltInTools.HttpFetch => await http.FetchAsync(context.Caller.TenantId, Text(arguments, "url"), cancellationToken),
+                    // Membership of the namespace is checked by the store; the pipeline has already decided the policy.
+                    BuiltInTools.MemorySave => Json(await memory.SaveAsync(context.Caller, Text(arguments, "namespace"), Text(arguments, "content"), null, null, cancellationToken)),
+                    BuiltInTools.MemorySearch => Json(await memory.SearchAsync(context.Caller, Text(arguments, "namespace"), Text(arguments, "query"),
+                        arguments.TryGetProperty("k", out var k) ? Integer(k) : Memory.MemoryStore.DefaultK, cancellationToken)),
                     _ => ToolOutcome.Failure("not_runnable", $"The built-in tool '{tool.Name}' cannot run in this server."),
                 };
         }
         catch (SandboxException e)
         {
+            return ToolOutcome.Failure(e.Code, e.Message);
+        }
+        catch (Http.HarnessProblemException e) when (e is not Audit.AuditUnavailableException)
+        {
+            // A refusal of the tool itself (not a member of the namespace, content too large) is the call's result.
             return ToolOutcome.Failure(e.Code, e.Message);
         }
     }

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Memory search benchmark: a throwaway PostgreSQL 15 + pgvector cluster with default durability (fsync on), 100k
+# synthetic items in 50 tenants, every search plan against exact search. Writes bench/results/memory.raw.txt.
+#   bench/run-memory.sh            # MEMORY_BENCH_EXACT_MAX_ROWS=<n> changes the hybrid's threshold
+set -euo pipefail
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+export HARNESS_PG_DIR=$(mktemp -d /tmp/harness-memory-bench-XXXXXX)
+trap '"$REPO/scripts/local-postgres.sh" stop || true; rm -rf "$HARNESS_PG_DIR"' EXIT
+# Not $(...): the started server inherits the script's stdout and would hold the substitution open.
+"$REPO/scripts/local-postgres.sh" >/dev/null
+CONNECTION="Host=127.0.0.1;Port=$(cat "$HARNESS_PG_DIR/harness.port");Database=harness;Username=postgres"
+dotnet run -c Release --project "$REPO/bench/Memory" -- "$CONNECTION" | tee "$REPO/bench/results/memory.raw.txt"

@@ -1,0 +1,29 @@
+namespace HarnessServer.Memory;
+
+/// <summary><c>Harness:Memory</c>: limits and the search plan's thresholds.</summary>
+internal sealed class MemoryOptions
+{
+    public int MaxContentBytes { get; set; } = 32768;
+    public int MaxMetadataBytes { get; set; } = 8192;
+
+    /// <summary>
+    /// Namespaces with fewer rows than this are searched exactly (btree filter, then sort by distance); larger ones
+    /// through HNSW with iterative scan. Chosen from bench/results/memory.md.
+    /// </summary>
+    public int ExactSearchMaxRows { get; set; } = 10000;
+
+    /// <summary><c>hnsw.ef_search</c> for the HNSW plan.</summary>
+    public int EfSearch { get; set; } = 100;
+
+    public int ReembedBatchSize { get; set; } = 64;
+    public TimeSpan ReembedInterval { get; set; } = TimeSpan.FromMinutes(1);
+}
+
+/// <summary><c>Harness:Embeddings</c>: an OpenAI-compatible endpoint, or none for the built-in local generator.</summary>
+internal sealed class EmbeddingOptions
+{
+    public string? Endpoint { get; set; }
+    public string? ApiKey { get; set; }
+    public string? Id { get; set; }
+    public int Dimensions { get; set; } = MemoryItem.EmbeddingDimensions;
+}
