@@ -482,6 +482,11 @@ internal sealed class AuditChain : IHostedService
         var rows = new EventRows();
         pending.Seqs = rows.Add(pending.TenantId, entries, heads, at, _scratch);
         await using var batch = new NpgsqlBatch(connection, transaction);
+        foreach (var queued in unit.Queued)
+        {
+            batch.BatchCommands.Add(queued);
+        }
+
         batch.BatchCommands.Add(rows.ToCommand());
         foreach (var (channel, payload) in notifications)
         {

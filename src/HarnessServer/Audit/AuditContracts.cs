@@ -56,6 +56,15 @@ internal sealed class AuditUnitOfWork
     /// <summary>A DbContext bound to <see cref="TenantId"/> over this connection and transaction, made on first use.</summary>
     public HarnessDbContext Db => _db ??= _createDb();
 
+    /// <summary>Commands queued to run just before the unit's events, in the same round trip.</summary>
+    internal List<NpgsqlBatchCommand> Queued { get; } = [];
+
+    /// <summary>
+    /// Queues a write to run in the round trip that inserts the unit's events (inside its savepoint): a unit that
+    /// only queues costs the writer no extra round trip. If it fails, the unit fails closed like a refused event.
+    /// </summary>
+    public void Queue(NpgsqlBatchCommand command) => Queued.Add(command);
+
     /// <summary>Notifications (<c>pg_notify</c> channel and payload) sent with the unit's events, delivered on commit.</summary>
     internal List<(string Channel, string Payload)> Notifications { get; } = [];
 

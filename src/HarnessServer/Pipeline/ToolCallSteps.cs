@@ -148,12 +148,14 @@ internal sealed class CommitDecisionStep(AuditChain audit, TimeProvider time, IO
                 Payload: new JsonObject { ["callId"] = call.Id.ToString(), ["status"] = AuditViews.Status(status), ["approvalId"] = context.ApprovalId?.ToString() }),
         };
 
-        var receipt = await audit.AppendAsync(context.Caller.TenantId, async (unit, ct) =>
+        // The rows are queued into the round trip that writes their audit events: the writer runs units one after
+        // another, so every round trip spent here would be paid by every concurrent call.
+        var receipt = await audit.AppendAsync(context.Caller.TenantId, (unit, _) =>
         {
-            unit.Db.ToolCalls.Add(call);
+            unit.Queue(PipelineRows.InsertCall(call));
             if (context.Status == ToolCallStatus.PendingApproval)
             {
-                unit.Db.Approvals.Add(new Approval
+                unit.Queue(PipelineRows.InsertApproval(new Approval
                 {
                     Id = context.ApprovalId!.Value,
                     TenantId = call.TenantId,
@@ -166,12 +168,11 @@ internal sealed class CommitDecisionStep(AuditChain audit, TimeProvider time, IO
                     Status = ApprovalStatus.Pending,
                     CreatedAt = now,
                     ExpiresAt = now + approvalOptions.Value.Expiry,
-                });
+                }));
             }
 
-            await unit.Db.SaveChangesAsync(ct);
             Notify(unit, context);
-            return (true, (IReadOnlyList<AuditEntry>)[requested, settled]);
+            return Task.FromResult((true, (IReadOnlyList<AuditEntry>)[requested, settled]));
         }, cancellationToken);
         context.AuditSeq = receipt.Seqs[^1];
     }
@@ -251,17 +252,11 @@ internal sealed class RecordResultStep(AuditChain audit, TimeProvider time) : IT
                 ["error"] = JsonSerializer.SerializeToNode(context.Error, AuditViews.Json),
             });
 
-        var receipt = await audit.AppendAsync(context.Caller.TenantId, async (unit, ct) =>
+        var receipt = await audit.AppendAsync(context.Caller.TenantId, (unit, _) =>
         {
-            var call = await unit.Db.ToolCalls.FindAsync([context.CallId], ct)
-                ?? throw new InvalidOperationException($"Tool call {context.CallId} vanished.");
-            call.Status = status;
-            call.Result = context.Result is null ? null : JsonSerializer.SerializeToDocument(context.Result);
-            call.Error = context.Error is null ? null : JsonSerializer.SerializeToDocument(context.Error, AuditViews.Json);
-            call.CompletedAt = now;
-            await unit.Db.SaveChangesAsync(ct);
+            unit.Queue(PipelineRows.CompleteCall(context.Caller.TenantId, context.CallId, status, context.Result, context.Error, now));
             CommitDecisionStep.Notify(unit, context);
-            return (true, (IReadOnlyList<AuditEntry>)[executed]);
+            return Task.FromResult((true, (IReadOnlyList<AuditEntry>)[executed]));
         }, cancellationToken);
         context.AuditSeq = receipt.Seqs[^1];
     }

@@ -1,0 +1,56 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using HarnessServer.Approvals;
+using Npgsql;
+using NpgsqlTypes;
+
+namespace HarnessServer.Pipeline;
+
+/// <summary>
+/// The pipeline's writes as plain commands, so they can be queued into the audit writer's round trip
+/// (<see cref="Audit.AuditUnitOfWork.Queue"/>). Statuses are stored by name, as the EF mapping reads them.
+/// </summary>
+internal static class PipelineRows
+{
+    public static NpgsqlBatchCommand InsertCall(ToolCall call) => Command("""
+        INSERT INTO tool_calls (id, tenant_id, session_id, requested_by, requested_by_name, requester_teams, tool, arguments,
+                                status, decision, result, error, approval_id, audit_seq, created_at, completed_at)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11, $12, NULL, $13, $14)
+        """,
+        call.Id, call.TenantId, call.SessionId, call.RequestedBy, call.RequestedByName, call.RequesterTeams, call.Tool,
+        Json(call.Arguments.RootElement.GetRawText()), call.Status.ToString(), Json(call.Decision?.RootElement.GetRawText()),
+        Json(call.Error?.RootElement.GetRawText()), Nullable(call.ApprovalId, NpgsqlDbType.Uuid), call.CreatedAt,
+        Nullable(call.CompletedAt, NpgsqlDbType.TimestampTz));
+
+    public static NpgsqlBatchCommand InsertApproval(Approval approval) => Command("""
+        INSERT INTO approvals (id, tenant_id, tool_call_id, session_id, requested_by, requester_teams, tool, reason, status,
+                               created_at, expires_at)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+        """,
+        approval.Id, approval.TenantId, approval.ToolCallId, approval.SessionId, approval.RequestedBy, approval.RequesterTeams,
+        approval.Tool, approval.Reason, approval.Status.ToString(), approval.CreatedAt, approval.ExpiresAt);
+
+    public static NpgsqlBatchCommand CompleteCall(
+        string tenant, Guid callId, ToolCallStatus status, JsonNode? result, ToolCallError? error, DateTimeOffset at) => Command("""
+        UPDATE tool_calls SET status = $3, result = $4, error = $5, completed_at = $6 WHERE tenant_id = $1 AND id = $2
+        """,
+        tenant, callId, status.ToString(), Json(result?.ToJsonString()),
+        Json(error is null ? null : JsonSerializer.Serialize(error, AuditViews.Json)), at);
+
+    private static NpgsqlParameter Json(string? text) =>
+        new() { Value = (object?)text ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Jsonb };
+
+    private static NpgsqlParameter Nullable<T>(T? value, NpgsqlDbType type) where T : struct =>
+        new() { Value = value.HasValue ? value.Value : DBNull.Value, NpgsqlDbType = type };
+
+    private static NpgsqlBatchCommand Command(string sql, params object[] values)
+    {
+        var command = new NpgsqlBatchCommand(sql);
+        foreach (var value in values)
+        {
+            command.Parameters.Add(value as NpgsqlParameter ?? new NpgsqlParameter { Value = value });
+        }
+
+        return command;
+    }
+}
