@@ -57,11 +57,20 @@ internal sealed class AuditChain : IHostedService
 
     /// <summary>Appends entries to the tenant's chain; completes when they are durably committed; returns their seqs.</summary>
     /// <exception cref="AuditUnavailableException">The events could not be committed; nothing was recorded.</exception>
-    public async Task<AuditReceipt> AppendAsync(string tenantId, IReadOnlyList<AuditEntry> entries, CancellationToken ct)
+    public Task<AuditReceipt> AppendAsync(string tenantId, IReadOnlyList<AuditEntry> entries, CancellationToken ct) =>
+        AppendAsync(tenantId, entries, [], ct);
+
+    /// <summary>
+    /// Appends entries together with plain writes (<paramref name="commands"/>) that run in the same transaction, in
+    /// the same round trip as the events: both commit or neither does. Such appends from concurrent callers are
+    /// grouped like plain appends, so a batch of them costs the writer one round trip, not one per caller.
+    /// </summary>
+    /// <exception cref="AuditUnavailableException">The events or the writes could not be committed; nothing was.</exception>
+    public async Task<AuditReceipt> AppendAsync(string tenantId, IReadOnlyList<AuditEntry> entries, IReadOnlyList<AuditCommand> commands, CancellationToken ct)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(tenantId);
         var prepared = Prepare(entries);
-        var seqs = await EnqueueAsync(new PendingAppend(tenantId, prepared, null, ct));
+        var seqs = await EnqueueAsync(new PendingAppend(tenantId, prepared, null, ct) { Commands = commands });
         return new AuditReceipt(seqs);
     }
 
@@ -373,6 +382,7 @@ internal sealed class AuditChain : IHostedService
         await using var batch = new NpgsqlBatch(connection, transaction);
         batch.BatchCommands.Add(LockHeads(tenants));
         batch.BatchCommands.Add(new NpgsqlBatchCommand("SAVEPOINT audit_guess"));
+        AddCommands(batch, plain);
         batch.BatchCommands.Add(rows.ToCommand());
         batch.BatchCommands.Add(MoveHeads(guess));
         Dictionary<string, Head> actual;
@@ -421,6 +431,7 @@ internal sealed class AuditChain : IHostedService
 
         await using var batch = new NpgsqlBatch(connection, transaction);
         batch.BatchCommands.Add(new NpgsqlBatchCommand("SAVEPOINT audit_group"));
+        AddCommands(batch, group);
         batch.BatchCommands.Add(rows.ToCommand());
         batch.BatchCommands.Add(new NpgsqlBatchCommand("RELEASE SAVEPOINT audit_group"));
         if (moveHeads)
@@ -482,11 +493,6 @@ internal sealed class AuditChain : IHostedService
         var rows = new EventRows();
         pending.Seqs = rows.Add(pending.TenantId, entries, heads, at, _scratch);
         await using var batch = new NpgsqlBatch(connection, transaction);
-        foreach (var queued in unit.Queued)
-        {
-            batch.BatchCommands.Add(queued);
-        }
-
         batch.BatchCommands.Add(rows.ToCommand());
         foreach (var (channel, payload) in notifications)
         {
@@ -573,6 +579,17 @@ internal sealed class AuditChain : IHostedService
         public long Enqueued { get; } = Stopwatch.GetTimestamp();
         public TaskCompletionSource<IReadOnlyList<long>> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
         public long[]? Seqs { get; set; }
+
+        /// <summary>Writes that commit with these events (only for plain appends).</summary>
+        public IReadOnlyList<AuditCommand> Commands { get; init; } = [];
+    }
+
+    private static void AddCommands(NpgsqlBatch batch, IEnumerable<PendingAppend> appends)
+    {
+        foreach (var command in appends.SelectMany(p => p.Commands))
+        {
+            batch.BatchCommands.Add(command.ToBatchCommand());
+        }
     }
 
     /// <summary>The columns of one multi-row insert, with seqs and hashes assigned from the locked heads.</summary>

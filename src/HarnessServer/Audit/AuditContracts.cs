@@ -56,15 +56,6 @@ internal sealed class AuditUnitOfWork
     /// <summary>A DbContext bound to <see cref="TenantId"/> over this connection and transaction, made on first use.</summary>
     public HarnessDbContext Db => _db ??= _createDb();
 
-    /// <summary>Commands queued to run just before the unit's events, in the same round trip.</summary>
-    internal List<NpgsqlBatchCommand> Queued { get; } = [];
-
-    /// <summary>
-    /// Queues a write to run in the round trip that inserts the unit's events (inside its savepoint): a unit that
-    /// only queues costs the writer no extra round trip. If it fails, the unit fails closed like a refused event.
-    /// </summary>
-    public void Queue(NpgsqlBatchCommand command) => Queued.Add(command);
-
     /// <summary>Notifications (<c>pg_notify</c> channel and payload) sent with the unit's events, delivered on commit.</summary>
     internal List<(string Channel, string Payload)> Notifications { get; } = [];
 
@@ -84,4 +75,25 @@ internal sealed class AuditUnavailableException(string detail, Exception? inner 
     public const string ProblemCode = "audit_unavailable";
 
     public Exception? Cause { get; } = inner;
+}
+
+/// <summary>
+/// A plain write (SQL with positional parameters) that commits together with audit events. Values are bound as
+/// given; pass an <see cref="NpgsqlParameter"/> to fix a type (jsonb, a typed null).
+/// </summary>
+internal sealed record AuditCommand(string Sql, params object?[] Values)
+{
+    public static AuditCommand Notify(string channel, string payload) => new("SELECT pg_notify($1, $2)", channel, payload);
+
+    internal NpgsqlBatchCommand ToBatchCommand()
+    {
+        var command = new NpgsqlBatchCommand(Sql);
+        foreach (var value in Values)
+        {
+            // A parameter object belongs to one command; copy it so a retried group can bind it again.
+            command.Parameters.Add(value is NpgsqlParameter p ? p.Clone() : new NpgsqlParameter { Value = value ?? DBNull.Value });
+        }
+
+        return command;
+    }
 }

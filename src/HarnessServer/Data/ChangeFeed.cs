@@ -17,6 +17,9 @@ internal sealed class ChangeFeed(DatabaseSources sources, ILogger<ChangeFeed> lo
     /// <summary>Queues a change with an audited unit of work; every process hears it when the unit commits.</summary>
     public static void Notify(Audit.AuditUnitOfWork unit, string kind, string key) => unit.Notify(Channel, $"{kind}:{key}");
 
+    /// <summary>The same change as a write that commits with an audit append.</summary>
+    public static Audit.AuditCommand Notification(string kind, string key) => Audit.AuditCommand.Notify(Channel, $"{kind}:{key}");
+
     /// <summary>Raises a change locally, for the process that made it (its own notification arrives too).</summary>
     public void Publish(string kind, string? tenant) => Changed?.Invoke(kind, tenant);
 

@@ -1,18 +1,19 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using HarnessServer.Approvals;
+using HarnessServer.Audit;
 using Npgsql;
 using NpgsqlTypes;
 
 namespace HarnessServer.Pipeline;
 
 /// <summary>
-/// The pipeline's writes as plain commands, so they can be queued into the audit writer's round trip
-/// (<see cref="Audit.AuditUnitOfWork.Queue"/>). Statuses are stored by name, as the EF mapping reads them.
+/// The pipeline's writes as plain commands that commit with their audit events, in the writer's round trip
+/// (<see cref="Audit.AuditCommand"/>). Statuses are stored by name, as the EF mapping reads them.
 /// </summary>
 internal static class PipelineRows
 {
-    public static NpgsqlBatchCommand InsertCall(ToolCall call) => Command("""
+    public static AuditCommand InsertCall(ToolCall call) => new("""
         INSERT INTO tool_calls (id, tenant_id, session_id, requested_by, requested_by_name, requester_teams, tool, arguments,
                                 status, decision, result, error, approval_id, audit_seq, created_at, completed_at)
         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11, $12, NULL, $13, $14)
@@ -22,7 +23,7 @@ internal static class PipelineRows
         Json(call.Error?.RootElement.GetRawText()), Nullable(call.ApprovalId, NpgsqlDbType.Uuid), call.CreatedAt,
         Nullable(call.CompletedAt, NpgsqlDbType.TimestampTz));
 
-    public static NpgsqlBatchCommand InsertApproval(Approval approval) => Command("""
+    public static AuditCommand InsertApproval(Approval approval) => new("""
         INSERT INTO approvals (id, tenant_id, tool_call_id, session_id, requested_by, requester_teams, tool, reason, status,
                                created_at, expires_at)
         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
@@ -30,8 +31,8 @@ internal static class PipelineRows
         approval.Id, approval.TenantId, approval.ToolCallId, approval.SessionId, approval.RequestedBy, approval.RequesterTeams,
         approval.Tool, approval.Reason, approval.Status.ToString(), approval.CreatedAt, approval.ExpiresAt);
 
-    public static NpgsqlBatchCommand CompleteCall(
-        string tenant, Guid callId, ToolCallStatus status, JsonNode? result, ToolCallError? error, DateTimeOffset at) => Command("""
+    public static AuditCommand CompleteCall(
+        string tenant, Guid callId, ToolCallStatus status, JsonNode? result, ToolCallError? error, DateTimeOffset at) => new("""
         UPDATE tool_calls SET status = $3, result = $4, error = $5, completed_at = $6 WHERE tenant_id = $1 AND id = $2
         """,
         tenant, callId, status.ToString(), Json(result?.ToJsonString()),
@@ -42,15 +43,4 @@ internal static class PipelineRows
 
     private static NpgsqlParameter Nullable<T>(T? value, NpgsqlDbType type) where T : struct =>
         new() { Value = value.HasValue ? value.Value : DBNull.Value, NpgsqlDbType = type };
-
-    private static NpgsqlBatchCommand Command(string sql, params object[] values)
-    {
-        var command = new NpgsqlBatchCommand(sql);
-        foreach (var value in values)
-        {
-            command.Parameters.Add(value as NpgsqlParameter ?? new NpgsqlParameter { Value = value });
-        }
-
-        return command;
-    }
 }

@@ -148,40 +148,36 @@ internal sealed class CommitDecisionStep(AuditChain audit, TimeProvider time, IO
                 Payload: new JsonObject { ["callId"] = call.Id.ToString(), ["status"] = AuditViews.Status(status), ["approvalId"] = context.ApprovalId?.ToString() }),
         };
 
-        // The rows are queued into the round trip that writes their audit events: the writer runs units one after
-        // another, so every round trip spent here would be paid by every concurrent call.
-        var receipt = await audit.AppendAsync(context.Caller.TenantId, (unit, _) =>
+        // Plain writes that ride with their audit events: concurrent calls share the writer's round trip and commit.
+        var commands = new List<AuditCommand> { PipelineRows.InsertCall(call) };
+        if (context.Status == ToolCallStatus.PendingApproval)
         {
-            unit.Queue(PipelineRows.InsertCall(call));
-            if (context.Status == ToolCallStatus.PendingApproval)
+            commands.Add(PipelineRows.InsertApproval(new Approval
             {
-                unit.Queue(PipelineRows.InsertApproval(new Approval
-                {
-                    Id = context.ApprovalId!.Value,
-                    TenantId = call.TenantId,
-                    ToolCallId = call.Id,
-                    SessionId = call.SessionId,
-                    RequestedBy = call.RequestedBy,
-                    RequesterTeams = call.RequesterTeams,
-                    Tool = call.Tool,
-                    Reason = context.Decision?.Reason ?? "Policy requires approval.",
-                    Status = ApprovalStatus.Pending,
-                    CreatedAt = now,
-                    ExpiresAt = now + approvalOptions.Value.Expiry,
-                }));
-            }
+                Id = context.ApprovalId!.Value,
+                TenantId = call.TenantId,
+                ToolCallId = call.Id,
+                SessionId = call.SessionId,
+                RequestedBy = call.RequestedBy,
+                RequesterTeams = call.RequesterTeams,
+                Tool = call.Tool,
+                Reason = context.Decision?.Reason ?? "Policy requires approval.",
+                Status = ApprovalStatus.Pending,
+                CreatedAt = now,
+                ExpiresAt = now + approvalOptions.Value.Expiry,
+            }));
+        }
 
-            Notify(unit, context);
-            return Task.FromResult((true, (IReadOnlyList<AuditEntry>)[requested, settled]));
-        }, cancellationToken);
+        commands.Add(Notification(context));
+        var receipt = await audit.AppendAsync(context.Caller.TenantId, [requested, settled], commands, cancellationToken);
         context.AuditSeq = receipt.Seqs[^1];
     }
 
     /// <summary>Live subscribers of the session hear about the change once it commits.</summary>
-    internal static void Notify(AuditUnitOfWork unit, ToolCallContext context)
+    internal static AuditCommand Notification(ToolCallContext context)
     {
         var (kind, key) = SessionEvents.NotifyArguments(context.Caller.TenantId, context.Session.Id, context.CallId);
-        ChangeFeed.Notify(unit, kind, key);
+        return ChangeFeed.Notification(kind, key);
     }
 }
 
@@ -252,12 +248,9 @@ internal sealed class RecordResultStep(AuditChain audit, TimeProvider time) : IT
                 ["error"] = JsonSerializer.SerializeToNode(context.Error, AuditViews.Json),
             });
 
-        var receipt = await audit.AppendAsync(context.Caller.TenantId, (unit, _) =>
-        {
-            unit.Queue(PipelineRows.CompleteCall(context.Caller.TenantId, context.CallId, status, context.Result, context.Error, now));
-            CommitDecisionStep.Notify(unit, context);
-            return Task.FromResult((true, (IReadOnlyList<AuditEntry>)[executed]));
-        }, cancellationToken);
+        var receipt = await audit.AppendAsync(context.Caller.TenantId, [executed],
+            [PipelineRows.CompleteCall(context.Caller.TenantId, context.CallId, status, context.Result, context.Error, now), CommitDecisionStep.Notification(context)],
+            cancellationToken);
         context.AuditSeq = receipt.Seqs[^1];
     }
 }

@@ -107,6 +107,25 @@ public sealed class AuditChainTests(HarnessApplication app) : IClassFixture<Harn
     }
 
     [Fact]
+    public async Task Appends_with_writes_commit_both_and_a_failing_write_fails_only_its_own_append()
+    {
+        await ExecuteAsSuperuserAsync(app, "CREATE TABLE IF NOT EXISTS audit_scratch (id text primary key); GRANT ALL ON audit_scratch TO harness_app");
+        await ExecuteAsSuperuserAsync(app, "INSERT INTO audit_scratch VALUES ('taken') ON CONFLICT DO NOTHING");
+
+        var good = Enumerable.Range(0, 20).Select(i =>
+            Chain.AppendAsync("with-writes", [Entry(i)], [new AuditCommand("INSERT INTO audit_scratch VALUES ($1)", $"write-{i}")], default)).ToArray();
+        var clash = Chain.AppendAsync("with-writes", [Entry(99, type: "scratch.clash")], [new AuditCommand("INSERT INTO audit_scratch VALUES ('taken')")], default);
+
+        await Task.WhenAll(good);
+        await Assert.ThrowsAsync<AuditUnavailableException>(() => clash);
+        Assert.Equal(20L, await ScalarAsync<long>(app, "SELECT count(*) FROM audit_scratch WHERE id LIKE 'write-%'"));
+        Assert.Equal(0L, await ScalarAsync<long>(app, "SELECT count(*) FROM audit_events WHERE tenant_id = 'with-writes' AND type = 'scratch.clash'"));
+        var verification = await Verifier.VerifyAsync("with-writes", default);
+        Assert.True(verification.Valid);
+        Assert.Equal(20, verification.HeadSeq);
+    }
+
+    [Fact]
     public async Task When_the_audit_insert_fails_the_work_is_undone_and_the_caller_gets_audit_unavailable()
     {
         await ExecuteAsSuperuserAsync(app, """
