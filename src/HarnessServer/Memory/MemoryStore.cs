@@ -27,6 +27,9 @@ internal sealed class MemoryStore(
     IOptions<MemoryOptions> options,
     TimeProvider time)
 {
+    private static readonly TimeSpan NamespaceSizeLifetime = TimeSpan.FromSeconds(30);
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<(string Tenant, string Namespace), (long Rows, long At)> _namespaceRows = new();
+
     public const string SaveTool = "memory.save";
     public const string SearchTool = "memory.search";
     public const int DefaultK = 5;
@@ -158,13 +161,20 @@ internal sealed class MemoryStore(
     {
         var limits = options.Value;
         await using var transaction = await MemoryTransaction.BeginAsync(database, tenantId, cancellationToken);
-        long rows;
-        await using (var count = transaction.Batch(Command(
-            "SELECT count(*) FROM (SELECT 1 FROM memory_items WHERE tenant_id = $1 AND namespace = $2 LIMIT $3) AS capped",
-            Text(tenantId), Text(scope.StorageKey), Value((long)limits.ExactSearchMaxRows))))
+        // Counting up to the threshold costs as much as a large namespace's search itself, so the size is cached
+        // briefly: it only chooses the plan, and a stale choice costs time, never results.
+        var key = (tenantId, scope.StorageKey);
+        var now = time.GetTimestamp();
+        if (!_namespaceRows.TryGetValue(key, out var cached) || time.GetElapsedTime(cached.At, now) > NamespaceSizeLifetime)
         {
-            rows = (long)(await count.ExecuteScalarAsync(cancellationToken))!;
+            await using var count = transaction.Batch(Command(
+                "SELECT count(*) FROM (SELECT 1 FROM memory_items WHERE tenant_id = $1 AND namespace = $2 LIMIT $3) AS capped",
+                Text(tenantId), Text(scope.StorageKey), Value((long)limits.ExactSearchMaxRows)));
+            cached = ((long)(await count.ExecuteScalarAsync(cancellationToken))!, now);
+            _namespaceRows[key] = cached;
         }
+
+        var rows = cached.Rows;
 
         var parameters = new[]
         {
