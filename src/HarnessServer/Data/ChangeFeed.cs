@@ -11,7 +11,10 @@ internal sealed class ChangeFeed(DatabaseSources sources, ILogger<ChangeFeed> lo
 {
     public const string Channel = "harness_changes";
 
-    /// <summary>Raised with (kind, tenant); (kind, null) means "forget everything".</summary>
+    /// <summary>The kind of a change whose scope is unknown: every cache forgets everything.</summary>
+    public const string AllKinds = "*";
+
+    /// <summary>Raised with (kind, tenant); (kind, null) means "forget everything of this kind".</summary>
     public event Action<string, string?>? Changed;
 
     /// <summary>Queues a change with an audited unit of work; every process hears it when the unit commits.</summary>
@@ -44,8 +47,7 @@ internal sealed class ChangeFeed(DatabaseSources sources, ILogger<ChangeFeed> lo
                 }
 
                 // Whatever changed while we were not listening is unknown: start clean.
-                Publish("policies", null);
-                Publish("tools", null);
+                Publish(AllKinds, null);
                 while (!stoppingToken.IsCancellationRequested)
                 {
                     await connection.WaitAsync(stoppingToken);
@@ -58,8 +60,7 @@ internal sealed class ChangeFeed(DatabaseSources sources, ILogger<ChangeFeed> lo
             catch (Exception e) when (e is NpgsqlException or System.Net.Sockets.SocketException or IOException)
             {
                 logger.LogWarning(e, "Change feed connection lost; caches cleared, reconnecting");
-                Publish("policies", null);
-                Publish("tools", null);
+                Publish(AllKinds, null);
                 await Task.Delay(TimeSpan.FromSeconds(1), stoppingToken);
             }
         }

@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json.Nodes;
@@ -23,28 +22,13 @@ internal sealed class PolicyService
 
     private readonly IServiceScopeFactory _scopes;
     private readonly ChangeFeed _feed;
-    private readonly ConcurrentDictionary<string, Lazy<Task<CompiledPolicy>>> _compiled = new(StringComparer.Ordinal);
+    private readonly TenantCache<CompiledPolicy> _compiled;
 
     public PolicyService(IServiceScopeFactory scopes, ChangeFeed feed)
     {
         _scopes = scopes;
         _feed = feed;
-        feed.Changed += (kind, tenant) =>
-        {
-            if (kind != ChangeKind)
-            {
-                return;
-            }
-
-            if (tenant is null)
-            {
-                _compiled.Clear();
-            }
-            else
-            {
-                _compiled.TryRemove(tenant, out _);
-            }
-        };
+        _compiled = new TenantCache<CompiledPolicy>(feed, ChangeKind, CompileAsync);
     }
 
     public async Task<PolicyResolver> ResolverForAsync(CurrentUser user, CancellationToken cancellationToken) =>
@@ -53,11 +37,8 @@ internal sealed class PolicyService
     public async Task<PolicyResolver> ResolverForAsync(string tenant, string userId, IReadOnlyList<string> teams, CancellationToken cancellationToken) =>
         (await CompiledAsync(tenant, cancellationToken)).For(userId, teams);
 
-    public Task<CompiledPolicy> CompiledAsync(string tenant, CancellationToken cancellationToken)
-    {
-        var entry = _compiled.GetOrAdd(tenant, t => new Lazy<Task<CompiledPolicy>>(() => CompileAsync(t)));
-        return entry.Value.WaitAsync(cancellationToken);
-    }
+    public Task<CompiledPolicy> CompiledAsync(string tenant, CancellationToken cancellationToken) =>
+        _compiled.GetAsync(tenant, cancellationToken);
 
     /// <summary>The newest version of one level, or null when the level was never stored.</summary>
     public static Task<PolicyVersion?> CurrentAsync(HarnessDbContext db, PolicyLevelKey level, CancellationToken cancellationToken)
@@ -135,42 +116,34 @@ internal sealed class PolicyService
 
     private async Task<CompiledPolicy> CompileAsync(string tenant)
     {
-        try
-        {
-            await using var scope = _scopes.CreateAsyncScope();
-            scope.ServiceProvider.GetRequiredService<TenantContext>().Set(tenant);
-            var db = scope.ServiceProvider.GetRequiredService<HarnessDbContext>();
-            var newest = await db.PolicyVersions.AsNoTracking()
-                .GroupBy(p => p.LevelKey)
-                .Select(g => g.OrderByDescending(p => p.Version).First())
-                .ToListAsync();
+        await using var scope = _scopes.CreateAsyncScope();
+        scope.ServiceProvider.GetRequiredService<TenantContext>().Set(tenant);
+        var db = scope.ServiceProvider.GetRequiredService<HarnessDbContext>();
+        var newest = await db.PolicyVersions.AsNoTracking()
+            .GroupBy(p => p.LevelKey)
+            .Select(g => g.OrderByDescending(p => p.Version).First())
+            .ToListAsync();
 
-            var set = PolicySet.Empty(tenant);
-            var teams = new Dictionary<string, PolicyDocument>(StringComparer.Ordinal);
-            var users = new Dictionary<string, PolicyDocument>(StringComparer.Ordinal);
-            var org = set.Org;
-            foreach (var version in newest)
+        var set = PolicySet.Empty(tenant);
+        var teams = new Dictionary<string, PolicyDocument>(StringComparer.Ordinal);
+        var users = new Dictionary<string, PolicyDocument>(StringComparer.Ordinal);
+        var org = set.Org;
+        foreach (var version in newest)
+        {
+            var level = PolicyLevelKey.Parse(version.LevelKey);
+            // Stored versions were validated when stored; a document that no longer parses must not be skipped
+            // silently (its denies would vanish), so the tenant fails closed instead.
+            var document = PolicyParser.Parse(version.Content, level.Level, level.SourceName(tenant)).Document
+                ?? throw new InvalidOperationException($"Stored policy {version.LevelKey} v{version.Version} of {tenant} no longer parses.");
+            switch (level.Level)
             {
-                var level = PolicyLevelKey.Parse(version.LevelKey);
-                // Stored versions were validated when stored; a document that no longer parses must not be skipped
-                // silently (its denies would vanish), so the tenant fails closed instead.
-                var document = PolicyParser.Parse(version.Content, level.Level, level.SourceName(tenant)).Document
-                    ?? throw new InvalidOperationException($"Stored policy {version.LevelKey} v{version.Version} of {tenant} no longer parses.");
-                switch (level.Level)
-                {
-                    case PolicyLevel.Org: org = document; break;
-                    case PolicyLevel.Team: teams[level.Name!] = document; break;
-                    default: users[level.Name!] = document; break;
-                }
+                case PolicyLevel.Org: org = document; break;
+                case PolicyLevel.Team: teams[level.Name!] = document; break;
+                default: users[level.Name!] = document; break;
             }
+        }
 
-            return PolicyCompiler.Compile(set with { Org = org, Teams = teams, Users = users });
-        }
-        catch
-        {
-            _compiled.TryRemove(tenant, out _);
-            throw;
-        }
+        return PolicyCompiler.Compile(set with { Org = org, Teams = teams, Users = users });
     }
 }
 

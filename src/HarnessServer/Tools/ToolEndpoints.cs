@@ -14,8 +14,6 @@ namespace HarnessServer.Tools;
 
 internal static partial class ToolEndpoints
 {
-    public const string ChangeKind = "tools";
-
     public static IEndpointRouteBuilder MapTools(this IEndpointRouteBuilder app)
     {
         var group = app.MapGroup("/v1/admin/tools").RequireAuthorization(HarnessPolicies.Admin).WithTags("Tools");
@@ -110,7 +108,7 @@ internal static partial class ToolEndpoints
                 throw new HarnessProblemException(StatusCodes.Status409Conflict, "tool_changed", $"Tool '{next.Name}' changed concurrently; retry.");
             }
 
-            ChangeFeed.Notify(unit, ChangeKind, user.TenantId);
+            ChangeFeed.Notify(unit, ToolRegistry.ChangeKind, user.TenantId);
             return (true, (IReadOnlyList<AuditEntry>)[new AuditEntry(type, new AuditActor(user.UserId, user.DisplayName), Tool: next.Name,
                 Payload: new JsonObject
                 {
@@ -122,7 +120,7 @@ internal static partial class ToolEndpoints
                 })]);
         }, ct);
         // This process forgets at once; the others hear the notification committed with the version.
-        feed.Publish(ChangeKind, user.TenantId);
+        feed.Publish(ToolRegistry.ChangeKind, user.TenantId);
         return version;
     }
 

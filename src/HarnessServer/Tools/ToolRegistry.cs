@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Collections.Frozen;
 using System.Text.Json;
 using HarnessServer.Data;
@@ -13,28 +12,15 @@ namespace HarnessServer.Tools;
 /// </summary>
 internal sealed class ToolRegistry
 {
+    public const string ChangeKind = "tools";
+
     private readonly IServiceScopeFactory _scopes;
-    private readonly ConcurrentDictionary<string, Lazy<Task<FrozenDictionary<string, ToolDefinition>>>> _tenants = new(StringComparer.Ordinal);
+    private readonly TenantCache<FrozenDictionary<string, ToolDefinition>> _tenants;
 
     public ToolRegistry(IServiceScopeFactory scopes, ChangeFeed feed)
     {
         _scopes = scopes;
-        feed.Changed += (kind, tenant) =>
-        {
-            if (kind != "tools")
-            {
-                return;
-            }
-
-            if (tenant is null)
-            {
-                _tenants.Clear();
-            }
-            else
-            {
-                _tenants.TryRemove(tenant, out _);
-            }
-        };
+        _tenants = new TenantCache<FrozenDictionary<string, ToolDefinition>>(feed, ChangeKind, LoadAsync);
     }
 
     public async Task<ToolDefinition?> FindAsync(string tenantId, string name, CancellationToken cancellationToken) =>
@@ -43,40 +29,28 @@ internal sealed class ToolRegistry
     public async Task<IReadOnlyCollection<ToolDefinition>> ListAsync(string tenantId, CancellationToken cancellationToken) =>
         (await ToolsOfAsync(tenantId, cancellationToken)).Values;
 
-    private Task<FrozenDictionary<string, ToolDefinition>> ToolsOfAsync(string tenantId, CancellationToken cancellationToken)
-    {
-        var entry = _tenants.GetOrAdd(tenantId, t => new Lazy<Task<FrozenDictionary<string, ToolDefinition>>>(() => LoadAsync(t)));
-        return entry.Value.WaitAsync(cancellationToken);
-    }
+    private Task<FrozenDictionary<string, ToolDefinition>> ToolsOfAsync(string tenantId, CancellationToken cancellationToken) =>
+        _tenants.GetAsync(tenantId, cancellationToken);
 
     private async Task<FrozenDictionary<string, ToolDefinition>> LoadAsync(string tenantId)
     {
-        try
+        await using var scope = _scopes.CreateAsyncScope();
+        scope.ServiceProvider.GetRequiredService<TenantContext>().Set(tenantId);
+        var db = scope.ServiceProvider.GetRequiredService<HarnessDbContext>();
+        var registrations = await db.ToolRegistrations.AsNoTracking().ToListAsync();
+        var tools = BuiltInTools.All.ToDictionary(StringComparer.Ordinal);
+        foreach (var newest in registrations.GroupBy(r => r.Name).Select(g => g.MaxBy(r => r.Version)!))
         {
-            await using var scope = _scopes.CreateAsyncScope();
-            scope.ServiceProvider.GetRequiredService<TenantContext>().Set(tenantId);
-            var db = scope.ServiceProvider.GetRequiredService<HarnessDbContext>();
-            var registrations = await db.ToolRegistrations.AsNoTracking().ToListAsync();
-            var tools = BuiltInTools.All.ToDictionary(StringComparer.Ordinal);
-            foreach (var newest in registrations.GroupBy(r => r.Name).Select(g => g.MaxBy(r => r.Version)!))
+            if (newest.Deleted)
             {
-                if (newest.Deleted)
-                {
-                    tools.Remove(newest.Name);
-                    continue;
-                }
-
-                tools[newest.Name] = new ToolDefinition(newest.Name, newest.Description, newest.Schema.RootElement.Clone(),
-                    newest.Kind, newest.Argv, newest.Enabled, newest.Version);
+                tools.Remove(newest.Name);
+                continue;
             }
 
-            return tools.ToFrozenDictionary(StringComparer.Ordinal);
+            tools[newest.Name] = new ToolDefinition(newest.Name, newest.Description, newest.Schema.RootElement.Clone(),
+                newest.Kind, newest.Argv, newest.Enabled, newest.Version);
         }
-        catch
-        {
-            // A failed load must not be cached.
-            _tenants.TryRemove(tenantId, out _);
-            throw;
-        }
+
+        return tools.ToFrozenDictionary(StringComparer.Ordinal);
     }
 }
