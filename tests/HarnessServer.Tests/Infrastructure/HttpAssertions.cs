@@ -28,6 +28,26 @@ public static class HttpAssertions
         return problem;
     }
 
+    /// <summary>
+    /// Polls the session's history (up to 10 s) until the call reaches one of <paramref name="statuses"/>, and returns
+    /// the last status seen, for calls that finish in the background (approved calls).
+    /// </summary>
+    public static async Task<string?> WaitForCallStatusAsync(this HttpClient client, Guid session, Guid call, params string[] statuses)
+    {
+        string? status = null;
+        for (var i = 0; i < 100 && !statuses.Contains(status); i++)
+        {
+            var view = await (await client.GetAsync($"/v1/sessions/{session}")).JsonAsync(HttpStatusCode.OK);
+            status = view.GetProperty("toolCalls").EnumerateArray().Single(c => c.GetProperty("id").GetGuid() == call).GetProperty("status").GetString();
+            if (!statuses.Contains(status))
+            {
+                await Task.Delay(100);
+            }
+        }
+
+        return status;
+    }
+
     public static Task<HttpResponseMessage> PostJsonAsync(this HttpClient client, string url, object body) =>
         client.PostAsJsonAsync(url, body);
 }

@@ -74,15 +74,7 @@ public sealed class PipelineDurabilityTests(ToolCallPipelineTests.PipelineApplic
         using var approver = second.ClientFor("victor", ToolCallPipelineTests.Tenant, ["web"], [HarnessRoles.Approver]);
         (await approver.PostAsJsonAsync($"/v1/approvals/{pending.GetProperty("approvalId").GetGuid()}/decision", new { approve = true })).EnsureSuccessStatusCode();
 
-        string? status = null;
-        for (var i = 0; i < 100 && status != "succeeded"; i++)
-        {
-            await Task.Delay(100);
-            var view = await (await requester.GetAsync($"/v1/sessions/{session}")).JsonAsync(HttpStatusCode.OK);
-            status = view.GetProperty("toolCalls").EnumerateArray().Single(c => c.GetProperty("id").GetGuid() == callId).GetProperty("status").GetString();
-        }
-
-        Assert.Equal("succeeded", status);
+        Assert.Equal("succeeded", await requester.WaitForCallStatusAsync(session, callId, "succeeded"));
         await Task.Delay(500); // give a duplicate run, if there were one, time to land
         Assert.Equal(1, await CountAsync($"SELECT count(*) FROM audit_events WHERE type = 'tool_call.executed' AND payload::jsonb->>'callId' = '{callId}'"));
     }
@@ -103,15 +95,7 @@ public sealed class PipelineDurabilityTests(ToolCallPipelineTests.PipelineApplic
         using var approver = app.ClientFor("ann", tenant, ["ops"], [HarnessRoles.Approver]);
         (await approver.PostAsJsonAsync($"/v1/approvals/{pending.GetProperty("approvalId").GetGuid()}/decision", new { approve = true })).EnsureSuccessStatusCode();
 
-        string? status = null;
-        for (var i = 0; i < 100 && status is not ("denied" or "succeeded"); i++)
-        {
-            await Task.Delay(100);
-            var view = await (await requester.GetAsync($"/v1/sessions/{session}")).JsonAsync(HttpStatusCode.OK);
-            status = view.GetProperty("toolCalls").EnumerateArray().Single(c => c.GetProperty("id").GetGuid() == pending.GetProperty("id").GetGuid()).GetProperty("status").GetString();
-        }
-
-        Assert.Equal("denied", status);
+        Assert.Equal("denied", await requester.WaitForCallStatusAsync(session, pending.GetProperty("id").GetGuid(), "denied", "succeeded"));
         var read = await (await CallAsync(requester, session, "fs.read", new { path = "late.txt" })).JsonAsync(HttpStatusCode.OK);
         Assert.Equal("not_found", read.GetProperty("error").GetProperty("code").GetString());
     }

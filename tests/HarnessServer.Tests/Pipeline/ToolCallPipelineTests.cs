@@ -165,7 +165,7 @@ public sealed class ToolCallPipelineTests(ToolCallPipelineTests.PipelineApplicat
         Assert.Contains(list.GetProperty("approvals").EnumerateArray(), a => a.GetProperty("id").GetGuid() == approvalId);
         await (await approver.PostAsJsonAsync($"/v1/approvals/{approvalId}/decision", new { approve = true, comment = "ok" })).JsonAsync(HttpStatusCode.OK);
 
-        var status = await WaitForCallAsync(requester, session, pending.GetProperty("id").GetGuid(), "succeeded");
+        var status = await requester.WaitForCallStatusAsync(session, pending.GetProperty("id").GetGuid(), "succeeded");
         Assert.Equal("succeeded", status);
         var read = await CallAsync(requester, session, "fs.read", new { path = "reviewed/plan.md" });
         Assert.Equal("ship it", read.GetProperty("result").GetProperty("content").GetString());
@@ -207,21 +207,5 @@ public sealed class ToolCallPipelineTests(ToolCallPipelineTests.PipelineApplicat
 
         Assert.Equal(["session.created", "tool_call.requested", "tool_call.decided", "tool_call.executed"], types);
         Assert.Equal("succeeded", call.GetProperty("status").GetString());
-    }
-
-    private static async Task<string?> WaitForCallAsync(HttpClient client, Guid session, Guid call, string expected)
-    {
-        string? status = null;
-        for (var i = 0; i < 100 && status != expected; i++)
-        {
-            var view = await (await client.GetAsync($"/v1/sessions/{session}")).JsonAsync(HttpStatusCode.OK);
-            status = view.GetProperty("toolCalls").EnumerateArray().Single(c => c.GetProperty("id").GetGuid() == call).GetProperty("status").GetString();
-            if (status != expected)
-            {
-                await Task.Delay(100);
-            }
-        }
-
-        return status;
     }
 }

@@ -23,22 +23,6 @@ public sealed class ReviewFindingsTests(ReviewApplication app) : IClassFixture<R
     private static async Task<JsonElement> CallAsync(HttpClient client, Guid session, string json, HttpStatusCode expected = HttpStatusCode.OK) =>
         await (await RawCallAsync(client, session, json)).JsonAsync(expected);
 
-    private static async Task<string?> WaitForCallAsync(HttpClient client, Guid session, Guid call, string expected)
-    {
-        string? status = null;
-        for (var i = 0; i < 100 && status != expected; i++)
-        {
-            var view = await (await client.GetAsync($"/v1/sessions/{session}")).JsonAsync(HttpStatusCode.OK);
-            status = view.GetProperty("toolCalls").EnumerateArray().Single(c => c.GetProperty("id").GetGuid() == call).GetProperty("status").GetString();
-            if (status != expected)
-            {
-                await Task.Delay(100);
-            }
-        }
-
-        return status;
-    }
-
     // The file tools accept "/workspace/x" (the sandbox mount point) as "x", so the policy must decide it as "x" too.
     [Fact]
     public async Task Review_absolute_workspace_path_is_decided_as_the_file_tools_resolve_it()
@@ -68,7 +52,7 @@ public sealed class ReviewFindingsTests(ReviewApplication app) : IClassFixture<R
         var call = await CallAsync(client, session, """{"tool":"shell.exec","arguments":{"command":"echo hi","timeoutSeconds":5.0}}""");
 
         Assert.Equal("succeeded", call.GetProperty("status").GetString());
-        Assert.Equal("succeeded", await WaitForCallAsync(client, session, call.GetProperty("id").GetGuid(), "succeeded"));
+        Assert.Equal("succeeded", await client.WaitForCallStatusAsync(session, call.GetProperty("id").GetGuid(), "succeeded"));
     }
 
     // The same fault in an approved call escaped the approved-call executor, which stopped the whole server.
@@ -84,7 +68,7 @@ public sealed class ReviewFindingsTests(ReviewApplication app) : IClassFixture<R
         await (await approver.PostAsJsonAsync($"/v1/approvals/{pending.GetProperty("approvalId").GetGuid()}/decision", new { approve = true }))
             .JsonAsync(HttpStatusCode.OK);
 
-        Assert.Equal("succeeded", await WaitForCallAsync(requester, session, pending.GetProperty("id").GetGuid(), "succeeded"));
+        Assert.Equal("succeeded", await requester.WaitForCallStatusAsync(session, pending.GetProperty("id").GetGuid(), "succeeded"));
         var later = await CallAsync(requester, session, """{"tool":"shell.exec","arguments":{"command":"echo still here"}}""");
         Assert.Equal("succeeded", later.GetProperty("status").GetString());
     }
