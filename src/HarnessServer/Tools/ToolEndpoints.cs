@@ -65,7 +65,7 @@ internal static partial class ToolEndpoints
                 $"'{name}' is a built-in tool; disable it with PUT {{ \"enabled\": false }} instead.");
         }
 
-        await AppendVersionAsync(audit, feed, user, time, current, new ToolRegistration
+        await AppendVersionAsync(audit, feed, user, current, new ToolRegistration
         {
             TenantId = user.TenantId, Name = name, Description = current.Description,
             Schema = JsonDocument.Parse(current.Schema.GetRawText()), Kind = current.Kind, Argv = current.Argv?.ToArray(),
@@ -78,27 +78,20 @@ internal static partial class ToolEndpoints
         string name, ToolBody body, ToolDefinition? current, CurrentUser user, AuditChain audit, ChangeFeed feed, TimeProvider time, CancellationToken ct)
     {
         var registration = Validate(name, body, current, user, time);
-        var version = await AppendVersionAsync(audit, feed, user, time, current, registration, current is null ? "tool.created" : "tool.changed", ct);
+        var version = await AppendVersionAsync(audit, feed, user, current, registration, current is null ? "tool.created" : "tool.changed", ct);
         return ToolView.Of(new ToolDefinition(registration.Name, registration.Description, registration.Schema.RootElement,
             registration.Kind, registration.Argv, registration.Enabled, version));
     }
 
     /// <summary>Stores the next version of a tool with its audit event and returns the version number.</summary>
     private static async Task<int> AppendVersionAsync(
-        AuditChain audit, ChangeFeed feed, CurrentUser user, TimeProvider time, ToolDefinition? current, ToolRegistration next, string type, CancellationToken ct)
+        AuditChain audit, ChangeFeed feed, CurrentUser user, ToolDefinition? current, ToolRegistration next, string type, CancellationToken ct)
     {
-        var version = 0;
-        await audit.AppendAsync(user.TenantId, async (unit, token) =>
+        var receipt = await audit.AppendAsync(user.TenantId, async (unit, token) =>
         {
             var newest = await unit.Db.ToolRegistrations.Where(t => t.Name == next.Name).MaxAsync(t => (int?)t.Version, token) ?? 0;
-            version = newest + 1;
-            var row = new ToolRegistration
-            {
-                TenantId = next.TenantId, Name = next.Name, Version = version, Description = next.Description, Schema = next.Schema,
-                Kind = next.Kind, Argv = next.Argv, Enabled = next.Enabled, Deleted = next.Deleted,
-                ChangedBy = user.UserId, ChangedAt = time.GetUtcNow(),
-            };
-            unit.Db.ToolRegistrations.Add(row);
+            next.Version = newest + 1;
+            unit.Db.ToolRegistrations.Add(next);
             try
             {
                 await unit.Db.SaveChangesAsync(token);
@@ -109,19 +102,19 @@ internal static partial class ToolEndpoints
             }
 
             ChangeFeed.Notify(unit, ToolRegistry.ChangeKind, user.TenantId);
-            return (true, (IReadOnlyList<AuditEntry>)[new AuditEntry(type, new AuditActor(user.UserId, user.DisplayName), Tool: next.Name,
+            return (next.Version, (IReadOnlyList<AuditEntry>)[new AuditEntry(type, new AuditActor(user.UserId, user.DisplayName), Tool: next.Name,
                 Payload: new JsonObject
                 {
                     ["name"] = next.Name,
                     ["beforeVersion"] = current?.Version,
-                    ["afterVersion"] = version,
+                    ["afterVersion"] = next.Version,
                     ["enabled"] = next.Enabled,
                     ["kind"] = next.Kind.ToString().ToLowerInvariant(),
                 })]);
         }, ct);
         // This process forgets at once; the others hear the notification committed with the version.
         feed.Publish(ToolRegistry.ChangeKind, user.TenantId);
-        return version;
+        return receipt.Result;
     }
 
     private static ToolRegistration Validate(string name, ToolBody body, ToolDefinition? current, CurrentUser user, TimeProvider time)

@@ -11,7 +11,8 @@ internal sealed class ToolRegistration : ITenantOwned
 {
     public required string TenantId { get; set; }
     public required string Name { get; init; }
-    public int Version { get; init; }
+    /// <summary>Assigned when the row is stored: one more than the newest version of the name.</summary>
+    public int Version { get; set; }
     public required string Description { get; init; }
     public required JsonDocument Schema { get; init; }
     public ToolKind Kind { get; init; }
