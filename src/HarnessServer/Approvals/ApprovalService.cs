@@ -89,8 +89,7 @@ internal sealed class ApprovalService(HarnessDbContext db, AuditChain audit, Tim
                     .ExecuteUpdateAsync(c => c.SetProperty(x => x.Status, ToolCallStatus.Approved), ct);
             }
 
-            var (kind, key) = SessionEvents.NotifyArguments(approval.TenantId, approval.SessionId, approval.ToolCallId);
-            ChangeFeed.Notify(unit, kind, key);
+            SessionEvents.CallChanged(unit, approval.TenantId, approval.SessionId, approval.ToolCallId);
             return (true, (IReadOnlyList<AuditEntry>)[new AuditEntry("tool_call.approval_decided",
                 new AuditActor(user.UserId, user.DisplayName), approval.SessionId, approval.Tool,
                 Decision: new JsonObject { ["effect"] = body.Approve ? "allow" : "deny", ["level"] = "approval", ["reason"] = body.Comment },

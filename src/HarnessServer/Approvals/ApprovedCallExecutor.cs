@@ -145,8 +145,7 @@ internal sealed class ApprovedCallExecutor(
                     approval.DecidedAt = now;
                     await unit.Db.ToolCalls.Where(c => c.Id == approval.ToolCallId)
                         .ExecuteUpdateAsync(c => c.SetProperty(x => x.Status, ToolCallStatus.Expired).SetProperty(x => x.CompletedAt, now), ct);
-                    var (kind, key) = SessionEvents.NotifyArguments(tenant, approval.SessionId, approval.ToolCallId);
-                    ChangeFeed.Notify(unit, kind, key);
+                    SessionEvents.CallChanged(unit, tenant, approval.SessionId, approval.ToolCallId);
                     entries.Add(new AuditEntry("tool_call.approval_expired", new AuditActor("harness", "HarnessServer"),
                         approval.SessionId, approval.Tool,
                         Payload: new JsonObject { ["approvalId"] = approval.Id.ToString(), ["callId"] = approval.ToolCallId.ToString(), ["requestedBy"] = approval.RequestedBy }));

@@ -59,8 +59,7 @@ internal sealed class InterruptedCallRecovery(
                 var changed = await unit.Db.ToolCalls
                     .Where(c => c.Id == call.Call && c.Status == ToolCallStatus.Running)
                     .ExecuteUpdateAsync(c => c.SetProperty(x => x.Status, ToolCallStatus.Interrupted).SetProperty(x => x.CompletedAt, time.GetUtcNow()), ct);
-                var (kind, key) = SessionEvents.NotifyArguments(call.Tenant, call.Session, call.Call);
-                ChangeFeed.Notify(unit, kind, key);
+                SessionEvents.CallChanged(unit, call.Tenant, call.Session, call.Call);
                 return (changed, (IReadOnlyList<AuditEntry>)[new AuditEntry("tool_call.interrupted", new AuditActor("harness", "HarnessServer"),
                     call.Session, call.Tool, Payload: new JsonObject { ["callId"] = call.Call.ToString(), ["reason"] = "the server stopped while the call was running" })]);
             }, cancellationToken);

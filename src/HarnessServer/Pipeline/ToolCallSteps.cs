@@ -174,11 +174,8 @@ internal sealed class CommitDecisionStep(AuditChain audit, TimeProvider time, IO
     }
 
     /// <summary>Live subscribers of the session hear about the change once it commits.</summary>
-    internal static AuditCommand Notification(ToolCallContext context)
-    {
-        var (kind, key) = SessionEvents.NotifyArguments(context.Caller.TenantId, context.Session.Id, context.CallId);
-        return ChangeFeed.Notification(kind, key);
-    }
+    internal static AuditCommand Notification(ToolCallContext context) =>
+        SessionEvents.CallChanged(context.Caller.TenantId, context.Session.Id, context.CallId);
 }
 
 /// <summary>

@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Threading.Channels;
+using HarnessServer.Audit;
 using HarnessServer.Data;
 using HarnessServer.Pipeline;
 using HarnessServer.Tenancy;
@@ -9,7 +10,7 @@ namespace HarnessServer.Sessions;
 
 /// <summary>
 /// Live tool-call status changes per session, across server processes: whoever changes a call notifies
-/// <see cref="ChangeFeed"/> in the same transaction (<see cref="NotifyArguments"/>), and every process reloads the
+/// <see cref="ChangeFeed"/> in the same transaction (<see cref="CallChanged(AuditUnitOfWork, string, Guid, Guid)"/>), and every process reloads the
 /// call for its subscribers of that session.
 /// </summary>
 internal sealed class SessionEvents
@@ -31,9 +32,15 @@ internal sealed class SessionEvents
         };
     }
 
-    /// <summary>The (kind, key) a writer passes to <see cref="ChangeFeed.Notify"/> for a changed call.</summary>
-    public static (string Kind, string Key) NotifyArguments(string tenant, Guid session, Guid call) =>
-        (Kind, $"{session}/{call}/{tenant}");
+    /// <summary>Tells every process, once the unit commits, that a call of the session changed.</summary>
+    public static void CallChanged(AuditUnitOfWork unit, string tenant, Guid session, Guid call) =>
+        ChangeFeed.Notify(unit, Kind, Key(tenant, session, call));
+
+    /// <summary>The same, as a write that commits with an audit append.</summary>
+    public static AuditCommand CallChanged(string tenant, Guid session, Guid call) =>
+        ChangeFeed.Notification(Kind, Key(tenant, session, call));
+
+    private static string Key(string tenant, Guid session, Guid call) => $"{session}/{call}/{tenant}";
 
     public Subscription Subscribe(Guid sessionId)
     {
