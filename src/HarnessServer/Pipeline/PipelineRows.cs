@@ -13,15 +13,17 @@ namespace HarnessServer.Pipeline;
 /// </summary>
 internal static class PipelineRows
 {
-    public static AuditCommand InsertCall(ToolCall call) => new("""
+    /// <summary>The call as the commit stage stores it: decided (or rejected), not yet run.</summary>
+    public static AuditCommand InsertCall(ToolCallContext context, ToolCallStatus status, string arguments, string? decision, DateTimeOffset at) => new("""
         INSERT INTO tool_calls (id, tenant_id, session_id, requested_by, requested_by_name, requester_teams, tool, arguments,
                                 status, decision, result, error, approval_id, audit_seq, created_at, completed_at)
         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11, $12, NULL, $13, $14)
         """,
-        call.Id, call.TenantId, call.SessionId, call.RequestedBy, call.RequestedByName, call.RequesterTeams, call.Tool,
-        Json(call.Arguments.RootElement.GetRawText()), call.Status.ToString(), Json(call.Decision?.RootElement.GetRawText()),
-        Json(call.Error?.RootElement.GetRawText()), Nullable(call.ApprovalId, NpgsqlDbType.Uuid), call.CreatedAt,
-        Nullable(call.CompletedAt, NpgsqlDbType.TimestampTz));
+        context.CallId, context.Caller.TenantId, context.Session.Id, context.Caller.UserId, context.Caller.DisplayName,
+        context.Caller.Teams.ToArray(), context.Request.Tool, Json(arguments), status.ToString(), Json(decision),
+        Json(context.Error is null ? null : JsonSerializer.Serialize(context.Error, AuditViews.Json)),
+        Nullable(context.ApprovalId, NpgsqlDbType.Uuid), at,
+        Nullable(status is ToolCallStatus.Rejected or ToolCallStatus.Denied ? at : (DateTimeOffset?)null, NpgsqlDbType.TimestampTz));
 
     public static AuditCommand InsertApproval(Approval approval) => new("""
         INSERT INTO approvals (id, tenant_id, tool_call_id, session_id, requested_by, requester_teams, tool, reason, status,

@@ -14,8 +14,7 @@ namespace HarnessServer.Pipeline;
 /// <summary>(1) The tool must exist in the tenant's registry and be enabled.</summary>
 internal sealed class ResolveToolStep(ToolRegistry registry) : IToolCallStep
 {
-    public const int StepOrder = 100;
-    public int Order => StepOrder;
+    public int Order => 100;
     public string Name => "resolve";
 
     public async Task RunAsync(ToolCallContext context, CancellationToken cancellationToken)
@@ -37,8 +36,7 @@ internal sealed class ResolveToolStep(ToolRegistry registry) : IToolCallStep
 /// <summary>(2) The arguments must satisfy the tool's JSON Schema; every failing path is named.</summary>
 internal sealed class ValidateArgumentsStep : IToolCallStep
 {
-    public const int StepOrder = 200;
-    public int Order => StepOrder;
+    public int Order => 200;
     public string Name => "validate";
 
     public Task RunAsync(ToolCallContext context, CancellationToken cancellationToken)
@@ -63,8 +61,7 @@ internal sealed class ValidateArgumentsStep : IToolCallStep
 /// <summary>(3) The caller's effective policy decides allow, ask or deny, naming the deciding rule.</summary>
 internal sealed class DecideStep(PolicyService policies) : IToolCallStep
 {
-    public const int StepOrder = 300;
-    public int Order => StepOrder;
+    public int Order => 300;
     public string Name => "decide";
 
     public async Task RunAsync(ToolCallContext context, CancellationToken cancellationToken)
@@ -106,8 +103,7 @@ internal sealed class DecideStep(PolicyService policies) : IToolCallStep
 /// </summary>
 internal sealed class CommitDecisionStep(AuditChain audit, TimeProvider time, IOptions<ApprovalOptions> approvalOptions) : IToolCallStep
 {
-    public const int StepOrder = 400;
-    public int Order => StepOrder;
+    public int Order => 400;
     public string Name => "commit";
     public bool SkippedForApprovedCalls => true;
 
@@ -115,52 +111,29 @@ internal sealed class CommitDecisionStep(AuditChain audit, TimeProvider time, IO
     {
         var now = time.GetUtcNow();
         var status = context.Status ?? ToolCallStatus.Running;
-        var call = new ToolCall
-        {
-            Id = context.CallId,
-            TenantId = context.Caller.TenantId,
-            SessionId = context.Session.Id,
-            RequestedBy = context.Caller.UserId,
-            RequestedByName = context.Caller.DisplayName,
-            RequesterTeams = [.. context.Caller.Teams],
-            Tool = context.Request.Tool,
-            Arguments = JsonDocument.Parse(context.Request.Arguments.GetRawText()),
-            Status = status,
-            Decision = context.Decision is null ? null : JsonSerializer.SerializeToDocument(AuditViews.Decision(context.Decision.Value)),
-            Error = context.Error is null ? null : JsonSerializer.SerializeToDocument(context.Error, AuditViews.Json),
-            ApprovalId = context.ApprovalId,
-            CreatedAt = now,
-            CompletedAt = status is ToolCallStatus.Rejected or ToolCallStatus.Denied ? now : null,
-        };
-
+        var arguments = context.Request.Arguments.GetRawText();
+        var decision = context.Decision is { } d ? AuditViews.Decision(d) : null;
         var actor = new AuditActor(context.Caller.UserId, context.Caller.DisplayName);
-        var requested = new AuditEntry("tool_call.requested", actor, context.Session.Id, call.Tool, Payload: new JsonObject
+        var callId = context.CallId.ToString();
+        var requested = new AuditEntry("tool_call.requested", actor, context.Session.Id, context.Request.Tool, Payload: new JsonObject
         {
-            ["callId"] = call.Id.ToString(),
-            ["arguments"] = JsonNode.Parse(context.Request.Arguments.GetRawText()),
+            ["callId"] = callId,
+            ["arguments"] = JsonNode.Parse(arguments),
         });
-        var settled = context.Status switch
-        {
-            ToolCallStatus.Rejected => new AuditEntry("tool_call.rejected", actor, context.Session.Id, call.Tool,
-                Payload: new JsonObject { ["callId"] = call.Id.ToString(), ["error"] = JsonSerializer.SerializeToNode(context.Error, AuditViews.Json) }),
-            _ => new AuditEntry("tool_call.decided", actor, context.Session.Id, call.Tool,
-                Decision: AuditViews.Decision(context.Decision!.Value),
-                Payload: new JsonObject { ["callId"] = call.Id.ToString(), ["status"] = AuditViews.Status(status), ["approvalId"] = context.ApprovalId?.ToString() }),
-        };
 
         // Plain writes that ride with their audit events: concurrent calls share the writer's round trip and commit.
-        var commands = new List<AuditCommand> { PipelineRows.InsertCall(call) };
-        if (context.Status == ToolCallStatus.PendingApproval)
+        var commands = new List<AuditCommand> { PipelineRows.InsertCall(context, status, arguments, decision?.ToJsonString(), now) };
+        if (status == ToolCallStatus.PendingApproval)
         {
             commands.Add(PipelineRows.InsertApproval(new Approval
             {
                 Id = context.ApprovalId!.Value,
-                TenantId = call.TenantId,
-                ToolCallId = call.Id,
-                SessionId = call.SessionId,
-                RequestedBy = call.RequestedBy,
-                RequesterTeams = call.RequesterTeams,
-                Tool = call.Tool,
+                TenantId = context.Caller.TenantId,
+                ToolCallId = context.CallId,
+                SessionId = context.Session.Id,
+                RequestedBy = context.Caller.UserId,
+                RequesterTeams = [.. context.Caller.Teams],
+                Tool = context.Request.Tool,
                 Reason = context.Decision?.Reason ?? "Policy requires approval.",
                 Status = ApprovalStatus.Pending,
                 CreatedAt = now,
@@ -169,6 +142,15 @@ internal sealed class CommitDecisionStep(AuditChain audit, TimeProvider time, IO
         }
 
         commands.Add(Notification(context));
+        var settled = status switch
+        {
+            ToolCallStatus.Rejected => new AuditEntry("tool_call.rejected", actor, context.Session.Id, context.Request.Tool,
+                Payload: new JsonObject { ["callId"] = callId, ["error"] = JsonSerializer.SerializeToNode(context.Error, AuditViews.Json) }),
+            _ => new AuditEntry("tool_call.decided", actor, context.Session.Id, context.Request.Tool,
+                Decision: decision,
+                Payload: new JsonObject { ["callId"] = callId, ["status"] = AuditViews.Status(status), ["approvalId"] = context.ApprovalId?.ToString() }),
+        };
+
         var receipt = await audit.AppendAsync(context.Caller.TenantId, [requested, settled], commands, cancellationToken);
         context.AuditSeq = receipt.Seqs[^1];
     }
@@ -184,8 +166,7 @@ internal sealed class CommitDecisionStep(AuditChain audit, TimeProvider time, IO
 /// </summary>
 internal sealed class ExecuteStep(ToolExecutors executors, ILogger<ExecuteStep> logger) : IToolCallStep
 {
-    public const int StepOrder = 500;
-    public int Order => StepOrder;
+    public int Order => 500;
     public string Name => "execute";
 
     public async Task RunAsync(ToolCallContext context, CancellationToken cancellationToken)
@@ -214,8 +195,7 @@ internal sealed class ExecuteStep(ToolExecutors executors, ILogger<ExecuteStep> 
 /// <summary>(6) The result lands on the session's call together with its audit event.</summary>
 internal sealed class RecordResultStep(AuditChain audit, TimeProvider time) : IToolCallStep
 {
-    public const int StepOrder = 600;
-    public int Order => StepOrder;
+    public int Order => 600;
     public string Name => "record";
 
     public async Task RunAsync(ToolCallContext context, CancellationToken cancellationToken)

@@ -11,8 +11,7 @@ namespace HarnessServer.Sessions;
 /// </summary>
 internal sealed class CheckpointStep(WorkspaceCheckpoints checkpoints, HarnessDbContext db, TimeProvider time) : IToolCallStep
 {
-    public const int StepOrder = 450;
-    public int Order => StepOrder;
+    public int Order => 450;
     public string Name => "checkpoint";
 
     public static bool ChangesWorkspace(ToolDefinition tool) =>
