@@ -6,7 +6,5 @@ set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export HARNESS_PG_DIR=$(mktemp -d /tmp/harness-memory-bench-XXXXXX)
 trap '"$REPO/scripts/local-postgres.sh" stop || true; rm -rf "$HARNESS_PG_DIR"' EXIT
-# Not $(...): the started server inherits the script's stdout and would hold the substitution open.
-"$REPO/scripts/local-postgres.sh" >/dev/null
-CONNECTION="Host=127.0.0.1;Port=$(cat "$HARNESS_PG_DIR/harness.port");Database=harness;Username=postgres"
+CONNECTION=$("$REPO/scripts/local-postgres.sh")
 dotnet run -c Release --project "$REPO/bench/Memory" -- "$CONNECTION" | tee "$REPO/bench/results/memory.raw.txt"

@@ -3,7 +3,6 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json.Nodes;
 using HarnessServer.Audit;
-using HarnessServer.AuditBench;
 using HarnessServer.Data;
 using HarnessServer.Tenancy;
 using Microsoft.EntityFrameworkCore;
@@ -11,15 +10,14 @@ using Microsoft.Extensions.Logging.Abstractions;
 using Npgsql;
 
 // Audit append throughput (group-committed chain vs plain single-row inserts, same concurrency) and verify speed,
-// on a durable throwaway cluster. Usage: HarnessServer.AuditBench <results.md> [seconds per run] [verify events]
-var output = args.ElementAtOrDefault(0) ?? "bench/results/audit.md";
-var seconds = double.Parse(args.ElementAtOrDefault(1) ?? "5", CultureInfo.InvariantCulture);
-var verifyEvents = int.Parse(args.ElementAtOrDefault(2) ?? "1000000", CultureInfo.InvariantCulture);
+// on a durable throwaway cluster (bench/run-audit.sh starts one with scripts/local-postgres.sh).
+// Usage: HarnessServer.AuditBench <owner connection string> <results.md> [seconds per run] [verify events]
+var owner = args[0];
+var output = args.ElementAtOrDefault(1) ?? "bench/results/audit.md";
+var seconds = double.Parse(args.ElementAtOrDefault(2) ?? "5", CultureInfo.InvariantCulture);
+var verifyEvents = int.Parse(args.ElementAtOrDefault(3) ?? "1000000", CultureInfo.InvariantCulture);
 
 var loadBefore = File.ReadAllText("/proc/loadavg").Split(' ')[0];
-await using var cluster = await BenchCluster.StartAsync(Path.GetTempPath());
-await cluster.CreateDatabaseAsync("audit_bench");
-var owner = cluster.ConnectionString("audit_bench");
 await MigrateAsync(owner);
 await ExecuteAsync(owner, """
     CREATE TABLE plain_events (id bigserial PRIMARY KEY, tenant_id text NOT NULL, at timestamptz NOT NULL, actor_id text NOT NULL,
@@ -81,7 +79,7 @@ var report = new StringBuilder();
 report.AppendLine("# Audit append and verify benchmark");
 report.AppendLine();
 report.AppendLine($"Run {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC by `bench/run-audit.sh` on {Environment.ProcessorCount} cores ({Cpu()}), {Memory()}, ");
-report.AppendLine($"{await cluster.SettingsAsync()}; data directory on {FileSystem()}. The cluster, the chain writer and the ");
+report.AppendLine($"{await SettingsAsync(owner)}; data directory on {FileSystem()}. The cluster, the chain writer and the ");
 report.AppendLine($"load generator share the same cores. Each cell runs {seconds:0} s after a 1 s warm-up. The machine was shared with other ");
 report.AppendLine($"work: its 1-minute load average was {loadBefore} when the run started and {File.ReadAllText("/proc/loadavg").Split(' ')[0]} when it ended, on 2 cores, so ");
 report.AppendLine("absolute figures are pessimistic (a durable single-row commit here costs about as much as 1 / the 1-writer baseline); ");
@@ -184,6 +182,16 @@ static string Memory() =>
     File.ReadLines("/proc/meminfo").FirstOrDefault(l => l.StartsWith("MemTotal", StringComparison.Ordinal)) is { } line
         ? $"{long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) / 1024 / 1024} GiB RAM"
         : "unknown RAM";
+
+static async Task<string> SettingsAsync(string connectionString)
+{
+    await using var connection = new NpgsqlConnection(connectionString);
+    await connection.OpenAsync();
+    await using var command = new NpgsqlCommand(
+        "SELECT version() || ' | fsync=' || current_setting('fsync') || ', synchronous_commit=' || current_setting('synchronous_commit') || ', wal_sync_method=' || current_setting('wal_sync_method')",
+        connection);
+    return (string)(await command.ExecuteScalarAsync())!;
+}
 
 static string FileSystem()
 {
