@@ -18,7 +18,8 @@ internal static class AgentEndpoints
     {
         var group = app.MapGroup("/v1/sessions/{id:guid}").RequireAuthorization(HarnessPolicies.User).WithTags("Agents");
         group.MapPost("/messages", SendAsync).WithName("SendMessage")
-            .WithSummary("One agent turn: the model's calls run through the pipeline until it answers (202 while a call waits for approval).");
+            .WithSummary("One agent turn: the model's calls run through the pipeline until it answers (202 while a call waits for approval).")
+            .ProducesProblem(StatusCodes.Status502BadGateway);
         group.MapGet("/messages", HistoryAsync).WithName("GetMessages")
             .WithSummary("The session's full agent history, summaries and rolled-back messages included (owner or admin).");
         group.MapGet("/turns/{turnId:guid}", TurnAsync).WithName("GetTurn").WithSummary("One turn's status, reply and tool calls (owner or admin).");
@@ -40,6 +41,11 @@ internal static class AgentEndpoints
 
         // The turn is not abandoned when the client goes away: it is stored step by step and finishes on its own.
         var result = await turns.SendAsync(user, id, body.Content, lifetime.ApplicationStopping);
+        if (result.Status == TurnStatus.Failed)
+        {
+            throw new TurnFailedException(id, result);
+        }
+
         var view = TurnView.Of(result);
         return result.Status == TurnStatus.WaitingForApproval
             ? TypedResults.Accepted($"/v1/sessions/{id}/turns/{result.TurnId}", view)
@@ -138,6 +144,21 @@ internal static class AgentEndpoints
             ? session
             : throw new HarnessProblemException(StatusCodes.Status404NotFound, "session_not_found", $"Session {id} does not exist.");
     }
+}
+
+/// <summary>
+/// A turn the model endpoint failed after the resilience handler's retries: <c>502 model_failed</c>, naming the stored
+/// turn and the calls that ran before the failure, so the client can read them and send the message again.
+/// </summary>
+internal sealed class TurnFailedException(Guid sessionId, TurnResult result)
+    : HarnessProblemException(StatusCodes.Status502BadGateway, "model_failed", result.Error ?? "The model endpoint failed.", "Model call failed")
+{
+    public override IReadOnlyDictionary<string, object?> Extensions => new Dictionary<string, object?>
+    {
+        ["turnId"] = result.TurnId,
+        ["turn"] = $"/v1/sessions/{sessionId}/turns/{result.TurnId}",
+        ["toolCalls"] = result.ToolCalls,
+    };
 }
 
 /// <summary>The body of <c>POST /v1/sessions/{id}/messages</c>.</summary>

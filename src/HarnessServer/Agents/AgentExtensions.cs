@@ -1,5 +1,6 @@
 using HarnessServer.Pipeline;
 using HarnessServer.Sessions;
+using Microsoft.SemanticKernel;
 
 namespace HarnessServer.Agents;
 
@@ -34,6 +35,10 @@ internal static class AgentExtensions
         services.AddSingleton<TurnLock>();
         services.AddScoped<ContextWindow>();
         services.AddScoped<AgentTurns>();
+
+        // The kernel of agent turns: its one function-invocation filter runs every tool function through the pipeline.
+        services.AddScoped<IFunctionInvocationFilter, PipelineFunctionFilter>();
+        services.AddKernel();
         services.AddSingleton<TurnRecovery>();
         services.AddHostedService(sp => sp.GetRequiredService<TurnRecovery>());
 

@@ -23,10 +23,11 @@ internal sealed record ModelResponse(string? Text, IReadOnlyList<ProposedCall> C
 /// <summary>
 /// The configured model behind Semantic Kernel's OpenAI connector, pointed at any OpenAI-compatible endpoint through
 /// an <see cref="HttpClient"/> from <see cref="IHttpClientFactory"/> that carries the standard resilience handler
-/// (retries of 429, 5xx and timeouts with backoff). Function calling is manual (<c>autoInvoke: false</c>): the model's
-/// calls come back to <see cref="AgentTurns"/>, which stores each step and hands every call to the tool-call pipeline
-/// itself. SK's automatic invocation would run calls inside the connector, where a step cannot be stored before and
-/// after it, a turn cannot stop for approval or pause between calls, and MaxIterations would be SK's limit, not ours.
+/// (retries of 429, 5xx and timeouts with backoff). The model's calls come back to <see cref="AgentTurns"/>
+/// (<c>autoInvoke: false</c>), which stores each step and invokes each call on the turn's kernel, where
+/// <see cref="PipelineFunctionFilter"/> hands it to the tool-call pipeline. SK's automatic invocation would go through
+/// the same filter, but it loops inside the connector, where a step cannot be stored before and after a call, a turn
+/// cannot stop for approval or pause between calls, and calls to unknown functions are answered by SK unaudited.
 /// </summary>
 internal sealed class AgentModel
 {
@@ -155,9 +156,20 @@ internal sealed class AgentModel
     }
 }
 
-/// <summary>Registry tools as Semantic Kernel functions: name, description and each schema property as a parameter.</summary>
+/// <summary>
+/// Registry tools as Semantic Kernel functions: name, description and each schema property as a parameter, and the
+/// registry name in the function's metadata, which is how <see cref="PipelineFunctionFilter"/> knows the function is a
+/// harness tool and which one. The functions' bodies never run: the filter answers every invocation.
+/// </summary>
 internal static class ToolFunctions
 {
+    private const string ToolKey = "harness.tool";
+
+    /// <summary>The registry tool a function stands for; null for any function that is not a harness tool.</summary>
+    public static string? ToolOf(KernelFunction function) =>
+        function.Metadata.AdditionalProperties.TryGetValue(ToolKey, out var tool) ? tool as string : null;
+
+    /// <summary>A tool as offered to the model.</summary>
     public static KernelFunction For(ToolDefinition tool, FunctionNames names)
     {
         var required = tool.Schema.TryGetProperty("required", out var r) && r.ValueKind == JsonValueKind.Array
@@ -177,14 +189,24 @@ internal static class ToolFunctions
             }
         }
 
-        // The delegate never runs: calls are taken from the model's response and run through the pipeline.
-        return KernelFunctionFactory.CreateFromMethod(
-            (Func<string>)(static () => throw new InvalidOperationException("Agent tool calls run through the tool-call pipeline, not Semantic Kernel.")),
+        return Create(tool.Name, names.ToFunction(tool.Name), tool.Description, parameters);
+    }
+
+    /// <summary>
+    /// The function for one call the model proposed, named as the model named it. The tool need not be offered (any
+    /// more): an unknown or withdrawn tool still goes to the pipeline, which rejects it and audits the attempt.
+    /// </summary>
+    public static KernelFunction ForCall(string tool, string function) => Create(tool, FunctionNames.Sanitize(function), null, []);
+
+    private static KernelFunction Create(string tool, string function, string? description, IReadOnlyList<KernelParameterMetadata> parameters) =>
+        KernelFunctionFactory.CreateFromMethod(
+            (Func<string>)(static () => throw new InvalidOperationException(
+                "Harness tools run only through the tool-call pipeline; this kernel has no PipelineFunctionFilter.")),
             new KernelFunctionFromMethodOptions
             {
-                FunctionName = names.ToFunction(tool.Name),
-                Description = tool.Description,
+                FunctionName = function,
+                Description = description,
                 Parameters = parameters,
+                AdditionalMetadata = new Dictionary<string, object?> { [ToolKey] = tool }.AsReadOnly(),
             });
-    }
 }

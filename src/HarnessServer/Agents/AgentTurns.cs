@@ -20,9 +20,10 @@ namespace HarnessServer.Agents;
 internal sealed record TurnResult(Guid TurnId, TurnStatus Status, string? Reply, IReadOnlyList<JsonElement> ToolCalls, string? Error);
 
 /// <summary>
-/// Runs agent turns: the session's history goes to the model, every call the model proposes goes through
-/// <see cref="ToolCallPipeline"/> (schema, policy, approval, sandbox, audit) and its response goes back to the model as
-/// the call's result, until the model answers without a call or <see cref="AgentOptions.MaxIterations"/> rounds ran.
+/// Runs agent turns: the session's history goes to the model, every call the model proposes is invoked as a Semantic
+/// Kernel function whose <see cref="PipelineFunctionFilter"/> hands it to <see cref="ToolCallPipeline"/> (schema,
+/// policy, approval, sandbox, audit), and the pipeline's response goes back to the model as the call's result, until
+/// the model answers without a call or <see cref="AgentOptions.MaxIterations"/> rounds ran.
 /// Every step is stored before the next starts: a tool message marked <c>started</c> before its call runs, its
 /// result after. So a turn continues from its last stored step after approval, pause or a crash, and a call that
 /// was running when the process died is reported to the model as interrupted, never run a second time.
@@ -30,7 +31,7 @@ internal sealed record TurnResult(Guid TurnId, TurnStatus Status, string? Reply,
 internal sealed class AgentTurns(
     HarnessDbContext db,
     TenantContext tenant,
-    ToolCallPipeline pipeline,
+    Kernel kernel,
     ToolRegistry registry,
     PolicyService policies,
     AgentModel model,
@@ -192,18 +193,20 @@ internal sealed class AgentTurns(
     private async Task<TurnResult> RunAsync(AgentTurn turn, CancellationToken cancellationToken)
     {
         var caller = new CurrentUser(turn.TenantId, turn.UserId, turn.UserName, turn.UserTeams, turn.UserRoles);
+        var turnKernel = kernel.Clone();
+        new TurnInvocation(caller, turn.SessionId, turn.Id).AttachTo(turnKernel);
         try
         {
-            while (await StepAsync(turn, caller, cancellationToken))
+            while (await StepAsync(turn, caller, turnKernel, cancellationToken))
             {
             }
         }
-        catch (Exception e) when (e is ClientResultException or HttpOperationException or HttpRequestException)
+        catch (Exception e) when (ModelFailure(e) is { } failure)
         {
             // The resilience handler already retried; the turn stops here and can be retried with a new message.
             logger.LogWarning(e, "Model call of turn {Turn} failed", turn.Id);
             turn.Status = TurnStatus.Failed;
-            turn.Error = $"The model endpoint failed: {e.Message}";
+            turn.Error = failure;
             await SaveAsync(turn, "model_failed", CancellationToken.None);
         }
 
@@ -211,7 +214,7 @@ internal sealed class AgentTurns(
     }
 
     /// <summary>One stored step; false when the turn stopped (finished, waiting or paused).</summary>
-    private async Task<bool> StepAsync(AgentTurn turn, CurrentUser caller, CancellationToken cancellationToken)
+    private async Task<bool> StepAsync(AgentTurn turn, CurrentUser caller, Kernel turnKernel, CancellationToken cancellationToken)
     {
         if (await db.Sessions.AsNoTracking().AnyAsync(s => s.Id == turn.SessionId && s.Status == SessionStatus.Paused, cancellationToken))
         {
@@ -220,10 +223,10 @@ internal sealed class AgentTurns(
             return false;
         }
 
-        var (assistant, pending) = await PendingCallsAsync(turn, cancellationToken);
+        var pending = await PendingCallsAsync(turn, cancellationToken);
         if (pending.Count > 0)
         {
-            return await RunCallAsync(turn, caller, assistant!, pending[0], cancellationToken);
+            return await RunCallAsync(turn, turnKernel, pending[0], cancellationToken);
         }
 
         var offered = await OfferedAsync(caller, cancellationToken);
@@ -273,16 +276,10 @@ internal sealed class AgentTurns(
         return true;
     }
 
-    private async Task<bool> RunCallAsync(AgentTurn turn, CurrentUser caller, AgentMessage assistant, StoredCall call, CancellationToken cancellationToken)
+    private async Task<bool> RunCallAsync(AgentTurn turn, Kernel turnKernel, StoredCall call, CancellationToken cancellationToken)
     {
-        JsonElement arguments;
-        try
+        if (Arguments(turn, call) is not { } arguments)
         {
-            arguments = JsonDocument.Parse(call.Arguments.Length == 0 ? "{}" : call.Arguments).RootElement.Clone();
-        }
-        catch (JsonException e)
-        {
-            db.AgentMessages.Add(ToolMessage(turn, call, Refusal(call.Tool, "invalid_arguments", $"The arguments are not valid JSON: {e.Message}"), "rejected"));
             await SaveAsync(turn, $"tool:{call.Tool}", cancellationToken);
             return true;
         }
@@ -293,10 +290,10 @@ internal sealed class AgentTurns(
         db.AgentMessages.Add(marker);
         await SaveAsync(turn, $"tool:{call.Tool}", cancellationToken);
 
-        ToolCallResponse response;
+        FunctionResult result;
         try
         {
-            response = await pipeline.RunAsync(new ToolCallRequest(caller, turn.SessionId, call.Tool, arguments), cancellationToken);
+            result = await turnKernel.InvokeAsync(ToolFunctions.ForCall(call.Tool, call.Function), arguments, cancellationToken);
         }
         catch (HarnessProblemException e) when (e.Code == "session_paused")
         {
@@ -318,7 +315,9 @@ internal sealed class AgentTurns(
             return true;
         }
 
-        marker.Content = Serialize(response);
+        var response = PipelineFunctionFilter.ResponseOf(result)
+            ?? throw new InvalidOperationException($"The invocation of {call.Tool} returned no pipeline response.");
+        marker.Content = result.GetValue<string>();
         marker.CallStatus = AuditViews.Status(response.Status);
         marker.PipelineCallId = response.Id;
         marker.Tokens = ContextWindow.EstimateTokens(marker.Content);
@@ -334,7 +333,29 @@ internal sealed class AgentTurns(
         return true;
     }
 
-    private async Task<(AgentMessage? Assistant, List<StoredCall> Pending)> PendingCallsAsync(AgentTurn turn, CancellationToken cancellationToken)
+    // The call's arguments as kernel arguments; when they cannot be (not JSON, not an object, names that collide) the
+    // refusal is stored as the call's result, and the model reads why.
+    private KernelArguments? Arguments(AgentTurn turn, StoredCall call)
+    {
+        string? error;
+        try
+        {
+            using var document = JsonDocument.Parse(call.Arguments.Length == 0 ? "{}" : call.Arguments);
+            if (PipelineFunctionFilter.ToKernelArguments(document.RootElement.Clone(), out error) is { } arguments)
+            {
+                return arguments;
+            }
+        }
+        catch (JsonException e)
+        {
+            error = $"The arguments are not valid JSON: {e.Message}";
+        }
+
+        db.AgentMessages.Add(ToolMessage(turn, call, Refusal(call.Tool, "invalid_arguments", error!), "rejected"));
+        return null;
+    }
+
+    private async Task<List<StoredCall>> PendingCallsAsync(AgentTurn turn, CancellationToken cancellationToken)
     {
         var assistant = await db.AgentMessages
             .Where(m => m.TurnId == turn.Id && m.Role == MessageRoles.Assistant)
@@ -342,14 +363,14 @@ internal sealed class AgentTurns(
             .FirstOrDefaultAsync(cancellationToken);
         if (assistant?.ToolCalls is null)
         {
-            return (assistant, []);
+            return [];
         }
 
         var answered = await db.AgentMessages
             .Where(m => m.TurnId == turn.Id && m.Role == MessageRoles.Tool && m.Seq > assistant.Seq)
             .Select(m => m.ToolCallId!)
             .ToListAsync(cancellationToken);
-        return (assistant, StoredCall.Parse(assistant.ToolCalls).Where(c => !answered.Contains(c.Id)).ToList());
+        return StoredCall.Parse(assistant.ToolCalls).Where(c => !answered.Contains(c.Id)).ToList();
     }
 
     // Offered: the tenant's enabled tools that are not denied to this user outright; each call is still decided alone.
@@ -424,6 +445,27 @@ internal sealed class AgentTurns(
     // A result the pipeline did not produce, shaped like its responses so the model reads every result the same way.
     private string Refusal(string tool, string code, string message, string status = "rejected") =>
         Serialize(new { tool, status, error = new { code, message } });
+
+    // Why a model call failed, said without echoing the provider's response body; null for anything that is not a
+    // failure of the model endpoint (those propagate and leave the turn to recovery).
+    private static string? ModelFailure(Exception e)
+    {
+        for (var inner = e; inner is not null; inner = inner.InnerException)
+        {
+            if (inner is Polly.ExecutionRejectedException)
+            {
+                return "The model endpoint did not answer in time, or failed so often that calls to it are paused for a while.";
+            }
+        }
+
+        return e switch
+        {
+            HttpOperationException { StatusCode: { } status } => $"The model endpoint answered {(int)status} ({status}).",
+            ClientResultException { Status: > 0 } result => $"The model endpoint answered {result.Status}.",
+            HttpOperationException or ClientResultException or HttpRequestException => $"The model endpoint could not be reached: {e.Message}",
+            _ => null,
+        };
+    }
 
     private static HarnessProblemException TurnInProgress(Guid sessionId, string state) =>
         new(StatusCodes.Status409Conflict, "turn_in_progress",

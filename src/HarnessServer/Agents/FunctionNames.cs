@@ -38,7 +38,8 @@ internal sealed class FunctionNames
 
     public string? ToTool(string function) => _toTool.GetValueOrDefault(function);
 
-    private static string Sanitize(string name)
+    /// <summary>A name Semantic Kernel accepts as a function name: every character outside <c>[A-Za-z0-9_]</c> becomes <c>_</c>.</summary>
+    public static string Sanitize(string name)
     {
         var builder = new StringBuilder(name.Length);
         foreach (var c in name)

@@ -2,8 +2,15 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
+using HarnessServer.Agents;
 using HarnessServer.Identity;
+using HarnessServer.Pipeline;
 using HarnessServer.Tests.Infrastructure;
+using HarnessServer.Tools;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.SemanticKernel;
+using Microsoft.SemanticKernel.ChatCompletion;
+using Microsoft.SemanticKernel.Connectors.OpenAI;
 
 namespace HarnessServer.Tests.Agents;
 
@@ -369,6 +376,89 @@ public sealed class AgentTurnTests(AgentTurnTests.AgentApplication app) : IClass
         var usage = await (await client.GetAsync($"/v1/sessions/{session}/usage")).JsonAsync(HttpStatusCode.OK);
         Assert.Equal(321, usage.GetProperty("inputTokens").GetInt32());
         Assert.Equal(12, usage.GetProperty("outputTokens").GetInt32());
+    }
+
+    [Fact]
+    public async Task A_model_endpoint_failure_ends_the_turn_with_a_502_problem_and_the_session_takes_the_next_message()
+    {
+        // 400 is not retried: the provider refused the request itself (a context too long, a bad parameter).
+        Model.Call("fs_write", new { path = "before.txt", content = "ran" }).Fail(400).Reply("Recovered.");
+        using var client = Member();
+        var session = await NewSessionAsync(client);
+
+        var problem = await (await SendAsync(client, session, "Write and then fail.")).ProblemAsync(HttpStatusCode.BadGateway, "model_failed");
+
+        Assert.Contains("400", problem.GetProperty("detail").GetString());
+        var called = Assert.Single(problem.GetProperty("toolCalls").EnumerateArray());
+        Assert.Equal("succeeded", called.GetProperty("status").GetString());
+        var turn = await (await client.GetAsync(problem.GetProperty("turn").GetString())).JsonAsync(HttpStatusCode.OK);
+        Assert.Equal(problem.GetProperty("turnId").GetGuid(), turn.GetProperty("turnId").GetGuid());
+        Assert.Equal("failed", turn.GetProperty("status").GetString());
+        Assert.Equal("ran", await ReadFileAsync(client, session, "before.txt"));
+
+        var next = await (await SendAsync(client, session, "Try again.")).JsonAsync(HttpStatusCode.OK);
+        Assert.Equal("Recovered.", next.GetProperty("reply").GetString());
+    }
+
+    [Fact]
+    public async Task Semantic_Kernels_own_automatic_function_calling_also_runs_every_call_through_the_pipeline()
+    {
+        // Automatic invocation finds functions in the kernel's plugins, which the model sees as plugin-function.
+        var model = Model.Call("harness-fs_write", new { path = "auto.txt", content = "from SK" })
+            .Call("harness-shell_exec", new { command = "rm -rf notes" })
+            .Reply("Done.");
+        using var client = Member();
+        var session = await NewSessionAsync(client);
+        await using var scope = app.Services.CreateAsyncScope();
+        var kernel = scope.ServiceProvider.GetRequiredService<Kernel>();
+        new TurnInvocation(new CurrentUser(Tenant, "maria", "maria", ["web"], []), session, Guid.NewGuid()).AttachTo(kernel);
+        var tools = await scope.ServiceProvider.GetRequiredService<ToolRegistry>().ListAsync(Tenant, CancellationToken.None);
+        var names = new FunctionNames(tools.Select(t => t.Name));
+        kernel.Plugins.AddFromFunctions("harness", tools.Where(t => t.Name is "fs.write" or "shell.exec").Select(t => ToolFunctions.For(t, names)));
+        var chat = new OpenAIChatCompletionService("scripted-model",
+            new OpenAI.OpenAIClient(new System.ClientModel.ApiKeyCredential("test-key"), new OpenAI.OpenAIClientOptions { Endpoint = new Uri(app.Model.Endpoint) }));
+        var history = new ChatHistory("You are a test.");
+        history.AddUserMessage("Write a file, then clean up.");
+
+        var answer = await chat.GetChatMessageContentAsync(history, new OpenAIPromptExecutionSettings
+        {
+            FunctionChoiceBehavior = FunctionChoiceBehavior.Auto(autoInvoke: true),
+        }, kernel);
+
+        Assert.Equal("Done.", answer.Content);
+        Assert.Equal("from SK", await ReadFileAsync(client, session, "auto.txt"));
+        Assert.Contains("\"succeeded\"", ContentOf(Assert.Single(Messages(model.Requests[1], "tool"))));
+        var denied = ContentOf(Messages(model.Requests[2], "tool")[1]);
+        Assert.Contains("\"denied\"", denied);
+        Assert.Contains("no deleting", denied);
+    }
+
+    [Fact]
+    public async Task A_kernel_refuses_tool_functions_without_a_turn_and_functions_that_are_not_harness_tools()
+    {
+        using var client = Member();
+        var session = await NewSessionAsync(client);
+        await using var scope = app.Services.CreateAsyncScope();
+        var kernel = scope.ServiceProvider.GetRequiredService<Kernel>();
+        var write = ToolFunctions.ForCall("fs.write", "fs_write");
+        var arguments = new KernelArguments { ["path"] = "orphan.txt", ["content"] = "x" };
+
+        var noTurn = await Assert.ThrowsAsync<InvalidOperationException>(() => kernel.InvokeAsync(write, arguments));
+        Assert.Contains("no turn", noTurn.Message);
+
+        new TurnInvocation(new CurrentUser(Tenant, "maria", "maria", ["web"], []), session, Guid.NewGuid()).AttachTo(kernel);
+        var ran = false;
+        var foreign = KernelFunctionFactory.CreateFromMethod(() => ran = true, "sneaky");
+        var notOurs = await Assert.ThrowsAsync<InvalidOperationException>(() => kernel.InvokeAsync(foreign));
+        Assert.Contains("not a harness tool", notOurs.Message);
+        Assert.False(ran);
+        Assert.Null(await ReadFileAsync(client, session, "orphan.txt"));
+
+        // With the turn attached, the same invocation is a pipeline call like any other.
+        var result = await kernel.InvokeAsync(write, arguments);
+        Assert.Equal(ToolCallStatus.Succeeded, PipelineFunctionFilter.ResponseOf(result)!.Status);
+        Assert.Equal("succeeded", JsonDocument.Parse(result.GetValue<string>()!).RootElement.GetProperty("status").GetString());
+        Assert.Equal("x", await ReadFileAsync(client, session, "orphan.txt"));
     }
 
     [Fact]
