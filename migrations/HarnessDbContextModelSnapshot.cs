@@ -112,6 +112,37 @@ namespace HarnessServer.Migrations
                     b.ToTable("agent_messages", (string)null);
                 });
 
+            modelBuilder.Entity("HarnessServer.Agents.AgentSettings", b =>
+                {
+                    b.Property<string>("TenantId")
+                        .HasMaxLength(200)
+                        .HasColumnType("character varying(200)")
+                        .HasColumnName("tenant_id");
+
+                    b.Property<int>("MemoryItems")
+                        .HasColumnType("integer")
+                        .HasColumnName("memory_items");
+
+                    b.Property<bool>("MemoryRetrieval")
+                        .HasColumnType("boolean")
+                        .HasColumnName("memory_retrieval");
+
+                    b.Property<DateTimeOffset>("UpdatedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("updated_at");
+
+                    b.Property<string>("UpdatedBy")
+                        .IsRequired()
+                        .HasMaxLength(200)
+                        .HasColumnType("character varying(200)")
+                        .HasColumnName("updated_by");
+
+                    b.HasKey("TenantId")
+                        .HasName("pk_agent_settings");
+
+                    b.ToTable("agent_settings", (string)null);
+                });
+
             modelBuilder.Entity("HarnessServer.Agents.AgentTurn", b =>
                 {
                     b.Property<Guid>("Id")

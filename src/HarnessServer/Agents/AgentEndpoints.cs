@@ -28,6 +28,14 @@ internal static class AgentEndpoints
             .WithSummary("Workspace checkpoints, each taken just before the call named with it (owner or admin).");
         group.MapPost("/rollback", RollbackAsync).WithName("Rollback")
             .WithSummary("Restore the workspace to a checkpoint exactly and mark the later history rolled back (owner).");
+        var settings = app.MapGroup("/v1/admin/agent-settings").RequireAuthorization(HarnessPolicies.Admin).WithTags("Agents");
+        settings.MapGet("/", async (CurrentUser user, AgentSettingsService service, CancellationToken ct) =>
+                TypedResults.Ok(await service.GetAsync(user.TenantId, ct)))
+            .WithName("GetAgentSettings").WithSummary("The tenant's agent settings: memory retrieval into turns (off by default).");
+        settings.MapPut("/", async (AgentSettingsBody body, CurrentUser user, AgentSettingsService service, CancellationToken ct) =>
+                TypedResults.Ok(await service.UpdateAsync(user, body, ct)))
+            .WithName("PutAgentSettings").WithSummary("Change the tenant's agent settings (fields left out keep their value); audited.")
+            .ProducesProblem(StatusCodes.Status400BadRequest);
         return app;
     }
 

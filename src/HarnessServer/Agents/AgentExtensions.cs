@@ -21,6 +21,8 @@ internal static class AgentExtensions
             .Validate(o => o.CompactAt is > 0 and <= 1, "Harness:Agent:CompactAt must be a fraction in (0, 1].")
             .Validate(o => o.RecentTurns >= 1, "Harness:Agent:RecentTurns must be at least 1.")
             .Validate(o => o.RecoveryInterval > TimeSpan.Zero, "Harness:Agent:RecoveryInterval must be positive.")
+            .Validate(o => o.MemoryItems is >= 1 and <= AgentSettingsService.MaxMemoryItems,
+                $"Harness:Agent:MemoryItems must be 1-{AgentSettingsService.MaxMemoryItems}.")
             .ValidateOnStart();
 
         // Retries 429, 5xx and timeouts with exponential backoff, with a circuit breaker and per-attempt timeout.
@@ -35,6 +37,8 @@ internal static class AgentExtensions
         services.AddSingleton<TurnLock>();
         services.AddScoped<ContextWindow>();
         services.AddScoped<AgentTurns>();
+        services.AddScoped<AgentSettingsService>();
+        services.AddScoped<MemoryRecall>();
 
         // The kernel of agent turns: its one function-invocation filter runs every tool function through the pipeline.
         services.AddScoped<IFunctionInvocationFilter, PipelineFunctionFilter>();

@@ -26,8 +26,14 @@ internal sealed class AgentOptions
     /// <summary>Most recent turns always kept verbatim in the live context.</summary>
     public int RecentTurns { get; set; } = 4;
 
-    /// <summary>Reserved for retrieving memory items into the context; off until the memory feature lands.</summary>
+    /// <summary>
+    /// Whether turns start by retrieving relevant memory items into the context, for tenants whose admins have not
+    /// chosen (<c>/v1/admin/agent-settings</c>). Off: a tenant turns it on for itself.
+    /// </summary>
     public bool MemoryRetrieval { get; set; }
+
+    /// <summary>The default number of memory items retrieved into a turn's context.</summary>
+    public int MemoryItems { get; set; } = 5;
 
     /// <summary>How often recovery looks for turns whose process died or whose approval was decided.</summary>
     public TimeSpan RecoveryInterval { get; set; } = TimeSpan.FromSeconds(15);

@@ -48,6 +48,9 @@ internal static class MessageRoles
     public const string Assistant = "assistant";
     public const string Tool = "tool";
     public const string Summary = "summary";
+
+    /// <summary>Memory items retrieved for the user message before it (see <see cref="MemoryRecall"/>).</summary>
+    public const string Memory = "memory";
 }
 
 /// <summary>

@@ -36,6 +36,7 @@ internal sealed class AgentTurns(
     PolicyService policies,
     AgentModel model,
     ContextWindow context,
+    MemoryRecall memory,
     TurnLock locks,
     AuditChain audit,
     IOptions<AgentOptions> options,
@@ -103,6 +104,23 @@ internal sealed class AgentTurns(
             CreatedAt = now,
         });
         await db.SaveChangesAsync(cancellationToken);
+
+        // Saved after the user's message, so it follows it in the history (sequence order) and stays with its turn.
+        if (await memory.RecallAsync(user, content, cancellationToken) is { } recalled)
+        {
+            db.AgentMessages.Add(new AgentMessage
+            {
+                TenantId = user.TenantId,
+                SessionId = sessionId,
+                TurnId = turn.Id,
+                Role = MessageRoles.Memory,
+                Content = recalled,
+                Tokens = ContextWindow.EstimateTokens(recalled),
+                CreatedAt = now,
+            });
+            await db.SaveChangesAsync(cancellationToken);
+        }
+
         return await RunAsync(turn, cancellationToken);
     }
 

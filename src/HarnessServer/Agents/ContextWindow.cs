@@ -133,6 +133,9 @@ internal sealed class ContextWindow(HarnessDbContext db, AgentModel model, IOpti
         {
             case MessageRoles.User:
                 return new(AuthorRole.User, message.Content);
+            case MessageRoles.Memory:
+                // As user-side text, never as system instructions: memory holds what people saved, not our rules.
+                return new(AuthorRole.User, message.Content);
             case MessageRoles.Tool:
                 return new(AuthorRole.Tool, message.Content ?? "", metadata: new Dictionary<string, object?>
                 {

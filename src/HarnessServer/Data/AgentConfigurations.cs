@@ -72,3 +72,13 @@ internal sealed class WorkspaceCheckpointConfiguration : IEntityTypeConfiguratio
         builder.HasOne<ToolCall>().WithMany().HasForeignKey(c => c.ToolCallId);
     }
 }
+
+internal sealed class AgentSettingsConfiguration : IEntityTypeConfiguration<AgentSettings>
+{
+    public void Configure(EntityTypeBuilder<AgentSettings> builder)
+    {
+        builder.HasKey(s => s.TenantId);
+        builder.Property(s => s.TenantId).HasMaxLength(Limits.Identifier);
+        builder.Property(s => s.UpdatedBy).HasMaxLength(Limits.Identifier);
+    }
+}

@@ -462,6 +462,62 @@ public sealed class AgentTurnTests(AgentTurnTests.AgentApplication app) : IClass
     }
 
     [Fact]
+    public async Task Memory_retrieval_is_off_by_default_and_when_an_admin_turns_it_on_turns_get_what_the_user_may_read()
+    {
+        const string tenant = "agents-recall";
+        using var admin = app.ClientFor("root", tenant, roles: [HarnessRoles.Admin]);
+        (await admin.PutAsync("/v1/admin/policies/org", new StringContent("""
+            default: deny
+            rules:
+              - tool: "memory.*"
+                effect: allow
+                args: { namespace: ["user", "team:web"] }
+              - tool: "memory.save"
+                effect: allow
+                args: { namespace: "team:ops" }
+            """, Encoding.UTF8, "application/yaml"))).EnsureSuccessStatusCode();
+        using var maria = app.ClientFor("maria", tenant, ["web", "ops"]);
+        using var bob = app.ClientFor("bob", tenant, ["web"]);
+        async Task SaveAsync(HttpClient client, string ns, string content) =>
+            await (await client.PostAsJsonAsync($"/v1/memory/{ns}/items", new { content })).JsonAsync(HttpStatusCode.Created);
+        await SaveAsync(maria, "user", "Maria deploys the billing service with blue-green releases.");
+        await SaveAsync(bob, "team:web", "The billing service deploy needs the release checklist first.");
+        await SaveAsync(bob, "user", "Bob's private note about the billing service deploy.");
+        await SaveAsync(maria, "team:ops", "Ops note about the billing service deploy, not readable by policy.");
+        var session = await NewSessionAsync(maria);
+
+        var defaults = await (await admin.GetAsync("/v1/admin/agent-settings")).JsonAsync(HttpStatusCode.OK);
+        Assert.False(defaults.GetProperty("memoryRetrieval").GetBoolean());
+        var model = Model.Reply("Noted.");
+        await (await SendAsync(maria, session, "How do I deploy the billing service?")).JsonAsync(HttpStatusCode.OK);
+        Assert.DoesNotContain(Messages(model.Requests[0], "user"), m => ContentOf(m).Contains("retrieved from memory"));
+
+        await (await maria.PutAsJsonAsync("/v1/admin/agent-settings", new { memoryRetrieval = true })).ProblemAsync(HttpStatusCode.Forbidden);
+        await (await admin.PutAsJsonAsync("/v1/admin/agent-settings", new { memoryItems = 0 })).ProblemAsync(HttpStatusCode.BadRequest, "invalid_settings");
+        var changed = await (await admin.PutAsJsonAsync("/v1/admin/agent-settings", new { memoryRetrieval = true })).JsonAsync(HttpStatusCode.OK);
+        Assert.True(changed.GetProperty("memoryRetrieval").GetBoolean());
+        Assert.Equal(5, changed.GetProperty("memoryItems").GetInt32());
+
+        model = Model.Reply("Use blue-green after the checklist.");
+        await (await SendAsync(maria, session, "How do I deploy the billing service?")).JsonAsync(HttpStatusCode.OK);
+
+        var recalled = ContentOf(Messages(model.Requests[0], "user").Last());
+        Assert.Contains("retrieved from memory", recalled);
+        Assert.Contains("[user] Maria deploys the billing service", recalled);
+        Assert.Contains("[team:web] The billing service deploy needs the release checklist", recalled);
+        Assert.DoesNotContain("Bob's private note", recalled);
+        Assert.DoesNotContain("Ops note", recalled);
+        Assert.DoesNotContain(Messages(model.Requests[0], "system"), m => ContentOf(m).Contains("retrieved from memory"));
+        var history = await (await maria.GetAsync($"/v1/sessions/{session}/messages")).JsonAsync(HttpStatusCode.OK);
+        Assert.Equal("memory", history.EnumerateArray().Last(m => m.GetProperty("role").GetString() != "assistant").GetProperty("role").GetString());
+
+        var audit = await (await admin.GetAsync("/v1/audit/events?type=agent.settings_changed")).JsonAsync(HttpStatusCode.OK);
+        var settingsEvent = Assert.Single(audit.GetProperty("events").EnumerateArray(), e => e.GetProperty("type").GetString() == "agent.settings_changed");
+        Assert.True(settingsEvent.GetProperty("payload").GetProperty("after").GetProperty("memoryRetrieval").GetBoolean());
+        Assert.False(settingsEvent.GetProperty("payload").GetProperty("before").GetProperty("memoryRetrieval").GetBoolean());
+    }
+
+    [Fact]
     public async Task Another_users_session_does_not_exist_for_messages()
     {
         using var owner = Member();

@@ -1,0 +1,76 @@
+using System.Text.Json.Nodes;
+using HarnessServer.Audit;
+using HarnessServer.Data;
+using HarnessServer.Http;
+using HarnessServer.Identity;
+using HarnessServer.Tenancy;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
+
+namespace HarnessServer.Agents;
+
+/// <summary>
+/// A tenant's settings for agent turns, edited by its admins (<c>/v1/admin/agent-settings</c>). A tenant without a
+/// stored row gets the configured defaults (<c>Harness:Agent:MemoryRetrieval</c>, off).
+/// </summary>
+internal sealed class AgentSettings : ITenantOwned
+{
+    public required string TenantId { get; set; }
+
+    /// <summary>Whether each turn starts by retrieving relevant items from the user's and their teams' memory.</summary>
+    public bool MemoryRetrieval { get; set; }
+
+    /// <summary>How many items at most are retrieved into the context of a turn.</summary>
+    public int MemoryItems { get; set; }
+
+    public required string UpdatedBy { get; set; }
+    public DateTimeOffset UpdatedAt { get; set; }
+}
+
+/// <summary>The body and answer of <c>/v1/admin/agent-settings</c>.</summary>
+internal sealed record AgentSettingsView(bool MemoryRetrieval, int MemoryItems, string? UpdatedBy, DateTimeOffset? UpdatedAt);
+
+internal sealed record AgentSettingsBody(bool? MemoryRetrieval, int? MemoryItems);
+
+internal sealed class AgentSettingsService(HarnessDbContext db, TenantContext tenant, AuditChain audit, IOptions<AgentOptions> options, TimeProvider time)
+{
+    public const int MaxMemoryItems = 20;
+
+    public async Task<AgentSettingsView> GetAsync(string tenantId, CancellationToken cancellationToken)
+    {
+        tenant.Set(tenantId);
+        var stored = await db.AgentSettings.AsNoTracking().FirstOrDefaultAsync(cancellationToken);
+        return stored is null
+            ? new AgentSettingsView(options.Value.MemoryRetrieval, options.Value.MemoryItems, null, null)
+            : new AgentSettingsView(stored.MemoryRetrieval, stored.MemoryItems, stored.UpdatedBy, stored.UpdatedAt);
+    }
+
+    /// <summary>Replaces the given fields (absent ones keep their value) and audits the change with both values.</summary>
+    public async Task<AgentSettingsView> UpdateAsync(CurrentUser admin, AgentSettingsBody body, CancellationToken cancellationToken)
+    {
+        if (body.MemoryItems is < 1 or > MaxMemoryItems)
+        {
+            throw new HarnessProblemException(StatusCodes.Status400BadRequest, "invalid_settings",
+                $"memoryItems is {body.MemoryItems}; it must be between 1 and {MaxMemoryItems}.");
+        }
+
+        var before = await GetAsync(admin.TenantId, cancellationToken);
+        var after = new AgentSettingsView(body.MemoryRetrieval ?? before.MemoryRetrieval, body.MemoryItems ?? before.MemoryItems, admin.UserId, time.GetUtcNow());
+        await audit.AppendAsync(admin.TenantId, async (unit, ct) =>
+        {
+            // One row per tenant: an upsert, so two admins saving at once both land, the later one last.
+            await unit.Db.Database.ExecuteSqlInterpolatedAsync($"""
+                INSERT INTO agent_settings (tenant_id, memory_retrieval, memory_items, updated_by, updated_at)
+                VALUES ({admin.TenantId}, {after.MemoryRetrieval}, {after.MemoryItems}, {admin.UserId}, {after.UpdatedAt})
+                ON CONFLICT (tenant_id) DO UPDATE SET memory_retrieval = EXCLUDED.memory_retrieval,
+                    memory_items = EXCLUDED.memory_items, updated_by = EXCLUDED.updated_by, updated_at = EXCLUDED.updated_at
+                """, ct);
+            return (after, (IReadOnlyList<AuditEntry>)[new AuditEntry("agent.settings_changed", new AuditActor(admin.UserId, admin.DisplayName), Payload: new JsonObject
+            {
+                ["before"] = new JsonObject { ["memoryRetrieval"] = before.MemoryRetrieval, ["memoryItems"] = before.MemoryItems },
+                ["after"] = new JsonObject { ["memoryRetrieval"] = after.MemoryRetrieval, ["memoryItems"] = after.MemoryItems },
+            })]);
+        }, cancellationToken);
+        return after;
+    }
+}
