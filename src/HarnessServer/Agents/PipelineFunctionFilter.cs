@@ -9,7 +9,7 @@ using Microsoft.SemanticKernel;
 namespace HarnessServer.Agents;
 
 /// <summary>Who a kernel's tool functions run for: set on the turn's kernel, read by <see cref="PipelineFunctionFilter"/>.</summary>
-internal sealed record TurnInvocation(CurrentUser Caller, Guid SessionId, Guid TurnId)
+internal sealed record TurnInvocation(CurrentUser Caller, Guid SessionId)
 {
     private const string Key = "harness.turn";
 

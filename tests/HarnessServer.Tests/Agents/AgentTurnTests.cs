@@ -411,7 +411,7 @@ public sealed class AgentTurnTests(AgentTurnTests.AgentApplication app) : IClass
         var session = await NewSessionAsync(client);
         await using var scope = app.Services.CreateAsyncScope();
         var kernel = scope.ServiceProvider.GetRequiredService<Kernel>();
-        new TurnInvocation(new CurrentUser(Tenant, "maria", "maria", ["web"], []), session, Guid.NewGuid()).AttachTo(kernel);
+        new TurnInvocation(new CurrentUser(Tenant, "maria", "maria", ["web"], []), session).AttachTo(kernel);
         var tools = await scope.ServiceProvider.GetRequiredService<ToolRegistry>().ListAsync(Tenant, CancellationToken.None);
         var names = new FunctionNames(tools.Select(t => t.Name));
         kernel.Plugins.AddFromFunctions("harness", tools.Where(t => t.Name is "fs.write" or "shell.exec").Select(t => ToolFunctions.For(t, names)));
@@ -446,7 +446,7 @@ public sealed class AgentTurnTests(AgentTurnTests.AgentApplication app) : IClass
         var noTurn = await Assert.ThrowsAsync<InvalidOperationException>(() => kernel.InvokeAsync(write, arguments));
         Assert.Contains("no turn", noTurn.Message);
 
-        new TurnInvocation(new CurrentUser(Tenant, "maria", "maria", ["web"], []), session, Guid.NewGuid()).AttachTo(kernel);
+        new TurnInvocation(new CurrentUser(Tenant, "maria", "maria", ["web"], []), session).AttachTo(kernel);
         var ran = false;
         var foreign = KernelFunctionFactory.CreateFromMethod(() => ran = true, "sneaky");
         var notOurs = await Assert.ThrowsAsync<InvalidOperationException>(() => kernel.InvokeAsync(foreign));
