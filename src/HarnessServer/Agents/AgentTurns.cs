@@ -93,31 +93,13 @@ internal sealed class AgentTurns(
             UpdatedAt = now,
         };
         db.AgentTurns.Add(turn);
-        db.AgentMessages.Add(new AgentMessage
-        {
-            TenantId = user.TenantId,
-            SessionId = sessionId,
-            TurnId = turn.Id,
-            Role = MessageRoles.User,
-            Content = content,
-            Tokens = ContextWindow.EstimateTokens(content),
-            CreatedAt = now,
-        });
+        db.AgentMessages.Add(TextMessage(turn, MessageRoles.User, content));
         await db.SaveChangesAsync(cancellationToken);
 
         // Saved after the user's message, so it follows it in the history (sequence order) and stays with its turn.
         if (await memory.RecallAsync(user, content, cancellationToken) is { } recalled)
         {
-            db.AgentMessages.Add(new AgentMessage
-            {
-                TenantId = user.TenantId,
-                SessionId = sessionId,
-                TurnId = turn.Id,
-                Role = MessageRoles.Memory,
-                Content = recalled,
-                Tokens = ContextWindow.EstimateTokens(recalled),
-                CreatedAt = now,
-            });
+            db.AgentMessages.Add(TextMessage(turn, MessageRoles.Memory, recalled));
             await db.SaveChangesAsync(cancellationToken);
         }
 
@@ -436,6 +418,17 @@ internal sealed class AgentTurns(
             marker.Tokens = ContextWindow.EstimateTokens(marker.Content);
         }
     }
+
+    private AgentMessage TextMessage(AgentTurn turn, string role, string content) => new()
+    {
+        TenantId = turn.TenantId,
+        SessionId = turn.SessionId,
+        TurnId = turn.Id,
+        Role = role,
+        Content = content,
+        Tokens = ContextWindow.EstimateTokens(content),
+        CreatedAt = time.GetUtcNow(),
+    };
 
     private AgentMessage ToolMessage(AgentTurn turn, StoredCall call, string? content, string status) => new()
     {
