@@ -14,9 +14,12 @@ internal sealed record AuditPublicKey(string KeyId, string Algorithm, string Spk
 /// stores it in the insert-only <c>audit_checkpoints</c>. A later chain that is shorter than, or differs from, a
 /// signed checkpoint is caught by <see cref="AuditVerifier"/>.
 /// </summary>
-internal sealed class AuditCheckpoints(NpgsqlDataSource database, AuditSigningKey key, TimeProvider time)
+internal sealed class AuditCheckpoints(NpgsqlDataSource database, AuditSigningKey key, AuditRetiredKeys retired, TimeProvider time)
 {
     public AuditPublicKey PublicKey { get; } = new(key.KeyId, "ES256", key.PublicKeySpki, key.PublicKeyPem);
+
+    /// <summary>Keys the server signed with before a rotation; their checkpoints still verify.</summary>
+    public IReadOnlyList<AuditPublicKey> RetiredKeys => retired.Keys;
 
     /// <summary>Signs the tenant's current head; null when the tenant has no events yet.</summary>
     public async Task<AuditCheckpoint?> CreateAsync(string tenantId, CancellationToken ct)
@@ -82,17 +85,19 @@ internal sealed class AuditCheckpoints(NpgsqlDataSource database, AuditSigningKe
         return tenants;
     }
 
-    /// <summary>True when the checkpoint was signed by this server's key over exactly these values.</summary>
+    /// <summary>True when the checkpoint was signed, over exactly these values, by this server's key or a retired one.</summary>
     public bool IsAuthentic(AuditCheckpoint checkpoint)
     {
-        if (checkpoint.KeyId != key.KeyId)
+        Span<byte> signature = stackalloc byte[128];
+        if (!Convert.TryFromBase64String(checkpoint.Signature, signature, out var length))
         {
             return false;
         }
 
-        Span<byte> signature = stackalloc byte[128];
-        return Convert.TryFromBase64String(checkpoint.Signature, signature, out var length)
-               && key.Verify(SignedBytes(checkpoint.Tenant, checkpoint.Seq, checkpoint.Hash, checkpoint.At), signature[..length]);
+        var signed = SignedBytes(checkpoint.Tenant, checkpoint.Seq, checkpoint.Hash, checkpoint.At);
+        return checkpoint.KeyId == key.KeyId
+            ? key.Verify(signed, signature[..length])
+            : retired.Verify(checkpoint.KeyId, signed, signature[..length]);
     }
 
     /// <summary>The canonical JSON <c>{"at":…,"hash":…,"seq":…,"tenant":…}</c> that a checkpoint signature covers.</summary>

@@ -16,8 +16,8 @@ internal sealed record AuditEventView(
 /// <summary>A page of events; <c>next</c> is the <c>after</c> of the following page, null on the last one.</summary>
 internal sealed record AuditEventPage(IReadOnlyList<AuditEventView> Events, [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] long? Next);
 
-/// <summary>The checkpoints of the caller's tenant with the key that signed them.</summary>
-internal sealed record AuditCheckpointPage(AuditPublicKey PublicKey, IReadOnlyList<AuditCheckpoint> Checkpoints, [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] long? Next);
+/// <summary>The checkpoints of the caller's tenant with the keys that verify them (current, and retired by rotations).</summary>
+internal sealed record AuditCheckpointPage(AuditPublicKey PublicKey, IReadOnlyList<AuditPublicKey> RetiredKeys, IReadOnlyList<AuditCheckpoint> Checkpoints, [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] long? Next);
 
 internal static class AuditEndpoints
 {
@@ -122,7 +122,7 @@ internal static class AuditEndpoints
 
         var page = await checkpoints.ListAsync(caller.TenantId, after ?? 0, take + 1, ct);
         var shown = page.Take(take).ToList();
-        return TypedResults.Ok(new AuditCheckpointPage(checkpoints.PublicKey, shown, page.Count > take ? shown[^1].Seq : null));
+        return TypedResults.Ok(new AuditCheckpointPage(checkpoints.PublicKey, checkpoints.RetiredKeys, shown, page.Count > take ? shown[^1].Seq : null));
     }
 
     private static async Task<Results<Ok<AuditCheckpoint>, ProblemHttpResult>> CreateCheckpoint(

@@ -22,6 +22,12 @@ internal static class AuditExtensions
             var path = Path.Combine(environment.ContentRootPath, options.SigningKeyPath);
             return AuditSigningKey.Load(path, options.GenerateSigningKey || environment.IsDevelopment());
         });
+        builder.Services.AddSingleton(services =>
+        {
+            var options = services.GetRequiredService<IOptions<AuditOptions>>().Value;
+            var root = services.GetRequiredService<IHostEnvironment>().ContentRootPath;
+            return new AuditRetiredKeys(options.RetiredPublicKeyPaths.Select(p => Path.Combine(root, p)));
+        });
         builder.Services.AddSingleton(services => new AuditChain(
             services.GetRequiredService<NpgsqlDataSource>(),
             services.GetRequiredService<TimeProvider>(),

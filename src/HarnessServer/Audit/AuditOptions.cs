@@ -6,6 +6,12 @@ internal sealed class AuditOptions
     /// <summary>PKCS#8 PEM of the ECDSA P-256 checkpoint signing key; relative paths are under the content root.</summary>
     public string SigningKeyPath { get; set; } = ".data/audit-signing-key.pem";
 
+    /// <summary>
+    /// PEM files of the public keys of signing keys used before a rotation (relative paths are under the content
+    /// root), so the checkpoints they signed still verify.
+    /// </summary>
+    public string[] RetiredPublicKeyPaths { get; set; } = [];
+
     /// <summary>Create the key when it is missing (always allowed in Development).</summary>
     public bool GenerateSigningKey { get; set; }
 

@@ -17,8 +17,11 @@ internal sealed class AuditSigningKey : IDisposable
         var spki = key.ExportSubjectPublicKeyInfo();
         PublicKeySpki = Convert.ToBase64String(spki);
         PublicKeyPem = key.ExportSubjectPublicKeyInfoPem();
-        KeyId = Convert.ToHexStringLower(SHA256.HashData(spki))[..16];
+        KeyId = IdOf(spki);
     }
+
+    /// <summary>A key's id: the first 16 hex characters of SHA-256 over its DER SubjectPublicKeyInfo.</summary>
+    public static string IdOf(ReadOnlySpan<byte> spki) => Convert.ToHexStringLower(SHA256.HashData(spki))[..16];
 
     /// <summary>The first 16 hex characters of SHA-256 over the DER SubjectPublicKeyInfo.</summary>
     public string KeyId { get; }
@@ -84,4 +87,58 @@ internal sealed class AuditSigningKey : IDisposable
     }
 
     public void Dispose() => _key.Dispose();
+}
+
+/// <summary>
+/// Public keys of signing keys the server no longer signs with (<c>Harness:Audit:RetiredPublicKeyPaths</c>), so the
+/// checkpoints they signed still verify after a rotation. Only public keys: nothing can be signed with them.
+/// </summary>
+internal sealed class AuditRetiredKeys : IDisposable
+{
+    private readonly Dictionary<string, ECDsa> _keys = new(StringComparer.Ordinal);
+
+    public static AuditRetiredKeys None { get; } = new([]);
+
+    public AuditRetiredKeys(IEnumerable<string> paths)
+    {
+        var keys = new List<AuditPublicKey>();
+        foreach (var path in paths)
+        {
+            if (!File.Exists(path))
+            {
+                throw new InvalidOperationException($"The retired audit key '{path}' (Harness:Audit:RetiredPublicKeyPaths) does not exist.");
+            }
+
+            var key = ECDsa.Create();
+            // A public key PEM, or the retired private key itself: only its public half is kept.
+            key.ImportFromPem(File.ReadAllText(path));
+            if (key.KeySize != 256)
+            {
+                throw new InvalidOperationException($"The retired audit key '{path}' is not an ECDSA P-256 key.");
+            }
+
+            var spki = key.ExportSubjectPublicKeyInfo();
+            var id = AuditSigningKey.IdOf(spki);
+            if (_keys.TryAdd(id, key))
+            {
+                keys.Add(new AuditPublicKey(id, "ES256", Convert.ToBase64String(spki), key.ExportSubjectPublicKeyInfoPem()));
+            }
+        }
+
+        Keys = keys;
+    }
+
+    public IReadOnlyList<AuditPublicKey> Keys { get; }
+
+    /// <summary>True when <paramref name="keyId"/> is a retired key and its signature over the data holds.</summary>
+    public bool Verify(string keyId, ReadOnlySpan<byte> data, ReadOnlySpan<byte> signature) =>
+        _keys.TryGetValue(keyId, out var key) && key.VerifyData(data, signature, HashAlgorithmName.SHA256, DSASignatureFormat.Rfc3279DerSequence);
+
+    public void Dispose()
+    {
+        foreach (var key in _keys.Values)
+        {
+            key.Dispose();
+        }
+    }
 }

@@ -48,7 +48,7 @@ internal sealed class AuditVerifier(NpgsqlDataSource database, AuditCheckpoints 
         {
             if (!checkpoints.IsAuthentic(checkpoint))
             {
-                return Done(state.Fail(checkpoint.Seq, $"The checkpoint at seq {checkpoint.Seq} is not signed by this server's key ({checkpoints.PublicKey.KeyId})."));
+                return Done(state.Fail(checkpoint.Seq, $"The checkpoint at seq {checkpoint.Seq} (key {checkpoint.KeyId}) is not signed by this server's key ({checkpoints.PublicKey.KeyId}) or a retired one."));
             }
         }
 

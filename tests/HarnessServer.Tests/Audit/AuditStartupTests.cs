@@ -1,4 +1,6 @@
+using System.Net;
 using HarnessServer.Audit;
+using HarnessServer.Identity;
 using HarnessServer.Tests.Infrastructure;
 using Npgsql;
 using static HarnessServer.Tests.Audit.AuditTestData;
@@ -20,6 +22,51 @@ public sealed class AuditStartupTests
     {
         protected override void Configure(IDictionary<string, string?> settings) =>
             settings["Harness:Audit:CheckpointInterval"] = "00:00:00.200";
+    }
+
+    /// <summary>A server whose signing key was rotated: the key it used before is listed as retired.</summary>
+    private sealed class RotatedKeyApplication : HarnessApplication
+    {
+        public AuditSigningKey Retired { get; } = AuditSigningKey.Generate();
+
+        protected override void Configure(IDictionary<string, string?> settings)
+        {
+            var path = Path.Combine(DataRoot, "retired-audit-key.pub.pem");
+            Directory.CreateDirectory(DataRoot);
+            File.WriteAllText(path, Retired.PublicKeyPem);
+            settings["Harness:Audit:RetiredPublicKeyPaths:0"] = path;
+        }
+    }
+
+    [Fact]
+    public async Task Checkpoints_signed_before_a_key_rotation_still_verify_and_unknown_keys_do_not()
+    {
+        var app = new RotatedKeyApplication();
+        await app.InitializeAsync();
+        await using (app)
+        {
+            var database = app.Service<NpgsqlDataSource>();
+            await app.Service<AuditChain>().AppendAsync("rotated", [Entry(1), Entry(2)], default);
+            await app.Service<AuditChain>().AppendAsync("forged", [Entry(1), Entry(2)], default);
+            // Signed as the server signed before the rotation, and by a key the server never knew.
+            await new AuditCheckpoints(database, app.Retired, AuditRetiredKeys.None, TimeProvider.System).CreateAsync("rotated", default);
+            using var stranger = AuditSigningKey.Generate();
+            await new AuditCheckpoints(database, stranger, AuditRetiredKeys.None, TimeProvider.System).CreateAsync("forged", default);
+
+            using var rotated = app.ClientFor("carol", "rotated", roles: [HarnessRoles.Auditor]);
+            var listed = await (await rotated.GetAsync("/v1/audit/checkpoints")).JsonAsync(HttpStatusCode.OK);
+            Assert.Equal(app.Retired.KeyId, Assert.Single(listed.GetProperty("retiredKeys").EnumerateArray()).GetProperty("keyId").GetString());
+            Assert.NotEqual(app.Retired.KeyId, listed.GetProperty("publicKey").GetProperty("keyId").GetString());
+            Assert.Equal(app.Retired.KeyId, Assert.Single(listed.GetProperty("checkpoints").EnumerateArray()).GetProperty("keyId").GetString());
+            var verified = await (await rotated.GetAsync("/v1/audit/verify")).JsonAsync(HttpStatusCode.OK);
+            Assert.True(verified.GetProperty("valid").GetBoolean(), verified.ToString());
+
+            using var forged = app.ClientFor("carol", "forged", roles: [HarnessRoles.Auditor]);
+            var refused = await (await forged.GetAsync("/v1/audit/verify")).JsonAsync(HttpStatusCode.OK);
+            Assert.False(refused.GetProperty("valid").GetBoolean());
+            Assert.Equal(2, refused.GetProperty("firstInvalidSeq").GetInt64());
+            Assert.Contains(stranger.KeyId, refused.GetProperty("reason").GetString());
+        }
     }
 
     [Fact]
