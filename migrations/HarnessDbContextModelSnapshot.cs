@@ -1001,6 +1001,34 @@ namespace HarnessServer.Migrations
                     b.ToTable("workspace_checkpoints", (string)null);
                 });
 
+            modelBuilder.Entity("HarnessServer.Tools.HttpFetchDomains", b =>
+                {
+                    b.Property<string>("TenantId")
+                        .HasMaxLength(200)
+                        .HasColumnType("character varying(200)")
+                        .HasColumnName("tenant_id");
+
+                    b.PrimitiveCollection<string[]>("Domains")
+                        .IsRequired()
+                        .HasColumnType("text[]")
+                        .HasColumnName("domains");
+
+                    b.Property<DateTimeOffset>("UpdatedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("updated_at");
+
+                    b.Property<string>("UpdatedBy")
+                        .IsRequired()
+                        .HasMaxLength(200)
+                        .HasColumnType("character varying(200)")
+                        .HasColumnName("updated_by");
+
+                    b.HasKey("TenantId")
+                        .HasName("pk_http_fetch_domains");
+
+                    b.ToTable("http_fetch_domains", (string)null);
+                });
+
             modelBuilder.Entity("HarnessServer.Tools.ToolRegistration", b =>
                 {
                     b.Property<string>("TenantId")

@@ -26,6 +26,7 @@ internal sealed class HarnessDbContext(DbContextOptions<HarnessDbContext> option
     public DbSet<Agents.AgentMessage> AgentMessages => Set<Agents.AgentMessage>();
     public DbSet<Agents.ModelCall> ModelCalls => Set<Agents.ModelCall>();
     public DbSet<Agents.AgentSettings> AgentSettings => Set<Agents.AgentSettings>();
+    public DbSet<Tools.HttpFetchDomains> HttpFetchDomains => Set<Tools.HttpFetchDomains>();
     public DbSet<Sessions.WorkspaceCheckpoint> WorkspaceCheckpoints => Set<Sessions.WorkspaceCheckpoint>();
 
     protected override void OnModelCreating(ModelBuilder modelBuilder)

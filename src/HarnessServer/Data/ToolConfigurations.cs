@@ -18,3 +18,13 @@ internal sealed class ToolRegistrationConfiguration : IEntityTypeConfiguration<T
         builder.HasOne<Tenant>().WithMany().HasForeignKey(t => t.TenantId);
     }
 }
+
+internal sealed class HttpFetchDomainsConfiguration : IEntityTypeConfiguration<Tools.HttpFetchDomains>
+{
+    public void Configure(EntityTypeBuilder<Tools.HttpFetchDomains> builder)
+    {
+        builder.HasKey(d => d.TenantId);
+        builder.Property(d => d.TenantId).HasMaxLength(Limits.Identifier);
+        builder.Property(d => d.UpdatedBy).HasMaxLength(Limits.Identifier);
+    }
+}

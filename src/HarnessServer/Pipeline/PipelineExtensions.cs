@@ -23,6 +23,7 @@ internal static class PipelineExtensions
         services.AddOptions<HttpFetchOptions>().BindConfiguration("Harness:HttpFetch")
             .Validate(o => o.MaxResponseBytes > 0 && o.TimeoutSeconds > 0 && o.MaxRedirects >= 0, "Harness:HttpFetch limits must be positive.")
             .ValidateOnStart();
+        services.AddSingleton<HttpFetchAllowList>();
         services.AddSingleton<HttpFetchTool>();
         services.AddScoped<ToolExecutors>();
 

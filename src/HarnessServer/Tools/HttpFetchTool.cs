@@ -31,7 +31,8 @@ internal sealed class HttpFetchTool : IDisposable
         _client = new HttpClient(handler) { Timeout = TimeSpan.FromSeconds(_options.TimeoutSeconds) };
     }
 
-    public async Task<ToolOutcome> FetchAsync(string tenant, string url, CancellationToken cancellationToken)
+    /// <summary>Fetches <paramref name="url"/> when its host, and the host of every redirect, is on <paramref name="allowed"/>.</summary>
+    public async Task<ToolOutcome> FetchAsync(IReadOnlyList<string> allowed, string url, CancellationToken cancellationToken)
     {
         if (!Uri.TryCreate(url, UriKind.Absolute, out var uri))
         {
@@ -40,7 +41,7 @@ internal sealed class HttpFetchTool : IDisposable
 
         for (var hop = 0; ; hop++)
         {
-            if (Refusal(tenant, uri) is { } refusal)
+            if (Refusal(allowed, uri) is { } refusal)
             {
                 return refusal;
             }
@@ -95,7 +96,7 @@ internal sealed class HttpFetchTool : IDisposable
         }
     }
 
-    private ToolOutcome? Refusal(string tenant, Uri uri)
+    private static ToolOutcome? Refusal(IReadOnlyList<string> allowed, Uri uri)
     {
         if (uri.Scheme is not ("http" or "https"))
         {
@@ -108,16 +109,10 @@ internal sealed class HttpFetchTool : IDisposable
         }
 
         var host = uri.IdnHost.TrimEnd('.').ToLowerInvariant();
-        var allowed = _options.AllowedDomains.GetValueOrDefault(tenant) ?? [];
-        return allowed.Any(domain => DomainMatches(domain.ToLowerInvariant(), host))
+        return allowed.Any(domain => HttpFetchAllowList.Matches(domain, host))
             ? null
             : ToolOutcome.Failure("domain_not_allowed", $"'{host}' is not on this tenant's http.fetch allow-list.");
     }
-
-    internal static bool DomainMatches(string pattern, string host) =>
-        pattern.StartsWith("*.", StringComparison.Ordinal)
-            ? host.EndsWith(pattern[1..], StringComparison.Ordinal) && host.Length > pattern.Length - 1
-            : host == pattern;
 
     private async Task<(string Body, bool Truncated)> ReadCappedAsync(HttpResponseMessage response, CancellationToken cancellationToken)
     {

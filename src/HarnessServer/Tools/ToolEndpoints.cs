@@ -23,6 +23,16 @@ internal static partial class ToolEndpoints
         group.MapPut("/{name}", ReplaceAsync).WithName("ReplaceTool")
             .WithSummary("Replace a tool; for a built-in only its description and enabled flag can change.");
         group.MapDelete("/{name}", DeleteAsync).WithName("DeleteTool");
+
+        var fetch = app.MapGroup("/v1/admin/http-fetch/domains").RequireAuthorization(HarnessPolicies.Admin).WithTags("Tools");
+        fetch.MapGet("/", async (CurrentUser user, HttpFetchAllowList allowList, CancellationToken ct) => TypedResults.Ok(await allowList.GetAsync(user.TenantId, ct)))
+            .WithName("GetHttpFetchDomains")
+            .WithSummary("The domains http.fetch may reach: those the tenant's admins set, those the operator configured, and both.");
+        fetch.MapPut("/", async (HttpFetchDomainsBody body, CurrentUser user, HttpFetchAllowList allowList, AuditChain audit, CancellationToken ct) =>
+                TypedResults.Ok(await allowList.ReplaceAsync(user, body, audit, ct)))
+            .WithName("PutHttpFetchDomains")
+            .WithSummary("Replace the admins' allow-list ('example.com', '*.example.com'); validated, audited with the list before and after.")
+            .ProducesProblem(StatusCodes.Status400BadRequest);
         return app;
     }
 

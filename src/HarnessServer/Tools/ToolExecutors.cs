@@ -10,7 +10,7 @@ namespace HarnessServer.Tools;
 /// beneath its root), <c>shell.exec</c> and command tools in a fresh bubblewrap sandbox, <c>http.fetch</c> through the
 /// allow-listed client, memory tools through the tenant's memory. Only <see cref="ExecuteStep"/> calls this.
 /// </summary>
-internal sealed class ToolExecutors(BubblewrapSandbox sandbox, HttpFetchTool http, Memory.MemoryStore memory)
+internal sealed class ToolExecutors(BubblewrapSandbox sandbox, HttpFetchTool http, HttpFetchAllowList allowList, Memory.MemoryStore memory)
 {
     public async Task<ToolOutcome> RunAsync(ToolCallContext context, CancellationToken cancellationToken)
     {
@@ -32,7 +32,8 @@ internal sealed class ToolExecutors(BubblewrapSandbox sandbox, HttpFetchTool htt
                         Command = Text(arguments, "command"),
                         TimeoutSeconds = arguments.TryGetProperty("timeoutSeconds", out var t) ? Integer(t) : null,
                     }, cancellationToken)),
-                    BuiltInTools.HttpFetch => await http.FetchAsync(context.Caller.TenantId, Text(arguments, "url"), cancellationToken),
+                    BuiltInTools.HttpFetch => await http.FetchAsync(
+                        (await allowList.GetAsync(context.Caller.TenantId, cancellationToken)).Effective, Text(arguments, "url"), cancellationToken),
                     // Membership of the namespace is checked by the store; the pipeline has already decided the policy.
                     BuiltInTools.MemorySave => Json(await memory.SaveAsync(context.Caller, Text(arguments, "namespace"), Text(arguments, "content"), null, null, cancellationToken)),
                     BuiltInTools.MemorySearch => Json(await memory.SearchAsync(context.Caller, Text(arguments, "namespace"), Text(arguments, "query"),

@@ -57,6 +57,12 @@ public sealed class AgentTurnTests(AgentTurnTests.AgentApplication app) : IClass
             settings["Harness:Approvals:PollInterval"] = "00:00:00.200";
         }
 
+        public override async ValueTask DisposeAsync()
+        {
+            await base.DisposeAsync();
+            await Model.DisposeAsync();
+        }
+
         public override async Task InitializeAsync()
         {
             Model = await ScriptedModelServer.StartAsync();

@@ -130,7 +130,8 @@ public class HarnessApplication : WebApplicationFactory<Program>, IAsyncLifetime
 
     async Task IAsyncLifetime.DisposeAsync()
     {
-        await base.DisposeAsync();
+        // Virtual: a fixture that owns more (a target server, a scripted model) overrides DisposeAsync to stop it too.
+        await DisposeAsync();
         if (_sibling is not null)
         {
             return;

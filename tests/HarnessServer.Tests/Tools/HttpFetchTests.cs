@@ -32,12 +32,19 @@ public sealed class HttpFetchTests : IAsyncLifetime
 
     public async Task DisposeAsync() => await _target.DisposeAsync();
 
-    private static HttpFetchTool Tool(bool allowPrivate, params string[] domains) => new(Options.Create(new HttpFetchOptions
+    private static Fetcher Tool(bool allowPrivate, params string[] domains) => new(new HttpFetchTool(Options.Create(new HttpFetchOptions
     {
-        AllowedDomains = new() { ["acme"] = domains },
         AllowPrivateAddresses = allowPrivate,
         MaxResponseBytes = 1000,
-    }));
+    })), domains);
+
+    /// <summary>The tool with tenant acme's allow-list; every other tenant has none.</summary>
+    private sealed class Fetcher(HttpFetchTool tool, string[] acme) : IDisposable
+    {
+        public Task<ToolOutcome> FetchAsync(string tenant, string url, CancellationToken ct) => tool.FetchAsync(tenant == "acme" ? acme : [], url, ct);
+
+        public void Dispose() => tool.Dispose();
+    }
 
     [Theory]
     [InlineData("127.0.0.1")]
@@ -71,7 +78,7 @@ public sealed class HttpFetchTests : IAsyncLifetime
     [InlineData("*.example.com", "evilexample.com", false)]
     [InlineData("example.com", "example.com.evil.net", false)]
     public void Domain_patterns_match_whole_labels(string pattern, string host, bool expected) =>
-        Assert.Equal(expected, HttpFetchTool.DomainMatches(pattern, host));
+        Assert.Equal(expected, HttpFetchAllowList.Matches(pattern, host));
 
     [Fact]
     public async Task Loopback_is_refused_after_resolution_even_when_the_domain_is_allowed()
