@@ -33,7 +33,7 @@ internal sealed record ApprovalDecisionBody(bool Approve, string? Comment);
 internal sealed record ApprovalList(IReadOnlyList<ApprovalView> Approvals);
 
 internal sealed record ApprovalView(
-    Guid Id, Guid ToolCallId, Guid SessionId, string Tool, string RequestedBy, string Reason, string Status,
+    Guid Id, Guid ToolCallId, Guid? SessionId, string Tool, string RequestedBy, string Reason, string Status,
     string? DecidedBy, string? Comment, DateTimeOffset CreatedAt, DateTimeOffset ExpiresAt, DateTimeOffset? DecidedAt)
 {
     public static ApprovalView Of(Approval a) => new(

@@ -15,6 +15,12 @@ internal static class BuiltInTools
     public const string MemorySave = "memory.save";
     public const string MemorySearch = "memory.search";
 
+    /// <summary>
+    /// The tools that may run outside a session: they touch no workspace. The memory routes hold an <c>ask</c> as such a
+    /// call, so an approver decides it and the approval executor runs it like any other.
+    /// </summary>
+    public static readonly FrozenSet<string> OutsideSessions = new[] { MemorySave, MemorySearch }.ToFrozenSet(StringComparer.Ordinal);
+
     public static readonly FrozenDictionary<string, ToolDefinition> All = new ToolDefinition[]
     {
         Define(FsRead, "Read a text file of the session workspace.", """
