@@ -50,7 +50,9 @@ internal static class BuiltInTools
             """),
         Define(MemorySave, "Save a memory item in a namespace (org, team:<name>, user, session:<id>).", """
             {"type":"object","additionalProperties":false,"required":["namespace","content"],
-             "properties":{"namespace":{"type":"string","minLength":1,"maxLength":300},"content":{"type":"string","minLength":1}}}
+             "properties":{"namespace":{"type":"string","minLength":1,"maxLength":300},"content":{"type":"string","minLength":1},
+                           "metadata":{"type":"object","description":"Optional JSON object stored with the item."},
+                           "expiresAt":{"type":"string","format":"date-time","description":"Optional RFC 3339 time after which the item is never returned."}}}
             """),
         Define(MemorySearch, "Search a memory namespace by meaning.", """
             {"type":"object","additionalProperties":false,"required":["namespace","query"],
