@@ -340,3 +340,49 @@ public sealed class MemoryApprovalTests(HarnessApplication app) : IClassFixture<
         Assert.Equal(itemId, Assert.Single(done.GetProperty("result").GetProperty("items").EnumerateArray()).GetProperty("id").GetGuid());
     }
 }
+
+/// <summary>A held HTTP memory write expires like any other approval.</summary>
+public sealed class MemoryApprovalExpiryTests(MemoryApprovalExpiryTests.ShortExpiryApplication app) : IClassFixture<MemoryApprovalExpiryTests.ShortExpiryApplication>
+{
+    public sealed class ShortExpiryApplication : HarnessApplication
+    {
+        protected override void Configure(IDictionary<string, string?> settings)
+        {
+            settings["Harness:Approvals:Expiry"] = "00:00:01";
+            settings["Harness:Approvals:PollInterval"] = "00:00:00.200";
+        }
+    }
+
+    [Fact]
+    public async Task An_http_write_nobody_decides_in_time_expires_stores_nothing_and_can_no_longer_be_approved()
+    {
+        const string tenant = "mem-expiry";
+        using var admin = app.ClientFor("admin", tenant, roles: [HarnessRoles.Admin]);
+        (await admin.PutAsync("/v1/admin/policies/org", new StringContent("rules:\n  - tool: memory.save\n    effect: ask\n", Encoding.UTF8, "application/yaml")))
+            .EnsureSuccessStatusCode();
+        using var requester = app.ClientFor("rita", tenant, ["data"]);
+        using var approver = app.ClientFor("arne", tenant, ["data"], [HarnessRoles.Approver]);
+        var response = await requester.PostAsJsonAsync("/v1/memory/org/items", new { content = "too late" });
+        var held = await response.JsonAsync(HttpStatusCode.Accepted);
+
+        string? status = null;
+        for (var i = 0; i < 100 && status != "expired"; i++)
+        {
+            await Task.Delay(100);
+            status = (await (await requester.GetAsync(response.Headers.Location)).JsonAsync(HttpStatusCode.OK)).GetProperty("status").GetString();
+        }
+
+        Assert.Equal("expired", status);
+        await (await approver.PostAsJsonAsync($"/v1/approvals/{held.GetProperty("approvalId").GetGuid()}/decision", new { approve = true }))
+            .ProblemAsync(HttpStatusCode.Conflict);
+        await using var connection = new NpgsqlConnection(app.ConnectionString);
+        await connection.OpenAsync();
+        await using var count = new NpgsqlCommand("""
+            SELECT (SELECT count(*) FROM memory_items WHERE tenant_id = $1),
+                   (SELECT count(*) FROM audit_events WHERE tenant_id = $1 AND type = 'tool_call.approval_expired' AND payload::jsonb->>'callId' = $2)
+            """, connection) { Parameters = { new() { Value = tenant }, new() { Value = held.GetProperty("id").GetGuid().ToString() } } };
+        await using var reader = await count.ExecuteReaderAsync();
+        await reader.ReadAsync();
+        Assert.Equal((0L, 1L), (reader.GetInt64(0), reader.GetInt64(1)));
+    }
+}
