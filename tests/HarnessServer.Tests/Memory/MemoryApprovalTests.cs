@@ -107,6 +107,9 @@ public sealed class MemoryApprovalTests(HarnessApplication app) : IClassFixture<
         var approval = Assert.Single(pending.EnumerateArray(), a => a.GetProperty("id").GetGuid() == approvalId);
         Assert.False(approval.TryGetProperty("sessionId", out _)); // null members are left out
         Assert.Equal("rita", approval.GetProperty("requestedBy").GetString());
+        // The approver sees what would be written, not only that something would be.
+        Assert.Equal("org", approval.GetProperty("arguments").GetProperty("namespace").GetString());
+        Assert.Equal("deploys freeze on fridays", approval.GetProperty("arguments").GetProperty("content").GetString());
         Assert.Equal(0, await ItemsAsync(tenant));
         Assert.Empty(await requester.SearchAsync("org", "deploys freeze fridays"));
     }
