@@ -318,6 +318,35 @@ public sealed class MemoryApprovalTests(HarnessApplication app) : IClassFixture<
     }
 
     [Fact]
+    public async Task A_held_write_is_decided_again_with_its_content_and_may_run_at_once_or_be_denied()
+    {
+        const string tenant = "mem-redecide";
+        var (requester, _) = await TenantAsync(tenant);
+        using var admin = app.ClientFor("admin", tenant, roles: [HarnessRoles.Admin]);
+        const string user = """
+            rules:
+              - tool: "memory.save"
+                effect: allow
+                args: { content: "changelog:*" }
+              - tool: "memory.save"
+                effect: deny
+                args: { content: "*password*" }
+                reason: "no secrets in memory"
+            """;
+        (await admin.PutAsync("/v1/admin/policies/users/rita", new StringContent(user, Encoding.UTF8, "application/yaml"))).EnsureSuccessStatusCode();
+
+        // The route decides on the namespace alone (ask); the held call, on all of its arguments.
+        var allowed = await (await requester.PostAsJsonAsync("/v1/memory/org/items", new { content = "changelog: 2.1 ships" })).JsonAsync(HttpStatusCode.Created);
+        var denied = await (await requester.PostAsJsonAsync("/v1/memory/org/items", new { content = "the password is hunter2" }))
+            .ProblemAsync(HttpStatusCode.Forbidden, "denied");
+
+        Assert.Equal("org", allowed.GetProperty("namespace").GetString());
+        Assert.Equal("no secrets in memory", denied.GetProperty("detail").GetString());
+        Assert.Equal(1, await ItemsAsync(tenant));
+        Assert.Equal(0, await ScalarAsync("SELECT count(*) FROM approvals WHERE tenant_id = $1", tenant));
+    }
+
+    [Fact]
     public async Task An_ask_on_an_http_search_is_held_and_its_result_is_on_the_request_once_approved()
     {
         const string tenant = "mem-search";
