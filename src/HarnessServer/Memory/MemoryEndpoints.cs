@@ -30,10 +30,12 @@ internal static class MemoryEndpoints
 
         group.MapPost("/{namespace}/items", SaveAsync)
             .WithName("SaveMemory")
-            .WithSummary("Store one item in a namespace (org, team:<name>, user, session:<id>); answered like memory.save.");
+            .WithSummary("Store one item in a namespace (org, team:<name>, user, session:<id>); answered like memory.save, or 202 when held for approval.")
+            .ProducesProblem(StatusCodes.Status422UnprocessableEntity);
         group.MapPost("/{namespace}/search", SearchAsync)
             .WithName("SearchMemory")
-            .WithSummary("The k (default 5, at most 50) items nearest to the query by cosine similarity; answered like memory.search.");
+            .WithSummary("The k (default 5, at most 50) items nearest to the query by cosine similarity; answered like memory.search, or 202 when held for approval.")
+            .ProducesProblem(StatusCodes.Status422UnprocessableEntity);
         group.MapGet("/{namespace}/items", ListAsync)
             .WithName("ListMemory")
             .WithSummary("A namespace's unexpired items, oldest first, paged by the id in 'after'.");
