@@ -362,7 +362,7 @@ namespace HarnessServer.Migrations
                         .HasColumnType("text[]")
                         .HasColumnName("requester_teams");
 
-                    b.Property<Guid>("SessionId")
+                    b.Property<Guid?>("SessionId")
                         .HasColumnType("uuid")
                         .HasColumnName("session_id");
 
@@ -789,7 +789,7 @@ namespace HarnessServer.Migrations
                         .HasColumnType("jsonb")
                         .HasColumnName("result");
 
-                    b.Property<Guid>("SessionId")
+                    b.Property<Guid?>("SessionId")
                         .HasColumnType("uuid")
                         .HasColumnName("session_id");
 
@@ -820,7 +820,10 @@ namespace HarnessServer.Migrations
                     b.HasIndex("TenantId", "SessionId", "CreatedAt")
                         .HasDatabaseName("ix_tool_calls_tenant_id_session_id_created_at");
 
-                    b.ToTable("tool_calls", (string)null);
+                    b.ToTable("tool_calls", null, t =>
+                        {
+                            t.HasCheckConstraint("ck_tool_calls_outside_session", "session_id IS NOT NULL OR tool IN ('memory.save', 'memory.search')");
+                        });
                 });
 
             modelBuilder.Entity("HarnessServer.Policies.PolicyVersion", b =>
@@ -1190,7 +1193,6 @@ namespace HarnessServer.Migrations
                         .WithMany()
                         .HasForeignKey("SessionId")
                         .OnDelete(DeleteBehavior.Cascade)
-                        .IsRequired()
                         .HasConstraintName("fk_tool_calls_sessions_session_id");
                 });
 

@@ -19,7 +19,8 @@ internal sealed class Approval : ITenantOwned
     public Guid Id { get; init; }
     public required string TenantId { get; set; }
     public Guid ToolCallId { get; init; }
-    public Guid SessionId { get; init; }
+    /// <summary>Null when the held call was made outside a session (an HTTP memory write).</summary>
+    public Guid? SessionId { get; init; }
     public required string RequestedBy { get; init; }
     public required string[] RequesterTeams { get; init; }
     public required string Tool { get; init; }

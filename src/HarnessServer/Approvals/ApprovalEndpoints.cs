@@ -1,3 +1,4 @@
+using System.Text.Json;
 using HarnessServer.Identity;
 using Microsoft.AspNetCore.Http.HttpResults;
 
@@ -32,11 +33,12 @@ internal sealed record ApprovalDecisionBody(bool Approve, string? Comment);
 
 internal sealed record ApprovalList(IReadOnlyList<ApprovalView> Approvals);
 
+/// <summary>An approval as approvers see it, with the held call's arguments: what they approve, not only which tool.</summary>
 internal sealed record ApprovalView(
-    Guid Id, Guid ToolCallId, Guid SessionId, string Tool, string RequestedBy, string Reason, string Status,
+    Guid Id, Guid ToolCallId, Guid? SessionId, string Tool, JsonElement Arguments, string RequestedBy, string Reason, string Status,
     string? DecidedBy, string? Comment, DateTimeOffset CreatedAt, DateTimeOffset ExpiresAt, DateTimeOffset? DecidedAt)
 {
-    public static ApprovalView Of(Approval a) => new(
-        a.Id, a.ToolCallId, a.SessionId, a.Tool, a.RequestedBy, a.Reason, a.Status.ToString().ToLowerInvariant(),
+    public static ApprovalView Of(Approval a, JsonDocument arguments) => new(
+        a.Id, a.ToolCallId, a.SessionId, a.Tool, arguments.RootElement.Clone(), a.RequestedBy, a.Reason, a.Status.ToString().ToLowerInvariant(),
         a.DecidedBy, a.Comment, a.CreatedAt, a.ExpiresAt, a.DecidedAt);
 }

@@ -36,15 +36,19 @@ internal sealed class ApprovalService(HarnessDbContext db, AuditChain audit, Tim
             query = query.Where(a => a.RequesterTeams.Any(t => teams.Contains(t)));
         }
 
-        var approvals = await query.OrderBy(a => a.CreatedAt).Take(500).ToListAsync(cancellationToken);
-        return approvals.Select(ApprovalView.Of).ToList();
+        var approvals = await query
+            .Join(db.ToolCalls.AsNoTracking(), a => a.ToolCallId, c => c.Id, (a, c) => new { Approval = a, c.Arguments })
+            .OrderBy(x => x.Approval.CreatedAt).Take(500).ToListAsync(cancellationToken);
+        return approvals.Select(x => ApprovalView.Of(x.Approval, x.Arguments)).ToList();
     }
 
     public async Task<ApprovalView> DecideAsync(Guid id, CurrentUser user, ApprovalDecisionBody body, CancellationToken cancellationToken)
     {
-        var approval = await db.Approvals.AsNoTracking().FirstOrDefaultAsync(a => a.Id == id, cancellationToken);
+        var found = await db.Approvals.AsNoTracking().Where(a => a.Id == id)
+            .Join(db.ToolCalls.AsNoTracking(), a => a.ToolCallId, c => c.Id, (a, c) => new { Approval = a, c.Arguments })
+            .FirstOrDefaultAsync(cancellationToken);
         // Outside the approver's scope an approval does not exist; admins' scope is the tenant.
-        if (approval is null || (!user.IsAdmin && !approval.RequesterTeams.Intersect(user.Teams).Any()))
+        if (found is not { Approval: var approval, Arguments: var arguments } || (!user.IsAdmin && !approval.RequesterTeams.Intersect(user.Teams).Any()))
         {
             throw new HarnessProblemException(StatusCodes.Status404NotFound, "approval_not_found", $"Approval {id} does not exist.");
         }
@@ -113,6 +117,6 @@ internal sealed class ApprovalService(HarnessDbContext db, AuditChain audit, Tim
         approval.DecidedBy = user.UserId;
         approval.Comment = body.Comment;
         approval.DecidedAt = now;
-        return ApprovalView.Of(approval);
+        return ApprovalView.Of(approval, arguments);
     }
 }

@@ -104,8 +104,12 @@ internal sealed class ApprovedCallExecutor(
         scope.ServiceProvider.GetRequiredService<TenantContext>().Set(claim.Tenant);
         var db = scope.ServiceProvider.GetRequiredService<HarnessDbContext>();
         var call = await db.ToolCalls.AsNoTracking().FirstAsync(c => c.Id == claim.CallId, cancellationToken);
-        // The call runs as its requester, with the teams they had when they asked.
-        var requester = new CurrentUser(call.TenantId, call.RequestedBy, call.RequestedByName, call.RequesterTeams, []);
+        // The call runs as its requester, with the teams they had when they asked and still have: memberships are
+        // refreshed from each of their tokens, so a team they have left since no longer counts for the policy or for
+        // a team's memory.
+        var current = await db.TeamMemberships.AsNoTracking().Where(m => m.UserId == call.RequestedBy).Select(m => m.TeamName).ToListAsync(cancellationToken);
+        var teams = call.RequesterTeams.Intersect(current, StringComparer.Ordinal).ToArray();
+        var requester = new CurrentUser(call.TenantId, call.RequestedBy, call.RequestedByName, teams, []);
         var pipeline = scope.ServiceProvider.GetRequiredService<ToolCallPipeline>();
         var request = new ToolCallRequest(requester, call.SessionId, call.Tool, call.Arguments.RootElement.Clone());
         var response = await pipeline.RunApprovedAsync(request, call, cancellationToken);

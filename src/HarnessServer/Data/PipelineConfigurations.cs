@@ -32,7 +32,10 @@ internal sealed class ToolCallConfiguration : IEntityTypeConfiguration<ToolCall>
         builder.Property(c => c.Tool).HasMaxLength(Limits.Identifier);
         builder.Property(c => c.Status).HasConversion<string>().HasMaxLength(20);
         builder.HasIndex(c => new { c.TenantId, c.SessionId, c.CreatedAt });
-        builder.HasOne<Session>().WithMany().HasForeignKey(c => c.SessionId);
+        builder.HasOne<Session>().WithMany().HasForeignKey(c => c.SessionId).OnDelete(DeleteBehavior.Cascade);
+        // Only tools that touch no workspace run outside a session (BuiltInTools.OutsideSessions); the database says so too.
+        builder.ToTable(t => t.HasCheckConstraint("ck_tool_calls_outside_session",
+            $"session_id IS NOT NULL OR tool IN ({string.Join(", ", Tools.BuiltInTools.OutsideSessions.Order(StringComparer.Ordinal).Select(n => $"'{n}'"))})"));
     }
 }
 

@@ -28,8 +28,5 @@ internal sealed record SaveMemoryRequest(string? Content, JsonElement? Metadata,
 
 internal sealed record SearchMemoryRequest(string? Query, int? K);
 
-/// <summary>The policy said ask. The approval machinery does not exist yet, so nothing is queued: approvalId is null.</summary>
-internal sealed record MemoryPendingApproval(string Status, Guid? ApprovalId, string Tool, string Namespace, string? Reason);
-
 /// <summary>A namespace the caller may use: its storage key, and the owner its rows are filtered on when private.</summary>
 internal sealed record MemoryScope(MemoryNamespace Namespace, string StorageKey, string? OwnerUserId);

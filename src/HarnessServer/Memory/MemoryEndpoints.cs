@@ -1,14 +1,18 @@
+using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using HarnessServer.Http;
 using HarnessServer.Identity;
+using HarnessServer.Pipeline;
 using Microsoft.AspNetCore.Http.HttpResults;
 
 namespace HarnessServer.Memory;
 
 /// <summary>
 /// <c>/v1/memory</c>: membership of the namespace first (the store), then the policy on <c>memory.save</c> (writes and
-/// deletes) or <c>memory.search</c> (searches and listings) with the namespace as argument, then the operation.
+/// deletes) or <c>memory.search</c> (searches and listings) with the namespace as argument, then the operation. An
+/// <c>ask</c> on a write or search is held for approval as a tool call outside a session (<see cref="MemoryRequests"/>);
+/// a listing or delete under <c>ask</c> is refused, since neither is a tool call an approver could decide.
 /// </summary>
 internal static class MemoryEndpoints
 {
@@ -26,16 +30,21 @@ internal static class MemoryEndpoints
 
         group.MapPost("/{namespace}/items", SaveAsync)
             .WithName("SaveMemory")
-            .WithSummary("Store one item in a namespace (org, team:<name>, user, session:<id>); answered like memory.save.");
+            .WithSummary("Store one item in a namespace (org, team:<name>, user, session:<id>); answered like memory.save, or 202 when held for approval.")
+            .ProducesProblem(StatusCodes.Status422UnprocessableEntity);
         group.MapPost("/{namespace}/search", SearchAsync)
             .WithName("SearchMemory")
-            .WithSummary("The k (default 5, at most 50) items nearest to the query by cosine similarity; answered like memory.search.");
+            .WithSummary("The k (default 5, at most 50) items nearest to the query by cosine similarity; answered like memory.search, or 202 when held for approval.")
+            .ProducesProblem(StatusCodes.Status422UnprocessableEntity);
         group.MapGet("/{namespace}/items", ListAsync)
             .WithName("ListMemory")
             .WithSummary("A namespace's unexpired items, oldest first, paged by the id in 'after'.");
         group.MapDelete("/{namespace}/items/{id:guid}", DeleteAsync)
             .WithName("DeleteMemory")
             .WithSummary("Delete one item; shared items only by their author or an admin.");
+        group.MapGet("/requests/{id:guid}", GetRequestAsync)
+            .WithName("GetMemoryRequest")
+            .WithSummary("A write or search that policy held for approval (the 202's Location): its status and, once run, its result.");
         group.MapGet("/reembedding", ReembeddingAsync)
             .RequireAuthorization(HarnessPolicies.Admin)
             .WithName("GetMemoryReembedding")
@@ -43,13 +52,15 @@ internal static class MemoryEndpoints
         return app;
     }
 
-    private static async Task<Results<Created<MemorySaveResult>, Accepted<MemoryPendingApproval>, ProblemHttpResult>> SaveAsync(
-        string @namespace, SaveMemoryRequest request, CurrentUser user, MemoryStore store, IMemoryPolicy policy, CancellationToken cancellationToken)
+    private static async Task<Results<Created<MemorySaveResult>, Accepted<MemoryRequestView>, ProblemHttpResult>> SaveAsync(
+        string @namespace, SaveMemoryRequest request, CurrentUser user, MemoryStore store, IMemoryPolicy policy, MemoryRequests requests,
+        CancellationToken cancellationToken)
     {
         var scope = await store.ResolveAsync(user, @namespace, cancellationToken);
-        if (await RefusalAsync(policy, user, MemoryStore.SaveTool, scope, cancellationToken) is { } refusal)
+        var outcome = await policy.DecideAsync(user, MemoryStore.SaveTool, scope.Namespace.ToString(), cancellationToken);
+        if (Denied(outcome, MemoryStore.SaveTool, scope) is { } denied)
         {
-            return refusal.AsSave();
+            return denied;
         }
 
         var metadata = request.Metadata switch
@@ -59,23 +70,62 @@ internal static class MemoryEndpoints
             { } value => throw new HarnessProblemException(StatusCodes.Status400BadRequest, "invalid_metadata",
                 $"metadata must be a JSON object; it is {value.ValueKind.ToString().ToLowerInvariant()}."),
         };
-        var saved = await store.SaveAsync(user, scope, request.Content, metadata, request.ExpiresAt, cancellationToken);
-        return TypedResults.Created((string?)null, saved);
-    }
-
-    private static async Task<Results<Ok<MemorySearchResult>, Accepted<MemoryPendingApproval>, ProblemHttpResult>> SearchAsync(
-        string @namespace, SearchMemoryRequest request, CurrentUser user, MemoryStore store, IMemoryPolicy policy, CancellationToken cancellationToken)
-    {
-        var scope = await store.ResolveAsync(user, @namespace, cancellationToken);
-        if (await RefusalAsync(policy, user, MemoryStore.SearchTool, scope, cancellationToken) is { } refusal)
+        if (outcome.Effect == MemoryPolicyEffect.Allow)
         {
-            return refusal.AsSearch();
+            return TypedResults.Created((string?)null, await store.SaveAsync(user, scope, request.Content, metadata, request.ExpiresAt, cancellationToken));
         }
 
-        return TypedResults.Ok(await store.SearchAsync(user, scope, request.Query, request.K ?? MemoryStore.DefaultK, cancellationToken));
+        // An approver is only asked about a write that could be stored.
+        store.CheckSave(request.Content, metadata, request.ExpiresAt);
+        var arguments = new JsonObject { ["namespace"] = scope.Namespace.ToString(), ["content"] = request.Content };
+        if (metadata is not null)
+        {
+            arguments["metadata"] = metadata.DeepClone();
+        }
+
+        if (request.ExpiresAt is { } expiresAt)
+        {
+            arguments["expiresAt"] = expiresAt.ToString("O", CultureInfo.InvariantCulture);
+        }
+
+        var submitted = await requests.SubmitAsync(user, MemoryStore.SaveTool, arguments, cancellationToken);
+        return submitted.Status switch
+        {
+            ToolCallStatus.PendingApproval => await HeldAsync(submitted, user, requests, cancellationToken),
+            ToolCallStatus.Succeeded => TypedResults.Created((string?)null, submitted.Result.Deserialize<MemorySaveResult>(AuditViews.Json)!),
+            _ => Unsuccessful(submitted),
+        };
     }
 
-    private static async Task<Results<Ok<MemoryPage>, Accepted<MemoryPendingApproval>, ProblemHttpResult>> ListAsync(
+    private static async Task<Results<Ok<MemorySearchResult>, Accepted<MemoryRequestView>, ProblemHttpResult>> SearchAsync(
+        string @namespace, SearchMemoryRequest request, CurrentUser user, MemoryStore store, IMemoryPolicy policy, MemoryRequests requests,
+        CancellationToken cancellationToken)
+    {
+        var scope = await store.ResolveAsync(user, @namespace, cancellationToken);
+        var outcome = await policy.DecideAsync(user, MemoryStore.SearchTool, scope.Namespace.ToString(), cancellationToken);
+        if (Denied(outcome, MemoryStore.SearchTool, scope) is { } denied)
+        {
+            return denied;
+        }
+
+        var k = request.K ?? MemoryStore.DefaultK;
+        if (outcome.Effect == MemoryPolicyEffect.Allow)
+        {
+            return TypedResults.Ok(await store.SearchAsync(user, scope, request.Query, k, cancellationToken));
+        }
+
+        store.CheckSearch(request.Query, k);
+        var arguments = new JsonObject { ["namespace"] = scope.Namespace.ToString(), ["query"] = request.Query, ["k"] = k };
+        var submitted = await requests.SubmitAsync(user, MemoryStore.SearchTool, arguments, cancellationToken);
+        return submitted.Status switch
+        {
+            ToolCallStatus.PendingApproval => await HeldAsync(submitted, user, requests, cancellationToken),
+            ToolCallStatus.Succeeded => TypedResults.Ok(submitted.Result.Deserialize<MemorySearchResult>(AuditViews.Json)!),
+            _ => Unsuccessful(submitted),
+        };
+    }
+
+    private static async Task<Results<Ok<MemoryPage>, ProblemHttpResult>> ListAsync(
         string @namespace, Guid? after, int? limit, CurrentUser user, MemoryStore store, IMemoryPolicy policy, CancellationToken cancellationToken)
     {
         var scope = await store.ResolveAsync(user, @namespace, cancellationToken);
@@ -84,57 +134,66 @@ internal static class MemoryEndpoints
             return Problems.Result(StatusCodes.Status400BadRequest, "invalid_limit", $"limit is {limit}; it must be between 1 and {MaxPageSize}.");
         }
 
-        if (await RefusalAsync(policy, user, MemoryStore.SearchTool, scope, cancellationToken) is { } refusal)
+        var outcome = await policy.DecideAsync(user, MemoryStore.SearchTool, scope.Namespace.ToString(), cancellationToken);
+        if (Denied(outcome, MemoryStore.SearchTool, scope) is { } denied)
         {
-            return refusal.AsList();
+            return denied;
+        }
+
+        // A listing is no tool call an approver could be shown; the search route can wait for one.
+        if (outcome.Effect == MemoryPolicyEffect.Ask)
+        {
+            return Problems.Result(StatusCodes.Status403Forbidden, "approval_required",
+                $"Policy asks for approval before memory.search on '{scope.Namespace}' ({outcome.Reason}); a listing cannot wait for one. " +
+                $"POST /v1/memory/{scope.Namespace}/search is held for an approver instead.", "Approval required");
         }
 
         return TypedResults.Ok(await store.ListAsync(user, scope, after, limit ?? DefaultPageSize, cancellationToken));
     }
 
-    private static async Task<Results<NoContent, Accepted<MemoryPendingApproval>, ProblemHttpResult>> DeleteAsync(
+    private static async Task<Results<NoContent, ProblemHttpResult>> DeleteAsync(
         string @namespace, Guid id, CurrentUser user, MemoryStore store, IMemoryPolicy policy, CancellationToken cancellationToken)
     {
         var scope = await store.ResolveAsync(user, @namespace, cancellationToken);
-        if (await RefusalAsync(policy, user, MemoryStore.SaveTool, scope, cancellationToken) is { } refusal)
+        var outcome = await policy.DecideAsync(user, MemoryStore.SaveTool, scope.Namespace.ToString(), cancellationToken);
+        if (Denied(outcome, MemoryStore.SaveTool, scope) is { } denied)
         {
-            return refusal.AsDelete();
+            return denied;
+        }
+
+        // There is no memory.delete tool to hold for an approver, and an unapproved delete must not happen.
+        if (outcome.Effect == MemoryPolicyEffect.Ask)
+        {
+            return Problems.Result(StatusCodes.Status403Forbidden, "approval_required",
+                $"Policy asks for approval before memory.save on '{scope.Namespace}' ({outcome.Reason}), which also governs deletes; " +
+                "a delete cannot be held for approval. An administrator can allow memory.save on this namespace for the deleting user or team.",
+                "Approval required");
         }
 
         await store.DeleteAsync(user, scope, id, cancellationToken);
         return TypedResults.NoContent();
     }
 
+    private static async Task<Ok<MemoryRequestView>> GetRequestAsync(Guid id, CurrentUser user, MemoryRequests requests, CancellationToken cancellationToken) =>
+        TypedResults.Ok(await requests.FindAsync(user, id, cancellationToken));
+
     private static async Task<Ok<MemoryReembeddingProgress>> ReembeddingAsync(CurrentUser user, MemoryStore store, CancellationToken cancellationToken) =>
         TypedResults.Ok(await store.ReembeddingProgressAsync(user.TenantId, cancellationToken));
 
-    private static async Task<PolicyRefusal?> RefusalAsync(
-        IMemoryPolicy policy, CurrentUser user, string tool, MemoryScope scope, CancellationToken cancellationToken)
+    private static ProblemHttpResult? Denied(MemoryPolicyOutcome outcome, string tool, MemoryScope scope) =>
+        outcome.Effect == MemoryPolicyEffect.Deny
+            ? Problems.Result(StatusCodes.Status403Forbidden, "denied", outcome.Reason ?? $"Policy denies {tool} on '{scope.Namespace}'.", "Denied by policy")
+            : null;
+
+    private static async Task<Accepted<MemoryRequestView>> HeldAsync(
+        ToolCallResponse submitted, CurrentUser user, MemoryRequests requests, CancellationToken cancellationToken) =>
+        TypedResults.Accepted(MemoryRequests.Location(submitted.Id), await requests.FindAsync(user, submitted.Id, cancellationToken));
+
+    // The pipeline decided the held request again with the tenant's policy, and did not hold it.
+    private static ProblemHttpResult Unsuccessful(ToolCallResponse call) => call.Status switch
     {
-        var outcome = await policy.DecideAsync(user, tool, scope.Namespace.ToString(), cancellationToken);
-        return outcome.Effect switch
-        {
-            MemoryPolicyEffect.Allow => null,
-            MemoryPolicyEffect.Deny => new PolicyRefusal(Problems.Result(StatusCodes.Status403Forbidden, "denied",
-                outcome.Reason ?? $"Policy denies {tool} on '{scope.Namespace}'.", "Denied by policy"), null),
-            _ => new PolicyRefusal(null,
-                TypedResults.Accepted((string?)null, new MemoryPendingApproval("pending_approval", null, tool, scope.Namespace.ToString(), outcome.Reason))),
-        };
-    }
-
-    // A deny is a problem, an ask a 202; each handler's Results<...> names both.
-    private sealed record PolicyRefusal(ProblemHttpResult? Denied, Accepted<MemoryPendingApproval>? Pending)
-    {
-        public Results<Created<MemorySaveResult>, Accepted<MemoryPendingApproval>, ProblemHttpResult> AsSave() =>
-            Denied is not null ? Denied : Pending!;
-
-        public Results<Ok<MemorySearchResult>, Accepted<MemoryPendingApproval>, ProblemHttpResult> AsSearch() =>
-            Denied is not null ? Denied : Pending!;
-
-        public Results<Ok<MemoryPage>, Accepted<MemoryPendingApproval>, ProblemHttpResult> AsList() =>
-            Denied is not null ? Denied : Pending!;
-
-        public Results<NoContent, Accepted<MemoryPendingApproval>, ProblemHttpResult> AsDelete() =>
-            Denied is not null ? Denied : Pending!;
-    }
+        ToolCallStatus.Denied => Problems.Result(StatusCodes.Status403Forbidden, "denied", call.Error?.Message ?? "Denied by policy.", "Denied by policy"),
+        ToolCallStatus.Rejected => Problems.Result(StatusCodes.Status400BadRequest, call.Error?.Code ?? "rejected", call.Error?.Message ?? "The request was rejected."),
+        _ => Problems.Result(StatusCodes.Status422UnprocessableEntity, call.Error?.Code ?? "failed", call.Error?.Message ?? "The request failed."),
+    };
 }

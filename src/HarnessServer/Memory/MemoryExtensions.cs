@@ -31,6 +31,7 @@ internal static class MemoryExtensions
         builder.Services.TryAddSingleton<IMemoryPolicy, PolicyMemoryPolicy>();
         builder.Services.TryAddSingleton<ISessionOwnership, StoredSessionOwnership>();
         builder.Services.AddSingleton<MemoryStore>();
+        builder.Services.AddScoped<MemoryRequests>();
         builder.Services.AddHostedService<EmbeddingDimensionCheck>();
         builder.Services.AddHostedService<MemoryReembedder>();
         return builder;

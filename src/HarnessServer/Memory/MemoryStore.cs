@@ -67,14 +67,16 @@ internal sealed class MemoryStore(
         CurrentUser user, string @namespace, string content, JsonObject? metadata, DateTimeOffset? expiresAt, CancellationToken cancellationToken) =>
         await SaveAsync(user, await ResolveAsync(user, @namespace, cancellationToken), content, metadata, expiresAt, cancellationToken);
 
-    public async Task<MemorySaveResult> SaveAsync(
-        CurrentUser user, MemoryScope scope, string? content, JsonObject? metadata, DateTimeOffset? expiresAt, CancellationToken cancellationToken)
+    /// <summary>
+    /// Refuses (400) a write that could never be stored, so that an approver is not asked about one: content and
+    /// metadata within their limits, an expiry in the future.
+    /// </summary>
+    public void CheckSave(string? content, JsonObject? metadata, DateTimeOffset? expiresAt)
     {
         var limits = options.Value;
         var now = time.GetUtcNow();
         RequireText(content, "content", "invalid_content", "content_too_large", limits.MaxContentBytes);
-        var metadataJson = metadata?.ToJsonString();
-        if (metadataJson is not null && Encoding.UTF8.GetByteCount(metadataJson) is var metadataBytes && metadataBytes > limits.MaxMetadataBytes)
+        if (metadata?.ToJsonString() is { } metadataJson && Encoding.UTF8.GetByteCount(metadataJson) is var metadataBytes && metadataBytes > limits.MaxMetadataBytes)
         {
             throw Invalid("metadata_too_large",
                 $"The metadata is {metadataBytes} bytes of JSON; the limit is {limits.MaxMetadataBytes} bytes (Harness:Memory:MaxMetadataBytes).");
@@ -84,6 +86,24 @@ internal sealed class MemoryStore(
         {
             throw Invalid("invalid_expiry", $"expiresAt {expiresAt:O} is not in the future (now is {now:O}).");
         }
+    }
+
+    /// <summary>Refuses (400) a search that could never run: a query within the limit, k between 1 and <see cref="MaxK"/>.</summary>
+    public void CheckSearch(string? query, int k)
+    {
+        RequireText(query, "query", "invalid_query", "query_too_large", options.Value.MaxContentBytes);
+        if (k is < 1 or > MaxK)
+        {
+            throw Invalid("invalid_k", $"k is {k}; it must be between 1 and {MaxK}.");
+        }
+    }
+
+    public async Task<MemorySaveResult> SaveAsync(
+        CurrentUser user, MemoryScope scope, string? content, JsonObject? metadata, DateTimeOffset? expiresAt, CancellationToken cancellationToken)
+    {
+        CheckSave(content, metadata, expiresAt);
+        var now = time.GetUtcNow();
+        var metadataJson = metadata?.ToJsonString();
 
         // Embed before the transaction opens: a remote model's latency must not hold a connection and its locks.
         var embedding = await embedder.EmbedAsync(content!, cancellationToken);
@@ -120,13 +140,7 @@ internal sealed class MemoryStore(
     /// </summary>
     public async Task<MemorySearchResult> SearchAsync(CurrentUser user, MemoryScope scope, string? query, int k, CancellationToken cancellationToken)
     {
-        var limits = options.Value;
-        RequireText(query, "query", "invalid_query", "query_too_large", limits.MaxContentBytes);
-        if (k is < 1 or > MaxK)
-        {
-            throw Invalid("invalid_k", $"k is {k}; it must be between 1 and {MaxK}.");
-        }
-
+        CheckSearch(query, k);
         var vector = new Vector(await embedder.EmbedAsync(query!, cancellationToken));
         var display = scope.Namespace.ToString();
         var hits = await SearchVectorAsync(user.TenantId, scope, vector, k, cancellationToken);

@@ -10,8 +10,8 @@ namespace HarnessServer.Pipeline;
 
 /// <summary>
 /// At start, marks as <c>interrupted</c> every call left <c>running</c> by a process that died: a running call's
-/// process holds its session's advisory lock (<see cref="SessionGate"/>), so a lock nobody holds means nobody is
-/// running it. Such a call is recorded, with an audit event, and never run again.
+/// process holds its session's advisory lock (<see cref="SessionGate"/>; the call's own for a call outside a session),
+/// so a lock nobody holds means nobody is running it. Such a call is recorded, with an audit event, and never run again.
 /// </summary>
 internal sealed class InterruptedCallRecovery(
     DatabaseSources sources,
@@ -20,14 +20,14 @@ internal sealed class InterruptedCallRecovery(
 {
     public async Task StartAsync(CancellationToken cancellationToken)
     {
-        var running = new List<(string Tenant, Guid Session, Guid Call, string Tool)>();
+        var running = new List<(string Tenant, Guid? Session, Guid Call, string Tool)>();
         await using (var connection = await sources.Application.OpenConnectionAsync(cancellationToken))
         await using (var find = new NpgsqlCommand("SELECT tenant_id, session_id, id, tool FROM tool_calls WHERE status = 'Running'", connection))
         await using (var reader = await find.ExecuteReaderAsync(cancellationToken))
         {
             while (await reader.ReadAsync(cancellationToken))
             {
-                running.Add((reader.GetString(0), reader.GetGuid(1), reader.GetGuid(2), reader.GetString(3)));
+                running.Add((reader.GetString(0), reader.IsDBNull(1) ? null : reader.GetGuid(1), reader.GetGuid(2), reader.GetString(3)));
             }
         }
 
@@ -39,13 +39,14 @@ internal sealed class InterruptedCallRecovery(
 
     public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 
-    private async Task RecoverAsync((string Tenant, Guid Session, Guid Call, string Tool) call, CancellationToken cancellationToken)
+    private async Task RecoverAsync((string Tenant, Guid? Session, Guid Call, string Tool) call, CancellationToken cancellationToken)
     {
+        var lockKey = SessionGate.LockKey(call.Session ?? call.Call);
         await using var probe = await sources.Application.OpenConnectionAsync(cancellationToken);
-        await using var tryLock = new NpgsqlCommand("SELECT pg_try_advisory_lock($1)", probe) { Parameters = { new() { Value = SessionGate.LockKey(call.Session) } } };
+        await using var tryLock = new NpgsqlCommand("SELECT pg_try_advisory_lock($1)", probe) { Parameters = { new() { Value = lockKey } } };
         if (await tryLock.ExecuteScalarAsync(cancellationToken) is not true)
         {
-            return; // another process is running this session's call right now
+            return; // another process is running this call right now
         }
 
         try
@@ -67,7 +68,7 @@ internal sealed class InterruptedCallRecovery(
         }
         finally
         {
-            await using var unlock = new NpgsqlCommand("SELECT pg_advisory_unlock($1)", probe) { Parameters = { new() { Value = SessionGate.LockKey(call.Session) } } };
+            await using var unlock = new NpgsqlCommand("SELECT pg_advisory_unlock($1)", probe) { Parameters = { new() { Value = lockKey } } };
             await unlock.ExecuteNonQueryAsync(cancellationToken);
         }
     }

@@ -19,7 +19,7 @@ internal static class PipelineRows
                                 status, decision, result, error, approval_id, audit_seq, created_at, completed_at)
         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11, $12, NULL, $13, $14)
         """,
-        context.CallId, context.Caller.TenantId, context.Session.Id, context.Caller.UserId, context.Caller.DisplayName,
+        context.CallId, context.Caller.TenantId, Nullable(context.SessionId, NpgsqlDbType.Uuid), context.Caller.UserId, context.Caller.DisplayName,
         context.Caller.Teams.ToArray(), context.Request.Tool, Json(arguments), status.ToString(), Json(decision),
         Json(context.Error is null ? null : JsonSerializer.Serialize(context.Error, AuditViews.Json)),
         Nullable(context.ApprovalId, NpgsqlDbType.Uuid), at,
@@ -30,7 +30,7 @@ internal static class PipelineRows
                                created_at, expires_at)
         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
         """,
-        approval.Id, approval.TenantId, approval.ToolCallId, approval.SessionId, approval.RequestedBy, approval.RequesterTeams,
+        approval.Id, approval.TenantId, approval.ToolCallId, Nullable(approval.SessionId, NpgsqlDbType.Uuid), approval.RequestedBy, approval.RequesterTeams,
         approval.Tool, approval.Reason, approval.Status.ToString(), approval.CreatedAt, approval.ExpiresAt);
 
     public static AuditCommand CompleteCall(

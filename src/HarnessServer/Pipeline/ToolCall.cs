@@ -22,7 +22,9 @@ internal sealed class ToolCall : ITenantOwned
 {
     public Guid Id { get; init; }
     public required string TenantId { get; set; }
-    public Guid SessionId { get; init; }
+
+    /// <summary>Null for a call made outside a session (an HTTP memory write held for approval).</summary>
+    public Guid? SessionId { get; init; }
     public required string RequestedBy { get; init; }
     public required string RequestedByName { get; init; }
     public required string[] RequesterTeams { get; init; }

@@ -8,13 +8,20 @@ using HarnessServer.Tools;
 namespace HarnessServer.Pipeline;
 
 /// <summary>What the pipeline knows about one call as it passes its stages.</summary>
-internal sealed class ToolCallContext(ToolCallRequest request, Session session, Workspace workspace)
+internal sealed class ToolCallContext(ToolCallRequest request, Session? session, Workspace? workspace)
 {
     public ToolCallRequest Request { get; } = request;
     public CurrentUser Caller => Request.Caller;
-    public Session Session { get; } = session;
+
+    /// <summary>Null for a call outside a session, which only the tools of <see cref="BuiltInTools.OutsideSessions"/> may be.</summary>
+    public Session? Session { get; } = session;
+
+    public Guid? SessionId => Session?.Id;
+
     /// <summary>The session's workspace, opened once for the call; file tools resolve beneath it.</summary>
-    public Workspace Workspace { get; } = workspace;
+    public Workspace Workspace => workspace
+        ?? throw new InvalidOperationException($"Call {CallId} ({Request.Tool}) was made outside a session and has no workspace.");
+
     public Guid CallId { get; init; } = Guid.CreateVersion7();
 
     /// <summary>Set when an approved call re-enters the pipeline: it skips the decision and runs.</summary>

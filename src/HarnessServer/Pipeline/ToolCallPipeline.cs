@@ -44,7 +44,12 @@ internal sealed class ToolCallPipeline(
             throw new InvalidArgumentsException($"The arguments cannot be decided or recorded: {first.Path}: {first.Reason}", errors);
         }
 
-        var session = await LoadSessionAsync(request.Caller, request.SessionId, cancellationToken);
+        if (request.SessionId is not { } sessionId)
+        {
+            return await RunOutsideSessionAsync(new ToolCallContext(request, null, null), cancellationToken);
+        }
+
+        var session = await LoadSessionAsync(request.Caller, sessionId, cancellationToken);
         using var _ = await gate.EnterAsync(session.Id, cancellationToken);
         using var workspace = workspaces.Open(session.TenantId, session.Id.ToString());
         var context = new ToolCallContext(request, session, workspace);
@@ -54,7 +59,14 @@ internal sealed class ToolCallPipeline(
     /// <summary>Runs an approved call (claimed by the executor); it re-enters before execution, exactly once.</summary>
     public async Task<ToolCallResponse> RunApprovedAsync(ToolCallRequest request, ToolCall approved, CancellationToken cancellationToken)
     {
-        var session = await LoadSessionAsync(request.Caller, request.SessionId, cancellationToken, ownerOnly: false);
+        if (request.SessionId is not { } sessionId)
+        {
+            return await RunOutsideSessionAsync(
+                new ToolCallContext(request, null, null) { CallId = approved.Id, Approved = approved, ApprovalId = approved.ApprovalId },
+                cancellationToken);
+        }
+
+        var session = await LoadSessionAsync(request.Caller, sessionId, cancellationToken, ownerOnly: false);
         using var _ = await gate.EnterAsync(session.Id, cancellationToken);
         using var workspace = workspaces.Open(session.TenantId, session.Id.ToString());
         var context = new ToolCallContext(request, session, workspace)
@@ -66,11 +78,28 @@ internal sealed class ToolCallPipeline(
         return await RunStagesAsync(context, cancellationToken);
     }
 
+    /// <summary>
+    /// A call outside a session (an HTTP memory request held for approval): no workspace and no session lane, but the
+    /// call's own advisory lock is held while it runs, so <see cref="InterruptedCallRecovery"/> can tell a call another
+    /// process is running from one whose process died.
+    /// </summary>
+    private async Task<ToolCallResponse> RunOutsideSessionAsync(ToolCallContext context, CancellationToken cancellationToken)
+    {
+        if (!Tools.BuiltInTools.OutsideSessions.Contains(context.Request.Tool))
+        {
+            throw new InvalidOperationException($"'{context.Request.Tool}' needs a session; only {string.Join(", ", Tools.BuiltInTools.OutsideSessions)} run outside one.");
+        }
+
+        tenant.Set(context.Caller.TenantId);
+        using var _ = await gate.EnterAsync(context.CallId, cancellationToken);
+        return await RunStagesAsync(context, cancellationToken);
+    }
+
     private async Task<ToolCallResponse> RunStagesAsync(ToolCallContext context, CancellationToken cancellationToken)
     {
         using var activity = HarnessTelemetry.ActivitySource.StartActivity("tool_call");
         activity?.SetTag("harness.tenant", context.Caller.TenantId);
-        activity?.SetTag("harness.session", context.Session.Id);
+        activity?.SetTag("harness.session", context.SessionId);
         activity?.SetTag("harness.tool", context.Request.Tool);
         var started = Stopwatch.GetTimestamp();
 

@@ -115,7 +115,7 @@ internal sealed class CommitDecisionStep(AuditChain audit, TimeProvider time, IO
         var decision = context.Decision is { } d ? AuditViews.Decision(d) : null;
         var actor = new AuditActor(context.Caller.UserId, context.Caller.DisplayName);
         var callId = context.CallId.ToString();
-        var requested = new AuditEntry("tool_call.requested", actor, context.Session.Id, context.Request.Tool, Payload: new JsonObject
+        var requested = new AuditEntry("tool_call.requested", actor, context.SessionId, context.Request.Tool, Payload: new JsonObject
         {
             ["callId"] = callId,
             ["arguments"] = JsonNode.Parse(arguments),
@@ -130,7 +130,7 @@ internal sealed class CommitDecisionStep(AuditChain audit, TimeProvider time, IO
                 Id = context.ApprovalId!.Value,
                 TenantId = context.Caller.TenantId,
                 ToolCallId = context.CallId,
-                SessionId = context.Session.Id,
+                SessionId = context.SessionId,
                 RequestedBy = context.Caller.UserId,
                 RequesterTeams = [.. context.Caller.Teams],
                 Tool = context.Request.Tool,
@@ -141,12 +141,12 @@ internal sealed class CommitDecisionStep(AuditChain audit, TimeProvider time, IO
             }));
         }
 
-        commands.Add(Notification(context));
+        commands.AddRange(Notification(context));
         var settled = status switch
         {
-            ToolCallStatus.Rejected => new AuditEntry("tool_call.rejected", actor, context.Session.Id, context.Request.Tool,
+            ToolCallStatus.Rejected => new AuditEntry("tool_call.rejected", actor, context.SessionId, context.Request.Tool,
                 Payload: new JsonObject { ["callId"] = callId, ["error"] = JsonSerializer.SerializeToNode(context.Error, AuditViews.Json) }),
-            _ => new AuditEntry("tool_call.decided", actor, context.Session.Id, context.Request.Tool,
+            _ => new AuditEntry("tool_call.decided", actor, context.SessionId, context.Request.Tool,
                 Decision: decision,
                 Payload: new JsonObject { ["callId"] = callId, ["status"] = AuditViews.Status(status), ["approvalId"] = context.ApprovalId?.ToString() }),
         };
@@ -156,8 +156,8 @@ internal sealed class CommitDecisionStep(AuditChain audit, TimeProvider time, IO
     }
 
     /// <summary>Live subscribers of the session hear about the change once it commits.</summary>
-    internal static AuditCommand Notification(ToolCallContext context) =>
-        SessionEvents.CallChanged(context.Caller.TenantId, context.Session.Id, context.CallId);
+    internal static IEnumerable<AuditCommand> Notification(ToolCallContext context) =>
+        SessionEvents.CallChanged(context.Caller.TenantId, context.SessionId, context.CallId);
 }
 
 /// <summary>
@@ -216,7 +216,7 @@ internal sealed class RecordResultStep(AuditChain audit, TimeProvider time) : IT
                 ToolCallStatus.Denied => "tool_call.denied",
                 _ => "tool_call.rejected",
             },
-            actor, context.Session.Id, context.Request.Tool,
+            actor, context.SessionId, context.Request.Tool,
             Payload: new JsonObject
             {
                 ["callId"] = context.CallId.ToString(),
@@ -226,7 +226,7 @@ internal sealed class RecordResultStep(AuditChain audit, TimeProvider time) : IT
             });
 
         var receipt = await audit.AppendAsync(context.Caller.TenantId, [executed],
-            [PipelineRows.CompleteCall(context.Caller.TenantId, context.CallId, status, context.Result, context.Error, now), CommitDecisionStep.Notification(context)],
+            [PipelineRows.CompleteCall(context.Caller.TenantId, context.CallId, status, context.Result, context.Error, now), .. CommitDecisionStep.Notification(context)],
             cancellationToken);
         context.AuditSeq = receipt.Seqs[^1];
     }

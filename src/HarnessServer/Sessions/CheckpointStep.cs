@@ -19,7 +19,8 @@ internal sealed class CheckpointStep(WorkspaceCheckpoints checkpoints, HarnessDb
 
     public async Task RunAsync(ToolCallContext context, CancellationToken cancellationToken)
     {
-        if (context.IsSettled || context.Tool is null || !ChangesWorkspace(context.Tool))
+        // Tools that change a workspace never run outside a session (BuiltInTools.OutsideSessions).
+        if (context.IsSettled || context.Tool is null || !ChangesWorkspace(context.Tool) || context.Session is not { } session)
         {
             return;
         }
@@ -31,7 +32,7 @@ internal sealed class CheckpointStep(WorkspaceCheckpoints checkpoints, HarnessDb
             {
                 Id = Guid.CreateVersion7(),
                 TenantId = context.Caller.TenantId,
-                SessionId = context.Session.Id,
+                SessionId = session.Id,
                 ToolCallId = context.CallId,
                 Tool = context.Tool.Name,
                 TreeHash = hash,

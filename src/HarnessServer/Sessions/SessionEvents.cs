@@ -32,13 +32,21 @@ internal sealed class SessionEvents
         };
     }
 
-    /// <summary>Tells every process, once the unit commits, that a call of the session changed.</summary>
-    public static void CallChanged(AuditUnitOfWork unit, string tenant, Guid session, Guid call) =>
-        ChangeFeed.Notify(unit, Kind, Key(tenant, session, call));
+    /// <summary>
+    /// Tells every process, once the unit commits, that a call of the session changed. A call made outside a session
+    /// (<paramref name="session"/> null) has no subscribers and no agent turn to wake, so nothing is sent.
+    /// </summary>
+    public static void CallChanged(AuditUnitOfWork unit, string tenant, Guid? session, Guid call)
+    {
+        if (session is { } id)
+        {
+            ChangeFeed.Notify(unit, Kind, Key(tenant, id, call));
+        }
+    }
 
-    /// <summary>The same, as a write that commits with an audit append.</summary>
-    public static AuditCommand CallChanged(string tenant, Guid session, Guid call) =>
-        ChangeFeed.Notification(Kind, Key(tenant, session, call));
+    /// <summary>The same, as writes that commit with an audit append: one notification, or none outside a session.</summary>
+    public static IEnumerable<AuditCommand> CallChanged(string tenant, Guid? session, Guid call) =>
+        session is { } id ? [ChangeFeed.Notification(Kind, Key(tenant, id, call))] : [];
 
     private static string Key(string tenant, Guid session, Guid call) => $"{session}/{call}/{tenant}";
 

@@ -15,6 +15,12 @@ internal static class BuiltInTools
     public const string MemorySave = "memory.save";
     public const string MemorySearch = "memory.search";
 
+    /// <summary>
+    /// The tools that may run outside a session: they touch no workspace. The memory routes hold an <c>ask</c> as such a
+    /// call, so an approver decides it and the approval executor runs it like any other.
+    /// </summary>
+    public static readonly FrozenSet<string> OutsideSessions = new[] { MemorySave, MemorySearch }.ToFrozenSet(StringComparer.Ordinal);
+
     public static readonly FrozenDictionary<string, ToolDefinition> All = new ToolDefinition[]
     {
         Define(FsRead, "Read a text file of the session workspace.", """
@@ -44,7 +50,9 @@ internal static class BuiltInTools
             """),
         Define(MemorySave, "Save a memory item in a namespace (org, team:<name>, user, session:<id>).", """
             {"type":"object","additionalProperties":false,"required":["namespace","content"],
-             "properties":{"namespace":{"type":"string","minLength":1,"maxLength":300},"content":{"type":"string","minLength":1}}}
+             "properties":{"namespace":{"type":"string","minLength":1,"maxLength":300},"content":{"type":"string","minLength":1},
+                           "metadata":{"type":"object","description":"Optional JSON object stored with the item."},
+                           "expiresAt":{"type":"string","format":"date-time","description":"Optional RFC 3339 time after which the item is never returned."}}}
             """),
         Define(MemorySearch, "Search a memory namespace by meaning.", """
             {"type":"object","additionalProperties":false,"required":["namespace","query"],

@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using HarnessServer.Pipeline;
@@ -35,7 +36,7 @@ internal sealed class ToolExecutors(BubblewrapSandbox sandbox, HttpFetchTool htt
                     BuiltInTools.HttpFetch => await http.FetchAsync(
                         (await allowList.GetAsync(context.Caller.TenantId, cancellationToken)).Effective, Text(arguments, "url"), cancellationToken),
                     // Membership of the namespace is checked by the store; the pipeline has already decided the policy.
-                    BuiltInTools.MemorySave => Json(await memory.SaveAsync(context.Caller, Text(arguments, "namespace"), Text(arguments, "content"), null, null, cancellationToken)),
+                    BuiltInTools.MemorySave => await SaveMemoryAsync(context, arguments, cancellationToken),
                     BuiltInTools.MemorySearch => Json(await memory.SearchAsync(context.Caller, Text(arguments, "namespace"), Text(arguments, "query"),
                         arguments.TryGetProperty("k", out var k) ? Integer(k) : Memory.MemoryStore.DefaultK, cancellationToken)),
                     _ => ToolOutcome.Failure("not_runnable", $"The built-in tool '{tool.Name}' cannot run in this server."),
@@ -50,6 +51,24 @@ internal sealed class ToolExecutors(BubblewrapSandbox sandbox, HttpFetchTool htt
             // A refusal of the tool itself (not a member of the namespace, content too large) is the call's result.
             return ToolOutcome.Failure(e.Code, e.Message);
         }
+    }
+
+    // The HTTP memory route holds a write with its metadata and expiry as these same arguments.
+    private async Task<ToolOutcome> SaveMemoryAsync(ToolCallContext context, JsonElement arguments, CancellationToken cancellationToken)
+    {
+        DateTimeOffset? expiresAt = null;
+        if (OptionalText(arguments, "expiresAt") is { } expiry)
+        {
+            if (!DateTimeOffset.TryParse(expiry, CultureInfo.InvariantCulture, DateTimeStyles.RoundtripKind, out var parsed))
+            {
+                return ToolOutcome.Failure("invalid_expiry", $"expiresAt '{expiry}' is not an RFC 3339 time.");
+            }
+
+            expiresAt = parsed;
+        }
+
+        var metadata = arguments.TryGetProperty("metadata", out var m) && m.ValueKind == JsonValueKind.Object ? JsonObject.Create(m) : null;
+        return Json(await memory.SaveAsync(context.Caller, Text(arguments, "namespace"), Text(arguments, "content"), metadata, expiresAt, cancellationToken));
     }
 
     private async Task<ToolOutcome> RunCommandAsync(ToolCallContext context, ToolDefinition tool, JsonElement arguments, CancellationToken cancellationToken)

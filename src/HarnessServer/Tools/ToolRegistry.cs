@@ -47,8 +47,12 @@ internal sealed class ToolRegistry
                 continue;
             }
 
-            tools[newest.Name] = new ToolDefinition(newest.Name, newest.Description, newest.Schema.RootElement.Clone(),
-                newest.Kind, newest.Argv, newest.Enabled, newest.Version);
+            // A built-in's schema is the server's (it cannot be redefined): a registration that only re-described or
+            // disabled it must not pin the schema of the version that stored it.
+            var schema = newest.Kind == ToolKind.Builtin && BuiltInTools.All.TryGetValue(newest.Name, out var builtin)
+                ? builtin.Schema
+                : newest.Schema.RootElement.Clone();
+            tools[newest.Name] = new ToolDefinition(newest.Name, newest.Description, schema, newest.Kind, newest.Argv, newest.Enabled, newest.Version);
         }
 
         return tools.ToFrozenDictionary(StringComparer.Ordinal);

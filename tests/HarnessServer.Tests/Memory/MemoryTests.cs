@@ -274,24 +274,23 @@ public sealed class MemoryTests(MemoryApplication app) : IClassFixture<MemoryApp
     }
 
     [Fact]
-    public async Task Policy_deny_is_403_and_ask_is_202_pending_after_membership()
+    public async Task Policy_deny_is_403_and_an_ask_is_decided_again_by_the_tenants_policy_before_it_is_held()
     {
         using var member = app.ClientFor("alice", "policy-acme", teams: ["locked", "review"]);
         using var outsider = app.ClientFor("bob", "policy-acme");
 
         var denied = await member.PostAsJsonAsync("/v1/memory/team:locked/items", new { content = "x" });
+        // The scripted seam asks; the held call is decided by the tenant's policy, which here has no rules (deny).
         var asked = await member.PostAsJsonAsync("/v1/memory/team:review/items", new { content = "x" });
         var notMember = await outsider.PostAsJsonAsync("/v1/memory/team:locked/items", new { content = "x" });
 
         var problem = await ProblemDetailsTests.ProblemAsync(denied, HttpStatusCode.Forbidden);
         Assert.Equal("denied", problem.GetProperty("code").GetString());
         Assert.Equal("team memory is read-only", problem.GetProperty("detail").GetString());
-        Assert.Equal(HttpStatusCode.Accepted, asked.StatusCode);
-        var pending = await asked.Content.ReadFromJsonAsync<JsonElement>();
-        Assert.Equal("pending_approval", pending.GetProperty("status").GetString());
-        Assert.Equal("memory.save", pending.GetProperty("tool").GetString());
+        Assert.Equal("denied", (await ProblemDetailsTests.ProblemAsync(asked, HttpStatusCode.Forbidden)).GetProperty("code").GetString());
         Assert.Equal("not_a_member", (await ProblemDetailsTests.ProblemAsync(notMember, HttpStatusCode.Forbidden)).GetProperty("code").GetString());
         Assert.Equal(0, await app.CountAsync("SELECT count(*) FROM memory_items WHERE tenant_id = 'policy-acme'"));
+        Assert.Equal(0, await app.CountAsync("SELECT count(*) FROM approvals WHERE tenant_id = 'policy-acme'"));
     }
 
     [Fact]

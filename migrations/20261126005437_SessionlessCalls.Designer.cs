@@ -14,8 +14,8 @@ using Pgvector;
 namespace HarnessServer.Migrations
 {
     [DbContext(typeof(HarnessDbContext))]
-    [Migration("20261126010014_AgentSettings")]
-    partial class AgentSettings
+    [Migration("20261126005437_SessionlessCalls")]
+    partial class SessionlessCalls
     {
         /// <inheritdoc />
         protected override void BuildTargetModel(ModelBuilder modelBuilder)
@@ -113,37 +113,6 @@ namespace HarnessServer.Migrations
                         .HasDatabaseName("ix_agent_messages_tenant_id_session_id_seq");
 
                     b.ToTable("agent_messages", (string)null);
-                });
-
-            modelBuilder.Entity("HarnessServer.Agents.AgentSettings", b =>
-                {
-                    b.Property<string>("TenantId")
-                        .HasMaxLength(200)
-                        .HasColumnType("character varying(200)")
-                        .HasColumnName("tenant_id");
-
-                    b.Property<int>("MemoryItems")
-                        .HasColumnType("integer")
-                        .HasColumnName("memory_items");
-
-                    b.Property<bool>("MemoryRetrieval")
-                        .HasColumnType("boolean")
-                        .HasColumnName("memory_retrieval");
-
-                    b.Property<DateTimeOffset>("UpdatedAt")
-                        .HasColumnType("timestamp with time zone")
-                        .HasColumnName("updated_at");
-
-                    b.Property<string>("UpdatedBy")
-                        .IsRequired()
-                        .HasMaxLength(200)
-                        .HasColumnType("character varying(200)")
-                        .HasColumnName("updated_by");
-
-                    b.HasKey("TenantId")
-                        .HasName("pk_agent_settings");
-
-                    b.ToTable("agent_settings", (string)null);
                 });
 
             modelBuilder.Entity("HarnessServer.Agents.AgentTurn", b =>
@@ -365,7 +334,7 @@ namespace HarnessServer.Migrations
                         .HasColumnType("text[]")
                         .HasColumnName("requester_teams");
 
-                    b.Property<Guid>("SessionId")
+                    b.Property<Guid?>("SessionId")
                         .HasColumnType("uuid")
                         .HasColumnName("session_id");
 
@@ -792,7 +761,7 @@ namespace HarnessServer.Migrations
                         .HasColumnType("jsonb")
                         .HasColumnName("result");
 
-                    b.Property<Guid>("SessionId")
+                    b.Property<Guid?>("SessionId")
                         .HasColumnType("uuid")
                         .HasColumnName("session_id");
 
@@ -823,7 +792,10 @@ namespace HarnessServer.Migrations
                     b.HasIndex("TenantId", "SessionId", "CreatedAt")
                         .HasDatabaseName("ix_tool_calls_tenant_id_session_id_created_at");
 
-                    b.ToTable("tool_calls", (string)null);
+                    b.ToTable("tool_calls", null, t =>
+                        {
+                            t.HasCheckConstraint("ck_tool_calls_outside_session", "session_id IS NOT NULL OR tool IN ('memory.save', 'memory.search')");
+                        });
                 });
 
             modelBuilder.Entity("HarnessServer.Policies.PolicyVersion", b =>
@@ -1165,7 +1137,6 @@ namespace HarnessServer.Migrations
                         .WithMany()
                         .HasForeignKey("SessionId")
                         .OnDelete(DeleteBehavior.Cascade)
-                        .IsRequired()
                         .HasConstraintName("fk_tool_calls_sessions_session_id");
                 });
 

@@ -6,7 +6,7 @@ using Microsoft.EntityFrameworkCore.Migrations;
 namespace HarnessServer.Migrations
 {
     /// <inheritdoc />
-    public partial class AgentSettings : Migration
+    public partial class TenantAdminSettings : Migration
     {
         /// <inheritdoc />
         protected override void Up(MigrationBuilder migrationBuilder)
@@ -25,6 +25,20 @@ namespace HarnessServer.Migrations
                 {
                     table.PrimaryKey("pk_agent_settings", x => x.tenant_id);
                 });
+
+            migrationBuilder.CreateTable(
+                name: "http_fetch_domains",
+                columns: table => new
+                {
+                    tenant_id = table.Column<string>(type: "character varying(200)", maxLength: 200, nullable: false),
+                    domains = table.Column<string[]>(type: "text[]", nullable: false),
+                    updated_by = table.Column<string>(type: "character varying(200)", maxLength: 200, nullable: false),
+                    updated_at = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: false)
+                },
+                constraints: table =>
+                {
+                    table.PrimaryKey("pk_http_fetch_domains", x => x.tenant_id);
+                });
         }
 
         /// <inheritdoc />
@@ -32,6 +46,9 @@ namespace HarnessServer.Migrations
         {
             migrationBuilder.DropTable(
                 name: "agent_settings");
+
+            migrationBuilder.DropTable(
+                name: "http_fetch_domains");
         }
     }
 }

@@ -14,8 +14,8 @@ using Pgvector;
 namespace HarnessServer.Migrations
 {
     [DbContext(typeof(HarnessDbContext))]
-    [Migration("20261126011756_HttpFetchDomains")]
-    partial class HttpFetchDomains
+    [Migration("20261126012214_TenantAdminSettings")]
+    partial class TenantAdminSettings
     {
         /// <inheritdoc />
         protected override void BuildTargetModel(ModelBuilder modelBuilder)
@@ -365,7 +365,7 @@ namespace HarnessServer.Migrations
                         .HasColumnType("text[]")
                         .HasColumnName("requester_teams");
 
-                    b.Property<Guid>("SessionId")
+                    b.Property<Guid?>("SessionId")
                         .HasColumnType("uuid")
                         .HasColumnName("session_id");
 
@@ -792,7 +792,7 @@ namespace HarnessServer.Migrations
                         .HasColumnType("jsonb")
                         .HasColumnName("result");
 
-                    b.Property<Guid>("SessionId")
+                    b.Property<Guid?>("SessionId")
                         .HasColumnType("uuid")
                         .HasColumnName("session_id");
 
@@ -823,7 +823,10 @@ namespace HarnessServer.Migrations
                     b.HasIndex("TenantId", "SessionId", "CreatedAt")
                         .HasDatabaseName("ix_tool_calls_tenant_id_session_id_created_at");
 
-                    b.ToTable("tool_calls", (string)null);
+                    b.ToTable("tool_calls", null, t =>
+                        {
+                            t.HasCheckConstraint("ck_tool_calls_outside_session", "session_id IS NOT NULL OR tool IN ('memory.save', 'memory.search')");
+                        });
                 });
 
             modelBuilder.Entity("HarnessServer.Policies.PolicyVersion", b =>
@@ -1193,7 +1196,6 @@ namespace HarnessServer.Migrations
                         .WithMany()
                         .HasForeignKey("SessionId")
                         .OnDelete(DeleteBehavior.Cascade)
-                        .IsRequired()
                         .HasConstraintName("fk_tool_calls_sessions_session_id");
                 });
 
