@@ -14,8 +14,9 @@ namespace HarnessServer.Approvals;
 /// <summary>
 /// The durable worker behind approvals. It claims one approved, not yet executed approval at a time with
 /// <c>FOR UPDATE SKIP LOCKED</c> and stamps it executed in the claiming transaction, before running it: so two server
-/// processes never run the same call, and a call whose process died mid-run is never run again. It also expires
-/// approvals that waited too long. Decisions wake it; otherwise it polls.
+/// processes never run the same call, and a call whose process died mid-run is never run again. A call whose session
+/// is paused is not claimed until the session is resumed: pause stops approved calls as it stops new ones. It also
+/// expires approvals that waited too long. Decisions and resumes wake it; otherwise it polls.
 /// </summary>
 internal sealed class ApprovedCallExecutor(
     DatabaseSources sources,
@@ -73,10 +74,11 @@ internal sealed class ApprovedCallExecutor(
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
         await using var claim = new NpgsqlCommand("""
             WITH next AS (
-                SELECT id FROM approvals
-                WHERE status = 'Approved' AND executed_at IS NULL
-                ORDER BY decided_at LIMIT 1
-                FOR UPDATE SKIP LOCKED)
+                SELECT a.id FROM approvals a
+                WHERE a.status = 'Approved' AND a.executed_at IS NULL
+                  AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.id = a.session_id AND s.status = 'Paused')
+                ORDER BY a.decided_at LIMIT 1
+                FOR UPDATE OF a SKIP LOCKED)
             UPDATE approvals a SET executed_at = now() FROM next WHERE a.id = next.id
             RETURNING a.tenant_id, a.tool_call_id
             """, connection, transaction);

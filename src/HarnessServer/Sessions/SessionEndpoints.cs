@@ -20,14 +20,16 @@ internal static class SessionEndpoints
         group.MapPost("/{id:guid}/pause", (Guid id, CurrentUser user, SessionService sessions, CancellationToken ct) =>
                 sessions.SetStatusAsync(id, user, SessionStatus.Paused, ct))
             .WithName("PauseSession").WithSummary("Pause: new tool calls and turns get 409 until resumed.");
-        group.MapPost("/{id:guid}/resume", async (Guid id, CurrentUser user, SessionService sessions, Agents.TurnRecovery turns, CancellationToken ct) =>
+        group.MapPost("/{id:guid}/resume", async (
+                Guid id, CurrentUser user, SessionService sessions, Agents.TurnRecovery turns, Approvals.ApprovedCallExecutor approved, CancellationToken ct) =>
             {
                 var resumed = await sessions.SetStatusAsync(id, user, SessionStatus.Active, ct);
-                // A turn paused mid-way continues now rather than at the next recovery pass.
+                // A turn paused mid-way, and calls approved while paused, continue now rather than at the next pass.
                 turns.Wake();
+                approved.Wake();
                 return resumed;
             })
-            .WithName("ResumeSession").WithSummary("Resume a paused session; its paused agent turn continues.");
+            .WithName("ResumeSession").WithSummary("Resume a paused session; its paused agent turn and its calls approved meanwhile continue.");
         group.MapPost("/{id:guid}/tool-calls", CallToolAsync).WithName("CallTool")
             .WithSummary("Run one tool call through the pipeline: schema, policy, approval, sandbox, audit.");
         group.MapGet("/{id:guid}/events", StreamEvents).WithName("StreamSessionEvents")

@@ -80,6 +80,30 @@ public sealed class PipelineDurabilityTests(ToolCallPipelineTests.PipelineApplic
     }
 
     [Fact]
+    public async Task A_call_approved_while_its_session_is_paused_runs_only_after_the_session_is_resumed()
+    {
+        using var requester = app.ClientFor("pia", ToolCallPipelineTests.Tenant, ["web"]);
+        var session = await NewSessionAsync(requester);
+        var pending = await (await CallAsync(requester, session, "fs.write", new { path = "reviewed/paused.txt", content = "later" })).JsonAsync(HttpStatusCode.Accepted);
+        var callId = pending.GetProperty("id").GetGuid();
+        (await requester.PostAsync($"/v1/sessions/{session}/pause", null)).EnsureSuccessStatusCode();
+
+        using var approver = app.ClientFor("victor", ToolCallPipelineTests.Tenant, ["web"], [HarnessRoles.Approver]);
+        (await approver.PostAsJsonAsync($"/v1/approvals/{pending.GetProperty("approvalId").GetGuid()}/decision", new { approve = true })).EnsureSuccessStatusCode();
+        await Task.Delay(1000); // five executor polls
+
+        var view = await (await requester.GetAsync($"/v1/sessions/{session}")).JsonAsync(HttpStatusCode.OK);
+        Assert.Equal("approved", view.GetProperty("toolCalls").EnumerateArray().Single(c => c.GetProperty("id").GetGuid() == callId).GetProperty("status").GetString());
+        Assert.Equal(0, await CountAsync($"SELECT count(*) FROM audit_events WHERE type = 'tool_call.executed' AND payload::jsonb->>'callId' = '{callId}'"));
+
+        (await requester.PostAsync($"/v1/sessions/{session}/resume", null)).EnsureSuccessStatusCode();
+
+        Assert.Equal("succeeded", await requester.WaitForCallStatusAsync(session, callId, "succeeded", "failed"));
+        var read = await (await CallAsync(requester, session, "fs.read", new { path = "reviewed/paused.txt" })).JsonAsync(HttpStatusCode.OK);
+        Assert.Equal("later", read.GetProperty("result").GetProperty("content").GetString());
+    }
+
+    [Fact]
     public async Task An_approved_call_is_decided_again_and_a_deny_added_since_the_request_wins()
     {
         const string tenant = "redecide";
