@@ -811,6 +811,11 @@ namespace HarnessServer.Migrations
                         .HasColumnType("character varying(200)")
                         .HasColumnName("tool");
 
+                    b.Property<string>("ToolDigest")
+                        .HasMaxLength(64)
+                        .HasColumnType("character varying(64)")
+                        .HasColumnName("tool_digest");
+
                     b.HasKey("Id")
                         .HasName("pk_tool_calls");
 

@@ -30,6 +30,7 @@ internal sealed class ToolCallConfiguration : IEntityTypeConfiguration<ToolCall>
         builder.Property(c => c.RequestedBy).HasMaxLength(Limits.Identifier);
         builder.Property(c => c.RequestedByName).HasMaxLength(Limits.DisplayName);
         builder.Property(c => c.Tool).HasMaxLength(Limits.Identifier);
+        builder.Property(c => c.ToolDigest).HasMaxLength(64);
         builder.Property(c => c.Status).HasConversion<string>().HasMaxLength(20);
         builder.HasIndex(c => new { c.TenantId, c.SessionId, c.CreatedAt });
         builder.HasOne<Session>().WithMany().HasForeignKey(c => c.SessionId).OnDelete(DeleteBehavior.Cascade);

@@ -16,14 +16,15 @@ internal static class PipelineRows
     /// <summary>The call as the commit stage stores it: decided (or rejected), not yet run.</summary>
     public static AuditCommand InsertCall(ToolCallContext context, ToolCallStatus status, string arguments, string? decision, DateTimeOffset at) => new("""
         INSERT INTO tool_calls (id, tenant_id, session_id, requested_by, requested_by_name, requester_teams, tool, arguments,
-                                status, decision, result, error, approval_id, audit_seq, created_at, completed_at)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11, $12, NULL, $13, $14)
+                                status, decision, result, error, approval_id, audit_seq, created_at, completed_at, tool_digest)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11, $12, NULL, $13, $14, $15)
         """,
         context.CallId, context.Caller.TenantId, Nullable(context.SessionId, NpgsqlDbType.Uuid), context.Caller.UserId, context.Caller.DisplayName,
         context.Caller.Teams.ToArray(), context.Request.Tool, Json(arguments), status.ToString(), Json(decision),
         Json(context.Error is null ? null : JsonSerializer.Serialize(context.Error, AuditViews.Json)),
         Nullable(context.ApprovalId, NpgsqlDbType.Uuid), at,
-        Nullable(status is ToolCallStatus.Rejected or ToolCallStatus.Denied ? at : (DateTimeOffset?)null, NpgsqlDbType.TimestampTz));
+        Nullable(status is ToolCallStatus.Rejected or ToolCallStatus.Denied ? at : (DateTimeOffset?)null, NpgsqlDbType.TimestampTz),
+        new NpgsqlParameter { Value = (object?)context.Tool?.Digest ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Text });
 
     public static AuditCommand InsertApproval(Approval approval) => new("""
         INSERT INTO approvals (id, tenant_id, tool_call_id, session_id, requested_by, requester_teams, tool, reason, status,

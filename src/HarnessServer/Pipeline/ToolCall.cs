@@ -29,6 +29,9 @@ internal sealed class ToolCall : ITenantOwned
     public required string RequestedByName { get; init; }
     public required string[] RequesterTeams { get; init; }
     public required string Tool { get; init; }
+
+    /// <summary>The <see cref="Tools.ToolDefinition.Digest"/> of the definition the call was decided on (none if unknown).</summary>
+    public string? ToolDigest { get; init; }
     public required JsonDocument Arguments { get; init; }
     public ToolCallStatus Status { get; set; }
     public JsonDocument? Decision { get; set; }

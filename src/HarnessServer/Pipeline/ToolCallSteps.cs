@@ -28,6 +28,12 @@ internal sealed class ResolveToolStep(ToolRegistry registry) : IToolCallStep
         {
             context.Settle(ToolCallStatus.Rejected, new ToolCallError("tool_disabled", $"Tool '{tool.Name}' is disabled by an administrator."));
         }
+        else if (context.Approved is { ToolDigest: { } approved } && approved != tool.Digest)
+        {
+            // The approver saw the call against the definition of its request; what would run now is something else.
+            context.Settle(ToolCallStatus.Rejected, new ToolCallError("tool_changed",
+                $"Tool '{tool.Name}' was redefined (kind, argv or schema) after this call was requested; it did not run. Request it again to have the new definition approved."));
+        }
 
         context.Tool = tool;
     }

@@ -1,4 +1,6 @@
+using System.Security.Cryptography;
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using Json.Schema;
 
 namespace HarnessServer.Tools;
@@ -24,7 +26,21 @@ internal sealed record ToolDefinition(
     int Version)
 {
     private JsonSchema? _compiled;
+    private string? _digest;
 
     /// <summary>The schema built once per definition (definitions are immutable and cached per tenant).</summary>
     public JsonSchema CompiledSchema => _compiled ??= JsonSchema.Build(Schema);
+
+    /// <summary>
+    /// SHA-256 (hex) of the canonical JSON of what decides how a call runs: name, kind, argv template and schema. A
+    /// call held for approval stores it, so a definition changed before the call runs is caught (a new description or
+    /// the enabled flag do not change it).
+    /// </summary>
+    public string Digest => _digest ??= Convert.ToHexStringLower(SHA256.HashData(Audit.CanonicalJson.Serialize(new JsonObject
+    {
+        ["name"] = Name,
+        ["kind"] = Kind.ToString(),
+        ["argv"] = Argv is null ? null : new JsonArray([.. Argv.Select(a => JsonValue.Create(a))]),
+        ["schema"] = JsonNode.Parse(Schema.GetRawText()),
+    })));
 }

@@ -104,6 +104,50 @@ public sealed class PipelineDurabilityTests(ToolCallPipelineTests.PipelineApplic
     }
 
     [Fact]
+    public async Task An_approved_call_whose_tool_was_redefined_since_the_request_does_not_run()
+    {
+        const string tenant = "redefine";
+        using var admin = app.ClientFor("admin", tenant, roles: [HarnessRoles.Admin]);
+        (await admin.PutAsync("/v1/admin/policies/org", new StringContent("rules:\n  - tool: greet\n    effect: ask\n", Encoding.UTF8, "application/yaml")))
+            .EnsureSuccessStatusCode();
+        object Greet(string description, params string[] argv) => new
+        {
+            name = "greet",
+            description,
+            kind = "command",
+            argv,
+            schema = new { type = "object", required = new[] { "who" }, properties = new { who = new { type = "string", pattern = "^[a-z]+$" } } },
+        };
+        (await admin.PostAsJsonAsync("/v1/admin/tools", Greet("Greets", "echo", "hello", "{who}"))).EnsureSuccessStatusCode();
+        using var requester = app.ClientFor("rita", tenant, ["ops"]);
+        using var approver = app.ClientFor("ann", tenant, ["ops"], [HarnessRoles.Approver]);
+        var session = await NewSessionAsync(requester);
+        async Task<string?> ApproveAsync(JsonElement pending, params string[] statuses)
+        {
+            (await approver.PostAsJsonAsync($"/v1/approvals/{pending.GetProperty("approvalId").GetGuid()}/decision", new { approve = true })).EnsureSuccessStatusCode();
+            return await requester.WaitForCallStatusAsync(session, pending.GetProperty("id").GetGuid(), statuses);
+        }
+
+        var first = await (await CallAsync(requester, session, "greet", new { who = "world" })).JsonAsync(HttpStatusCode.Accepted);
+        (await admin.PutAsJsonAsync("/v1/admin/tools/greet", Greet("Greets", "echo", "changed", "{who}"))).EnsureSuccessStatusCode();
+
+        Assert.Equal("rejected", await ApproveAsync(first, "rejected", "succeeded", "failed"));
+        var view = await (await requester.GetAsync($"/v1/sessions/{session}")).JsonAsync(HttpStatusCode.OK);
+        var refused = view.GetProperty("toolCalls").EnumerateArray().Single(c => c.GetProperty("id").GetGuid() == first.GetProperty("id").GetGuid());
+        Assert.Equal("tool_changed", refused.GetProperty("error").GetProperty("code").GetString());
+        Assert.False(refused.TryGetProperty("result", out var result) && result.ValueKind != JsonValueKind.Null);
+
+        // A new description (or the enabled flag) is not a new definition: the approved call runs.
+        var second = await (await CallAsync(requester, session, "greet", new { who = "again" })).JsonAsync(HttpStatusCode.Accepted);
+        (await admin.PutAsJsonAsync("/v1/admin/tools/greet", Greet("Greets politely", "echo", "changed", "{who}"))).EnsureSuccessStatusCode();
+
+        Assert.Equal("succeeded", await ApproveAsync(second, "succeeded", "rejected", "failed"));
+        view = await (await requester.GetAsync($"/v1/sessions/{session}")).JsonAsync(HttpStatusCode.OK);
+        var ran = view.GetProperty("toolCalls").EnumerateArray().Single(c => c.GetProperty("id").GetGuid() == second.GetProperty("id").GetGuid());
+        Assert.Equal("changed again\n", ran.GetProperty("result").GetProperty("stdout").GetString());
+    }
+
+    [Fact]
     public async Task An_approved_call_is_decided_again_and_a_deny_added_since_the_request_wins()
     {
         const string tenant = "redecide";
