@@ -1,4 +1,6 @@
 using System.ClientModel;
+using System.Security.Cryptography;
+using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using HarnessServer.Audit;
@@ -92,9 +94,23 @@ internal sealed class AgentTurns(
             CreatedAt = now,
             UpdatedAt = now,
         };
-        db.AgentTurns.Add(turn);
-        db.AgentMessages.Add(TextMessage(turn, MessageRoles.User, content));
-        await db.SaveChangesAsync(cancellationToken);
+        // The turn starts only with its audit event (fail closed). The event names the message by its hash and size:
+        // the text itself stays in the session's history, not in the long-lived chain.
+        await audit.AppendAsync(user.TenantId, async (unit, ct) =>
+        {
+            unit.Db.AgentTurns.Add(turn);
+            unit.Db.AgentMessages.Add(TextMessage(turn, MessageRoles.User, content));
+            await unit.Db.SaveChangesAsync(ct);
+            return (0, (IReadOnlyList<AuditEntry>)[new AuditEntry("agent.turn_started", new AuditActor(user.UserId, user.DisplayName), sessionId,
+                Payload: new JsonObject
+                {
+                    ["turnId"] = turn.Id.ToString(),
+                    ["model"] = model.ModelId,
+                    ["messageChars"] = content.Length,
+                    ["messageSha256"] = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(content))),
+                })]);
+        }, cancellationToken);
+        db.AgentTurns.Attach(turn);
 
         // Saved after the user's message, so it follows it in the history (sequence order) and stays with its turn.
         if (await memory.RecallAsync(user, content, cancellationToken) is { } recalled)
@@ -207,7 +223,7 @@ internal sealed class AgentTurns(
             logger.LogWarning(e, "Model call of turn {Turn} failed", turn.Id);
             turn.Status = TurnStatus.Failed;
             turn.Error = failure;
-            await SaveAsync(turn, "model_failed", CancellationToken.None);
+            await EndAsync(turn, "model_failed", CancellationToken.None);
         }
 
         return await ResultAsync(turn, cancellationToken);
@@ -253,7 +269,7 @@ internal sealed class AgentTurns(
         {
             turn.Status = TurnStatus.Completed;
             turn.Reply = response.Text ?? "";
-            await SaveAsync(turn, "completed", cancellationToken);
+            await EndAsync(turn, "completed", cancellationToken);
             return false;
         }
 
@@ -268,7 +284,7 @@ internal sealed class AgentTurns(
             }
 
             turn.Status = TurnStatus.MaxIterations;
-            await SaveAsync(turn, "max_iterations", cancellationToken);
+            await EndAsync(turn, "max_iterations", cancellationToken);
             return false;
         }
 
@@ -449,6 +465,28 @@ internal sealed class AgentTurns(
         turn.LastStep = step;
         turn.UpdatedAt = time.GetUtcNow();
         await db.SaveChangesAsync(cancellationToken);
+    }
+
+    // A turn's last step, then its audit event. The work is done by then, so an audit outage is logged rather than
+    // answered as a failure; the chain shows the turn started and not how it ended.
+    private async Task EndAsync(AgentTurn turn, string step, CancellationToken cancellationToken)
+    {
+        await SaveAsync(turn, step, cancellationToken);
+        try
+        {
+            await audit.AppendAsync(turn.TenantId, [new AuditEntry("agent.turn_ended", new AuditActor(turn.UserId, turn.UserName), turn.SessionId,
+                Payload: new JsonObject
+                {
+                    ["turnId"] = turn.Id.ToString(),
+                    ["status"] = JsonNamingPolicy.SnakeCaseLower.ConvertName(turn.Status.ToString()),
+                    ["iterations"] = turn.Iterations,
+                    ["error"] = turn.Error,
+                })], cancellationToken);
+        }
+        catch (AuditUnavailableException e)
+        {
+            logger.LogError(e, "Turn {Turn} ended {Status} but its audit event could not be written", turn.Id, turn.Status);
+        }
     }
 
     private string Serialize<T>(T value) => JsonSerializer.Serialize(value, json.Value.SerializerOptions);

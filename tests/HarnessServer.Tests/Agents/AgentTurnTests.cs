@@ -128,6 +128,25 @@ public sealed class AgentTurnTests(AgentTurnTests.AgentApplication app) : IClass
         Assert.Equal("fs_write", proposed.GetProperty("function").GetProperty("name").GetString());
         Assert.Equal(proposed.GetProperty("id").GetString(), result.GetProperty("tool_call_id").GetString());
         Assert.Equal("buy milk", JsonDocument.Parse(proposed.GetProperty("function").GetProperty("arguments").GetString()!).RootElement.GetProperty("content").GetString());
+
+        // The chain shows the turn around its call: started (the message by hash), the call's stages, ended.
+        using var auditor = app.ClientFor("admin", Tenant, roles: [HarnessRoles.Admin]);
+        var page = await (await auditor.GetAsync("/v1/audit/events?limit=1000")).JsonAsync(HttpStatusCode.OK);
+        var events = page.GetProperty("events").EnumerateArray()
+            .Where(e => e.GetProperty("sessionId").ValueKind == JsonValueKind.String && e.GetProperty("sessionId").GetGuid() == session).ToList();
+        var types = events.Select(e => e.GetProperty("type").GetString()!).ToList();
+        Assert.Equal("session.created", types[0]);
+        Assert.Equal("agent.turn_started", types[1]);
+        // Then the turn's one call, then its end (the read of the file by this test comes after).
+        var ended = types.IndexOf("agent.turn_ended");
+        Assert.All(types[2..ended], t => Assert.StartsWith("tool_call.", t));
+        Assert.Single(types[2..ended], t => t == "tool_call.executed");
+        var started = events[1].GetProperty("payload");
+        Assert.Equal(turn.GetProperty("turnId").GetString(), started.GetProperty("turnId").GetString());
+        Assert.Equal(Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(Encoding.UTF8.GetBytes("Write my todo list."))),
+            started.GetProperty("messageSha256").GetString());
+        Assert.DoesNotContain("Write my todo list.", page.ToString());
+        Assert.Equal("completed", events[ended].GetProperty("payload").GetProperty("status").GetString());
     }
 
     [Fact]
