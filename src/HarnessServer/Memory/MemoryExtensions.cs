@@ -16,6 +16,7 @@ internal static class MemoryExtensions
             .Validate(o => o.EfSearch is >= MemoryStore.MaxK and <= 1000, $"Harness:Memory:EfSearch must be between {MemoryStore.MaxK} (the largest k) and 1000.")
             .Validate(o => o.ReembedBatchSize is > 0 and <= 2048, "Harness:Memory:ReembedBatchSize must be between 1 and 2048.")
             .Validate(o => o.ReembedInterval > TimeSpan.Zero, "Harness:Memory:ReembedInterval must be positive.")
+            .Validate(o => o.PurgeInterval > TimeSpan.Zero, "Harness:Memory:PurgeInterval must be positive.")
             .ValidateOnStart();
         builder.Services.AddOptions<EmbeddingOptions>()
             .BindConfiguration("Harness:Embeddings")
@@ -34,6 +35,8 @@ internal static class MemoryExtensions
         builder.Services.AddScoped<MemoryRequests>();
         builder.Services.AddHostedService<EmbeddingDimensionCheck>();
         builder.Services.AddHostedService<MemoryReembedder>();
+        builder.Services.AddSingleton<MemoryPurger>();
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<MemoryPurger>());
         return builder;
     }
 

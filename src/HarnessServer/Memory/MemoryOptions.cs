@@ -17,6 +17,9 @@ internal sealed class MemoryOptions
 
     public int ReembedBatchSize { get; set; } = 64;
     public TimeSpan ReembedInterval { get; set; } = TimeSpan.FromMinutes(1);
+
+    /// <summary>How often items past their expiry are deleted (each batch with a <c>memory.purged</c> audit event).</summary>
+    public TimeSpan PurgeInterval { get; set; } = TimeSpan.FromMinutes(10);
 }
 
 /// <summary><c>Harness:Embeddings</c>: an OpenAI-compatible endpoint, or none for the built-in local generator.</summary>

@@ -2,7 +2,9 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
+using HarnessServer.Memory;
 using HarnessServer.Tests.Http;
+using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
 
 namespace HarnessServer.Tests.Memory;
@@ -209,6 +211,32 @@ public sealed class MemoryTests(MemoryApplication app) : IClassFixture<MemoryApp
 
         Assert.Equal(kept, Assert.Single(hits).Id);
         Assert.Equal(kept, Assert.Single(list.GetProperty("items").EnumerateArray()).GetProperty("id").GetGuid());
+    }
+
+    [Fact]
+    public async Task Expired_items_are_purged_in_one_audited_batch_and_the_chain_still_verifies()
+    {
+        using var alice = app.ClientFor("alice", "purge-acme");
+        using var auditor = app.ClientFor("carol", "purge-acme", roles: ["harness.auditor"]);
+        var expired = await alice.SaveAsync("org", "a note that expires");
+        var alsoExpired = await alice.SaveAsync("user", "a private note that expires");
+        var kept = await alice.SaveAsync("org", "a note that stays");
+        await app.ExecuteAsync("UPDATE memory_items SET expires_at = now() - interval '1 second' WHERE id = ANY($1)", new[] { expired, alsoExpired });
+
+        Assert.True(await app.Services.GetRequiredService<MemoryPurger>().PurgeAllAsync(default) >= 2);
+
+        Assert.Equal(0, await app.CountAsync($"SELECT count(*) FROM memory_items WHERE id IN ('{expired}', '{alsoExpired}')"));
+        Assert.Equal(1, await app.CountAsync($"SELECT count(*) FROM memory_items WHERE id = '{kept}'"));
+        var events = await auditor.GetFromJsonAsync<JsonElement>("/v1/audit/events?type=memory.purged");
+        var purged = Assert.Single(events.GetProperty("events").EnumerateArray()).GetProperty("payload");
+        Assert.Equal(2, purged.GetProperty("count").GetInt32());
+        Assert.Equal(new[] { expired, alsoExpired }.Order(), purged.GetProperty("items").EnumerateArray().Select(i => i.GetProperty("id").GetGuid()).Order());
+        Assert.DoesNotContain("a note that", purged.ToString()); // ids, never content
+        Assert.True((await auditor.GetFromJsonAsync<JsonElement>("/v1/audit/verify")).GetProperty("valid").GetBoolean());
+
+        // Nothing left to purge: no second event.
+        await app.Services.GetRequiredService<MemoryPurger>().PurgeAllAsync(default);
+        Assert.Single((await auditor.GetFromJsonAsync<JsonElement>("/v1/audit/events?type=memory.purged")).GetProperty("events").EnumerateArray());
     }
 
     [Fact]
