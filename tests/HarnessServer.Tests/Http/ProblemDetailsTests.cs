@@ -34,6 +34,25 @@ public sealed class ProblemDetailsTests(ProblemDetailsTests.SmallBodyApplication
         Assert.Contains("DELETE is not allowed on /v1/me", problem.GetProperty("detail").GetString());
     }
 
+    [Theory]
+    [InlineData("PUT", "/v1/admin/agent-settings", "{\"memoryRetrieval\": \"yes\"}")]
+    [InlineData("PUT", "/v1/admin/agent-settings", "{\"memoryItems\": 1.5}")]
+    [InlineData("PUT", "/v1/admin/http-fetch/domains", "{\"domains\": \"example.com\"}")]
+    [InlineData("PUT", "/v1/admin/http-fetch/domains", "{\"domains\": [1]}")]
+    [InlineData("PUT", "/v1/admin/http-fetch/domains", "not json")]
+    [InlineData("POST", "/v1/approvals/00000000-0000-0000-0000-000000000001/decision", "{\"approve\": \"sure\"}")]
+    [InlineData("POST", "/v1/memory/org/items", "{\"content\": 5}")]
+    public async Task A_body_of_the_wrong_shape_is_a_400_problem_never_a_500(string method, string url, string body)
+    {
+        using var client = app.ClientFor("root", "shapes", roles: ["harness.admin", "harness.approver"]);
+        using var request = new HttpRequestMessage(new HttpMethod(method), url) { Content = new StringContent(body, Encoding.UTF8, "application/json") };
+
+        var problem = await ProblemAsync(await client.SendAsync(request), HttpStatusCode.BadRequest);
+
+        Assert.False(string.IsNullOrWhiteSpace(problem.GetProperty("detail").GetString()));
+        Assert.DoesNotContain("   at ", problem.ToString());
+    }
+
     [Fact]
     public async Task Body_over_the_limit_is_413_problem()
     {
