@@ -54,16 +54,23 @@ internal sealed class AgentSettingsService(HarnessDbContext db, TenantContext te
                 $"memoryItems is {body.MemoryItems}; it must be between 1 and {MaxMemoryItems}.");
         }
 
-        var before = await GetAsync(admin.TenantId, cancellationToken);
-        var after = new AgentSettingsView(body.MemoryRetrieval ?? before.MemoryRetrieval, body.MemoryItems ?? before.MemoryItems, admin.UserId, time.GetUtcNow());
-        await audit.AppendAsync(admin.TenantId, async (unit, ct) =>
+        var receipt = await audit.AppendAsync(admin.TenantId, async (unit, ct) =>
         {
-            // One row per tenant: an upsert, so two admins saving at once both land, the later one last.
+            // The row exists (with the defaults, if this is the tenant's first change) and is locked before it is read,
+            // so the audited "before" is exactly what this change replaced, even when admins save at once.
+            var now = time.GetUtcNow();
             await unit.Db.Database.ExecuteSqlInterpolatedAsync($"""
                 INSERT INTO agent_settings (tenant_id, memory_retrieval, memory_items, updated_by, updated_at)
-                VALUES ({admin.TenantId}, {after.MemoryRetrieval}, {after.MemoryItems}, {admin.UserId}, {after.UpdatedAt})
-                ON CONFLICT (tenant_id) DO UPDATE SET memory_retrieval = EXCLUDED.memory_retrieval,
-                    memory_items = EXCLUDED.memory_items, updated_by = EXCLUDED.updated_by, updated_at = EXCLUDED.updated_at
+                VALUES ({admin.TenantId}, {options.Value.MemoryRetrieval}, {options.Value.MemoryItems}, {admin.UserId}, {now})
+                ON CONFLICT (tenant_id) DO NOTHING
+                """, ct);
+            var before = (await unit.Db.AgentSettings.FromSqlInterpolated($"SELECT * FROM agent_settings WHERE tenant_id = {admin.TenantId} FOR UPDATE")
+                .IgnoreQueryFilters().AsNoTracking().ToListAsync(ct)).Single();
+            var after = new AgentSettingsView(body.MemoryRetrieval ?? before.MemoryRetrieval, body.MemoryItems ?? before.MemoryItems, admin.UserId, now);
+            await unit.Db.Database.ExecuteSqlInterpolatedAsync($"""
+                UPDATE agent_settings SET memory_retrieval = {after.MemoryRetrieval}, memory_items = {after.MemoryItems},
+                    updated_by = {admin.UserId}, updated_at = {now}
+                WHERE tenant_id = {admin.TenantId}
                 """, ct);
             return (after, (IReadOnlyList<AuditEntry>)[new AuditEntry("agent.settings_changed", new AuditActor(admin.UserId, admin.DisplayName), Payload: new JsonObject
             {
@@ -71,6 +78,6 @@ internal sealed class AgentSettingsService(HarnessDbContext db, TenantContext te
                 ["after"] = new JsonObject { ["memoryRetrieval"] = after.MemoryRetrieval, ["memoryItems"] = after.MemoryItems },
             })]);
         }, cancellationToken);
-        return after;
+        return receipt.Result;
     }
 }

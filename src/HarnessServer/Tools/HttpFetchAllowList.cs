@@ -65,20 +65,26 @@ internal sealed class HttpFetchAllowList
         }
 
         var domains = requested.Select((d, i) => Normalize(d, i)).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToArray();
-        var before = await GetAsync(admin.TenantId, cancellationToken);
         var now = _time.GetUtcNow();
         await audit.AppendAsync(admin.TenantId, async (unit, ct) =>
         {
+            // The row exists (empty, on the tenant's first change) and is locked before it is read, so the audited
+            // "before" is exactly what this change replaced, even when admins save at once.
             await unit.Db.Database.ExecuteSqlInterpolatedAsync($"""
                 INSERT INTO http_fetch_domains (tenant_id, domains, updated_by, updated_at)
-                VALUES ({admin.TenantId}, {domains}, {admin.UserId}, {now})
-                ON CONFLICT (tenant_id) DO UPDATE SET domains = EXCLUDED.domains, updated_by = EXCLUDED.updated_by, updated_at = EXCLUDED.updated_at
+                VALUES ({admin.TenantId}, {Array.Empty<string>()}, {admin.UserId}, {now})
+                ON CONFLICT (tenant_id) DO NOTHING
+                """, ct);
+            var before = (await unit.Db.HttpFetchDomains.FromSqlInterpolated($"SELECT * FROM http_fetch_domains WHERE tenant_id = {admin.TenantId} FOR UPDATE")
+                .IgnoreQueryFilters().AsNoTracking().ToListAsync(ct)).Single().Domains;
+            await unit.Db.Database.ExecuteSqlInterpolatedAsync($"""
+                UPDATE http_fetch_domains SET domains = {domains}, updated_by = {admin.UserId}, updated_at = {now} WHERE tenant_id = {admin.TenantId}
                 """, ct);
             ChangeFeed.Notify(unit, ChangeKind, admin.TenantId);
             return (0, (IReadOnlyList<AuditEntry>)[new AuditEntry("http_fetch.domains_changed", new AuditActor(admin.UserId, admin.DisplayName),
                 Tool: "http.fetch", Payload: new JsonObject
                 {
-                    ["before"] = new JsonArray([.. before.Domains.Select(d => JsonValue.Create(d))]),
+                    ["before"] = new JsonArray([.. before.Select(d => JsonValue.Create(d))]),
                     ["after"] = new JsonArray([.. domains.Select(d => JsonValue.Create(d))]),
                 })]);
         }, cancellationToken);

@@ -91,6 +91,31 @@ public sealed class HttpFetchAllowListTests(HttpFetchAllowListTests.FetchApplica
         Assert.True((await (await admin.GetAsync("/v1/audit/verify")).JsonAsync(HttpStatusCode.OK)).GetProperty("valid").GetBoolean());
     }
 
+    [Fact]
+    public async Task Admins_saving_at_once_leave_an_audit_trail_where_each_change_starts_from_the_one_before()
+    {
+        using var admin = app.ClientFor("root", "egress-race", roles: [HarnessRoles.Admin]);
+
+        var saves = Enumerable.Range(0, 6).Select(i =>
+            admin.PutAsJsonAsync("/v1/admin/http-fetch/domains", new { domains = new[] { $"host{i}.example" } }));
+        foreach (var response in await Task.WhenAll(saves))
+        {
+            response.EnsureSuccessStatusCode();
+        }
+
+        var events = (await (await admin.GetAsync("/v1/audit/events?type=http_fetch.domains_changed")).JsonAsync(HttpStatusCode.OK))
+            .GetProperty("events").EnumerateArray().Select(e => e.GetProperty("payload")).ToList();
+        Assert.Equal(6, events.Count);
+        Assert.Empty(events[0].GetProperty("before").EnumerateArray());
+        for (var i = 1; i < events.Count; i++)
+        {
+            Assert.Equal(events[i - 1].GetProperty("after").ToString(), events[i].GetProperty("before").ToString());
+        }
+
+        var current = await (await admin.GetAsync("/v1/admin/http-fetch/domains")).JsonAsync(HttpStatusCode.OK);
+        Assert.Equal(events[^1].GetProperty("after").ToString(), current.GetProperty("domains").ToString());
+    }
+
     [Theory]
     [InlineData("https://example.com")]
     [InlineData("example.com:443")]
