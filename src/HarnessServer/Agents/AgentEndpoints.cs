@@ -28,6 +28,10 @@ internal static class AgentEndpoints
             .WithSummary("Workspace checkpoints, each taken just before the call named with it (owner or admin).");
         group.MapPost("/rollback", RollbackAsync).WithName("Rollback")
             .WithSummary("Restore the workspace to a checkpoint exactly and mark the later history rolled back (owner).");
+        app.MapGet("/v1/admin/usage", TenantUsageAsync).RequireAuthorization(HarnessPolicies.Admin).WithTags("Agents")
+            .WithName("GetTenantUsage")
+            .WithSummary("Model tokens used by the tenant's agent turns in [from, to) (default: the last 30 days), per user and model.")
+            .ProducesProblem(StatusCodes.Status400BadRequest);
         var settings = app.MapGroup("/v1/admin/agent-settings").RequireAuthorization(HarnessPolicies.Admin).WithTags("Agents");
         settings.MapGet("/", async (CurrentUser user, AgentSettingsService service, CancellationToken ct) =>
                 TypedResults.Ok(await service.GetAsync(user.TenantId, ct)))
@@ -83,6 +87,26 @@ internal static class AgentEndpoints
             .Select(g => new UsageLine(g.Key, g.Count(), g.Sum(c => c.InputTokens), g.Sum(c => c.OutputTokens)))
             .ToListAsync(ct);
         return TypedResults.Ok(new UsageView(calls.Sum(c => c.Calls), calls.Sum(c => c.InputTokens), calls.Sum(c => c.OutputTokens), calls));
+    }
+
+    private static async Task<Ok<TenantUsageView>> TenantUsageAsync(
+        DateTimeOffset? from, DateTimeOffset? to, CurrentUser user, HarnessDbContext db, TenantContext tenant, TimeProvider time, CancellationToken ct)
+    {
+        var until = to ?? time.GetUtcNow();
+        var since = from ?? until.AddDays(-30);
+        if (since >= until)
+        {
+            throw new HarnessProblemException(StatusCodes.Status400BadRequest, "invalid_range", $"from ({since:O}) must be before to ({until:O}).");
+        }
+
+        tenant.Set(user.TenantId);
+        var lines = await db.ModelCalls.AsNoTracking()
+            .Where(c => c.CreatedAt >= since && c.CreatedAt < until)
+            .GroupBy(c => new { c.UserId, c.Model })
+            .Select(g => new UserUsageLine(g.Key.UserId, g.Key.Model, g.Count(), g.Sum(c => (long)c.InputTokens), g.Sum(c => (long)c.OutputTokens)))
+            .ToListAsync(ct);
+        lines = [.. lines.OrderBy(l => l.User, StringComparer.Ordinal).ThenBy(l => l.Model, StringComparer.Ordinal)];
+        return TypedResults.Ok(new TenantUsageView(since, until, lines.Sum(l => l.Calls), lines.Sum(l => l.InputTokens), lines.Sum(l => l.OutputTokens), lines));
     }
 
     private static async Task<Ok<List<CheckpointView>>> CheckpointsAsync(Guid id, CurrentUser user, HarnessDbContext db, CancellationToken ct)
@@ -191,6 +215,10 @@ internal sealed record MessageView(long Seq, Guid TurnId, string Role, string? C
 }
 
 internal sealed record UsageLine(string Purpose, int Calls, int InputTokens, int OutputTokens);
+
+internal sealed record UserUsageLine(string User, string Model, int Calls, long InputTokens, long OutputTokens);
+
+internal sealed record TenantUsageView(DateTimeOffset From, DateTimeOffset To, int Calls, long InputTokens, long OutputTokens, IReadOnlyList<UserUsageLine> ByUser);
 
 internal sealed record UsageView(int Calls, int InputTokens, int OutputTokens, IReadOnlyList<UsageLine> ByPurpose);
 

@@ -65,8 +65,12 @@ internal sealed class AgentModel
 
     public string ModelId => _options.Id;
 
-    /// <summary>One chat call offering <paramref name="functions"/> (none for summaries); never invokes them.</summary>
-    public async Task<ModelResponse> CompleteAsync(ChatHistory history, IReadOnlyList<KernelFunction> functions, string purpose, CancellationToken cancellationToken)
+    /// <summary>
+    /// One chat call for <paramref name="tenant"/> offering <paramref name="functions"/> (none for summaries); never
+    /// invokes them. Token usage is measured per tenant (a bounded set; users are counted in the database, not here).
+    /// </summary>
+    public async Task<ModelResponse> CompleteAsync(
+        ChatHistory history, IReadOnlyList<KernelFunction> functions, string purpose, string tenant, CancellationToken cancellationToken)
     {
         var chat = _chat ?? throw new InvalidOperationException("The model is not configured.");
         var settings = new OpenAIPromptExecutionSettings
@@ -80,6 +84,7 @@ internal sealed class AgentModel
         activity?.SetTag("gen_ai.provider.name", "openai");
         activity?.SetTag("gen_ai.request.model", _options.Id);
         activity?.SetTag("harness.purpose", purpose);
+        activity?.SetTag("harness.tenant", tenant);
         var started = Stopwatch.GetTimestamp();
         string? error = null;
         try
@@ -90,7 +95,9 @@ internal sealed class AgentModel
             activity?.SetTag("gen_ai.usage.input_tokens", response.InputTokens);
             activity?.SetTag("gen_ai.usage.output_tokens", response.OutputTokens);
             TagList input = Tags(response.Model, "input");
+            input.Add("harness.tenant", tenant);
             TagList output = Tags(response.Model, "output");
+            output.Add("harness.tenant", tenant);
             TokenUsage.Record(response.InputTokens, input);
             TokenUsage.Record(response.OutputTokens, output);
             return response;

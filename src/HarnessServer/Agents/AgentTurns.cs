@@ -248,7 +248,7 @@ internal sealed class AgentTurns(
         var offered = await OfferedAsync(caller, cancellationToken);
         var names = new FunctionNames(offered.Select(t => t.Name));
         var history = await context.BuildAsync(turn, names, cancellationToken);
-        var response = await model.CompleteAsync(history, offered.Select(t => ToolFunctions.For(t, names)).ToList(), "turn", cancellationToken);
+        var response = await model.CompleteAsync(history, offered.Select(t => ToolFunctions.For(t, names)).ToList(), "turn", turn.TenantId, cancellationToken);
 
         var now = time.GetUtcNow();
         var calls = response.Calls.Select(c => new StoredCall(c.Id, names.ToTool(c.Function) ?? c.Function, c.Function, c.Arguments)).ToList();

@@ -106,7 +106,7 @@ internal sealed class ContextWindow(HarnessDbContext db, AgentModel model, IOpti
 
         var request = new ChatHistory(SummaryInstructions);
         request.AddUserMessage(transcript.ToString());
-        var response = await model.CompleteAsync(request, [], "summarize", cancellationToken);
+        var response = await model.CompleteAsync(request, [], "summarize", turn.TenantId, cancellationToken);
         var summary = new AgentMessage
         {
             TenantId = turn.TenantId,

@@ -376,7 +376,8 @@ public sealed class AgentTurnTests(AgentTurnTests.AgentApplication app) : IClass
         listener.SetMeasurementEventCallback<int>((_, value, tags, _) =>
         {
             var model = tags.ToArray().FirstOrDefault(t => t.Key == "gen_ai.request.model").Value as string;
-            if (model == "scripted-model")
+            var tenant = tags.ToArray().FirstOrDefault(t => t.Key == "harness.tenant").Value as string;
+            if (model == "scripted-model" && tenant == Tenant)
             {
                 lock (measured)
                 {
@@ -401,6 +402,18 @@ public sealed class AgentTurnTests(AgentTurnTests.AgentApplication app) : IClass
         var usage = await (await client.GetAsync($"/v1/sessions/{session}/usage")).JsonAsync(HttpStatusCode.OK);
         Assert.Equal(321, usage.GetProperty("inputTokens").GetInt32());
         Assert.Equal(12, usage.GetProperty("outputTokens").GetInt32());
+
+        // The tenant's admin sees usage per user and model; other users of the tenant cannot.
+        await (await client.GetAsync("/v1/admin/usage")).ProblemAsync(HttpStatusCode.Forbidden);
+        using var admin = app.ClientFor("admin", Tenant, roles: [HarnessRoles.Admin]);
+        var tenantUsage = await (await admin.GetAsync("/v1/admin/usage")).JsonAsync(HttpStatusCode.OK);
+        var lines = tenantUsage.GetProperty("byUser").EnumerateArray().ToList();
+        var maria = Assert.Single(lines, l => l.GetProperty("user").GetString() == "maria" && l.GetProperty("model").GetString() == "scripted-model");
+        Assert.True(maria.GetProperty("inputTokens").GetInt64() >= 321);
+        Assert.Equal(lines.Sum(l => l.GetProperty("inputTokens").GetInt64()), tenantUsage.GetProperty("inputTokens").GetInt64());
+        var empty = await (await admin.GetAsync($"/v1/admin/usage?to={Uri.EscapeDataString(DateTimeOffset.UtcNow.AddYears(-1).ToString("O"))}")).JsonAsync(HttpStatusCode.OK);
+        Assert.Equal(0, empty.GetProperty("calls").GetInt32());
+        await (await admin.GetAsync("/v1/admin/usage?from=2026-02-01T00:00:00Z&to=2026-01-01T00:00:00Z")).ProblemAsync(HttpStatusCode.BadRequest, "invalid_range");
     }
 
     [Fact]
