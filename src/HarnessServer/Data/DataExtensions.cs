@@ -25,7 +25,15 @@ internal static class DataExtensions
         application.UseVector();
         var applicationSource = application.Build();
 
-        builder.Services.AddSingleton(new DatabaseSources(ownerSource, applicationSource));
+        // Session locks (Pipeline.SessionGate) as the same role on connections that are never reset: they carry no
+        // session state besides the lock, which the gate releases itself, so the pool's DISCARD ALL would only add a
+        // statement to every call.
+        var locks = new NpgsqlDataSourceBuilder(connectionString);
+        locks.ConnectionStringBuilder.Options = application.ConnectionStringBuilder.Options;
+        locks.ConnectionStringBuilder.NoResetOnClose = true;
+        var locksSource = locks.Build();
+
+        builder.Services.AddSingleton(new DatabaseSources(ownerSource, applicationSource, locksSource));
         builder.Services.AddSingleton(applicationSource);
         builder.Services.AddScoped<TenantContext>();
         builder.Services.AddDbContext<HarnessDbContext>(options => Configure(options, applicationSource));
@@ -61,8 +69,11 @@ internal static class DataExtensions
     }
 }
 
-/// <summary>The owner connection (migrations, reviewers' tooling) and the restricted application connection.</summary>
-internal sealed record DatabaseSources(NpgsqlDataSource Owner, NpgsqlDataSource Application);
+/// <summary>
+/// The owner connection (migrations, reviewers' tooling), the restricted application connection, and the application
+/// role's connections for session locks, which are never reset on reuse.
+/// </summary>
+internal sealed record DatabaseSources(NpgsqlDataSource Owner, NpgsqlDataSource Application, NpgsqlDataSource SessionLocks);
 
 internal sealed class DatabaseOptions
 {

@@ -3,7 +3,6 @@ using HarnessServer.Http;
 using HarnessServer.Observability;
 using HarnessServer.Sandbox;
 using HarnessServer.Sessions;
-using Microsoft.EntityFrameworkCore;
 
 namespace HarnessServer.Pipeline;
 
@@ -24,7 +23,6 @@ internal sealed class ToolCallPipeline(
     IEnumerable<IToolCallStep> steps,
     SessionGate gate,
     WorkspaceRoot workspaces,
-    Data.HarnessDbContext db,
     Tenancy.TenantContext tenant)
 {
     private readonly IToolCallStep[] _steps = steps.OrderBy(s => s.Order).ToArray();
@@ -44,8 +42,8 @@ internal sealed class ToolCallPipeline(
             throw new InvalidArgumentsException($"The arguments cannot be decided or recorded: {first.Path}: {first.Reason}", errors);
         }
 
-        var session = await LoadSessionAsync(request.Caller, request.SessionId, cancellationToken);
-        using var _ = await gate.EnterAsync(session.Id, cancellationToken);
+        await using var entered = await EnterAsync(request.Caller, request.SessionId, cancellationToken);
+        var session = entered.Session!;
         using var workspace = workspaces.Open(session.TenantId, session.Id.ToString());
         var context = new ToolCallContext(request, session, workspace);
         return await RunStagesAsync(context, cancellationToken);
@@ -54,8 +52,8 @@ internal sealed class ToolCallPipeline(
     /// <summary>Runs an approved call (claimed by the executor); it re-enters before execution, exactly once.</summary>
     public async Task<ToolCallResponse> RunApprovedAsync(ToolCallRequest request, ToolCall approved, CancellationToken cancellationToken)
     {
-        var session = await LoadSessionAsync(request.Caller, request.SessionId, cancellationToken, ownerOnly: false);
-        using var _ = await gate.EnterAsync(session.Id, cancellationToken);
+        await using var entered = await EnterAsync(request.Caller, request.SessionId, cancellationToken, ownerOnly: false);
+        var session = entered.Session!;
         using var workspace = workspaces.Open(session.TenantId, session.Id.ToString());
         var context = new ToolCallContext(request, session, workspace)
         {
@@ -102,23 +100,32 @@ internal sealed class ToolCallPipeline(
             context.AuditSeq);
     }
 
-    private async Task<Session> LoadSessionAsync(Identity.CurrentUser caller, Guid sessionId, CancellationToken cancellationToken, bool ownerOnly = true)
+    // The session is read under its lock, so a call queued behind a pause sees it.
+    private async Task<SessionGate.Ticket> EnterAsync(Identity.CurrentUser caller, Guid sessionId, CancellationToken cancellationToken, bool ownerOnly = true)
     {
         tenant.Set(caller.TenantId);
-        var session = await db.Sessions.AsNoTracking().FirstOrDefaultAsync(s => s.Id == sessionId, cancellationToken);
-        // Another tenant's session, or another user's, does not exist for this caller.
-        if (session is null || (ownerOnly && session.OwnerUserId != caller.UserId))
+        var entered = await gate.EnterAsync(caller.TenantId, sessionId, cancellationToken);
+        try
         {
-            throw new HarnessProblemException(StatusCodes.Status404NotFound, "session_not_found", $"Session {sessionId} does not exist.");
-        }
+            // Another tenant's session, or another user's, does not exist for this caller.
+            if (entered.Session is not { } session || (ownerOnly && session.OwnerUserId != caller.UserId))
+            {
+                throw new HarnessProblemException(StatusCodes.Status404NotFound, "session_not_found", $"Session {sessionId} does not exist.");
+            }
 
-        if (session.Status == SessionStatus.Paused && ownerOnly)
+            if (session.Status == SessionStatus.Paused && ownerOnly)
+            {
+                throw new HarnessProblemException(StatusCodes.Status409Conflict, "session_paused",
+                    $"Session {sessionId} is paused; resume it before calling tools.");
+            }
+
+            return entered;
+        }
+        catch
         {
-            throw new HarnessProblemException(StatusCodes.Status409Conflict, "session_paused",
-                $"Session {sessionId} is paused; resume it before calling tools.");
+            await entered.DisposeAsync();
+            throw;
         }
-
-        return session;
     }
 }
 
