@@ -23,6 +23,7 @@ internal static class DataExtensions
         var application = new NpgsqlDataSourceBuilder(connectionString);
         application.ConnectionStringBuilder.Options = $"{application.ConnectionStringBuilder.Options} -c role={ApplicationRole}".Trim();
         application.UseVector();
+        PrepareRepeatedStatements(application);
         var applicationSource = application.Build();
 
         // Session locks (Pipeline.SessionGate) as the same role on connections that are never reset: they carry no
@@ -31,6 +32,7 @@ internal static class DataExtensions
         var locks = new NpgsqlDataSourceBuilder(connectionString);
         locks.ConnectionStringBuilder.Options = application.ConnectionStringBuilder.Options;
         locks.ConnectionStringBuilder.NoResetOnClose = true;
+        PrepareRepeatedStatements(locks);
         var locksSource = locks.Build();
 
         builder.Services.AddSingleton(new DatabaseSources(ownerSource, applicationSource, locksSource));
@@ -46,6 +48,17 @@ internal static class DataExtensions
     public static void Configure(DbContextOptionsBuilder options, NpgsqlDataSource source) =>
         options.UseNpgsql(source, npgsql => npgsql.UseVector().MigrationsHistoryTable("__ef_migrations_history"))
             .UseSnakeCaseNamingConvention();
+
+    // Every tool call repeats the same few statements (the session lock, the call's row, the audit batch); prepared
+    // once per connection, PostgreSQL stops parsing and planning them per call. A connection string can still say
+    // otherwise.
+    private static void PrepareRepeatedStatements(NpgsqlDataSourceBuilder source)
+    {
+        if (source.ConnectionStringBuilder.MaxAutoPrepare == 0)
+        {
+            source.ConnectionStringBuilder.MaxAutoPrepare = 64;
+        }
+    }
 
     // Outside Development the connection string is required. In Development the default is the local cluster that
     // scripts/local-postgres.sh provisions under .data/postgres (it records its port there).
