@@ -1,4 +1,4 @@
-using HarnessServer.Data;
+using HarnessServer.Audit;
 using HarnessServer.Pipeline;
 using HarnessServer.Tools;
 
@@ -9,7 +9,7 @@ namespace HarnessServer.Sessions;
 /// the workspace is checkpointed, so a rollback can undo it. A checkpoint that cannot be taken fails the call:
 /// running a change that could not be undone is not what the user signed up for.
 /// </summary>
-internal sealed class CheckpointStep(WorkspaceCheckpoints checkpoints, HarnessDbContext db, TimeProvider time) : IToolCallStep
+internal sealed class CheckpointStep(WorkspaceCheckpoints checkpoints, AuditChain audit, TimeProvider time) : IToolCallStep
 {
     public int Order => 450;
     public string Name => "checkpoint";
@@ -24,27 +24,25 @@ internal sealed class CheckpointStep(WorkspaceCheckpoints checkpoints, HarnessDb
             return;
         }
 
+        (string Hash, CheckpointManifest Manifest) captured;
         try
         {
-            var (hash, manifest) = checkpoints.Capture(context.Caller.TenantId, context.Workspace);
-            db.WorkspaceCheckpoints.Add(new WorkspaceCheckpoint
-            {
-                Id = Guid.CreateVersion7(),
-                TenantId = context.Caller.TenantId,
-                SessionId = context.Session.Id,
-                ToolCallId = context.CallId,
-                Tool = context.Tool.Name,
-                TreeHash = hash,
-                Files = manifest.Files,
-                Bytes = manifest.Bytes,
-                Skipped = manifest.Skipped.Count,
-                CreatedAt = time.GetUtcNow(),
-            });
-            await db.SaveChangesAsync(cancellationToken);
+            captured = checkpoints.Capture(context.Caller.TenantId, context.Workspace);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or Sandbox.SandboxException)
         {
             context.Settle(ToolCallStatus.Failed, new ToolCallError("checkpoint_failed", $"The workspace could not be checkpointed before the call, so it did not run: {e.Message}"));
+            return;
         }
+
+        // The row is durable before the call runs, so an interrupted call can still be rolled back; it has no audit
+        // event of its own and commits in the audit writer's next group commit rather than a transaction of its own.
+        var (hash, manifest) = captured;
+        await audit.AppendAsync(context.Caller.TenantId, [], [new AuditCommand("""
+            INSERT INTO workspace_checkpoints (id, tenant_id, session_id, tool_call_id, tool, tree_hash, files, bytes, skipped, created_at)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+            """,
+            Guid.CreateVersion7(), context.Caller.TenantId, context.Session.Id, context.CallId, context.Tool.Name, hash,
+            manifest.Files, manifest.Bytes, manifest.Skipped.Count, time.GetUtcNow())], cancellationToken);
     }
 }
