@@ -12,6 +12,7 @@ namespace HarnessServer.Pipeline;
 /// (1) <see cref="ResolveToolStep"/> the tool in the tenant's registry,
 /// (2) <see cref="ValidateArgumentsStep"/> against its JSON Schema,
 /// (3) <see cref="DecideStep"/> with the caller's effective policy,
+/// (3.5) <see cref="Sessions.CheckpointStep"/>: a call that may change the workspace has it captured first,
 /// (4) <see cref="CommitDecisionStep"/>: the call, its decision (and an approval for <c>ask</c>) and their audit events
 ///     commit together, or nothing happens (503),
 /// (5) <see cref="ExecuteStep"/> in the sandbox,
