@@ -13,4 +13,5 @@ dotnet src/HarnessServer/bin/Release/net10.0/HarnessServer.dll &
 server=$!
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null' EXIT
 for _ in $(seq 1 60); do curl -sf "$Urls/healthz" >/dev/null && break; sleep 0.5; done
-dotnet bench/Pipeline/bin/Release/net10.0/HarnessServer.PipelineBench.dll "$Urls" bench/results/pipeline.md "${CLIENTS:-32}" "${SECONDS_PER_SCENARIO:-10}"
+export BENCH_SERVER_PID=$server BENCH_POSTGRES_PID=$(head -n1 "${HARNESS_PG_DIR:-.data/postgres}/postmaster.pid")
+dotnet bench/Pipeline/bin/Release/net10.0/HarnessServer.PipelineBench.dll "$Urls" "${OUTPUT:-bench/results/pipeline.md}" "${CLIENTS:-32}" "${SECONDS_PER_SCENARIO:-10}"

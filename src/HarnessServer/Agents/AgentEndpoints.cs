@@ -145,7 +145,7 @@ internal static class AgentEndpoints
             throw new HarnessProblemException(StatusCodes.Status409Conflict, "turn_in_progress", $"Session {id} has a turn that is still open; roll back once it has finished.");
         }
 
-        using var entered = await gate.EnterAsync(id, ct);
+        await using var entered = await gate.EnterAsync(user.TenantId, id, ct);
         checkpoints.Restore(user.TenantId, id.ToString(), checkpoint.TreeHash);
         var now = time.GetUtcNow();
         var rolledBack = await audit.AppendAsync(user.TenantId, async (unit, token) =>

@@ -23,9 +23,19 @@ internal static class DataExtensions
         var application = new NpgsqlDataSourceBuilder(connectionString);
         application.ConnectionStringBuilder.Options = $"{application.ConnectionStringBuilder.Options} -c role={ApplicationRole}".Trim();
         application.UseVector();
+        PrepareRepeatedStatements(application);
         var applicationSource = application.Build();
 
-        builder.Services.AddSingleton(new DatabaseSources(ownerSource, applicationSource));
+        // Session locks (Pipeline.SessionGate) as the same role on connections that are never reset: they carry no
+        // session state besides the lock, which the gate releases itself, so the pool's DISCARD ALL would only add a
+        // statement to every call.
+        var locks = new NpgsqlDataSourceBuilder(connectionString);
+        locks.ConnectionStringBuilder.Options = application.ConnectionStringBuilder.Options;
+        locks.ConnectionStringBuilder.NoResetOnClose = true;
+        PrepareRepeatedStatements(locks);
+        var locksSource = locks.Build();
+
+        builder.Services.AddSingleton(new DatabaseSources(ownerSource, applicationSource, locksSource));
         builder.Services.AddSingleton(applicationSource);
         builder.Services.AddScoped<TenantContext>();
         builder.Services.AddDbContext<HarnessDbContext>(options => Configure(options, applicationSource));
@@ -38,6 +48,17 @@ internal static class DataExtensions
     public static void Configure(DbContextOptionsBuilder options, NpgsqlDataSource source) =>
         options.UseNpgsql(source, npgsql => npgsql.UseVector().MigrationsHistoryTable("__ef_migrations_history"))
             .UseSnakeCaseNamingConvention();
+
+    // Every tool call repeats the same few statements (the session lock, the call's row, the audit batch); prepared
+    // once per connection, PostgreSQL stops parsing and planning them per call. A connection string can still say
+    // otherwise.
+    private static void PrepareRepeatedStatements(NpgsqlDataSourceBuilder source)
+    {
+        if (source.ConnectionStringBuilder.MaxAutoPrepare == 0)
+        {
+            source.ConnectionStringBuilder.MaxAutoPrepare = 64;
+        }
+    }
 
     // Outside Development the connection string is required. In Development the default is the local cluster that
     // scripts/local-postgres.sh provisions under .data/postgres (it records its port there).
@@ -61,8 +82,11 @@ internal static class DataExtensions
     }
 }
 
-/// <summary>The owner connection (migrations, reviewers' tooling) and the restricted application connection.</summary>
-internal sealed record DatabaseSources(NpgsqlDataSource Owner, NpgsqlDataSource Application);
+/// <summary>
+/// The owner connection (migrations, reviewers' tooling), the restricted application connection, and the application
+/// role's connections for session locks, which are never reset on reuse.
+/// </summary>
+internal sealed record DatabaseSources(NpgsqlDataSource Owner, NpgsqlDataSource Application, NpgsqlDataSource SessionLocks);
 
 internal sealed class DatabaseOptions
 {

@@ -20,11 +20,6 @@ internal static class ObservabilityExtensions
 
         var otel = builder.Services.AddOpenTelemetry()
             .ConfigureResource(resource => resource.AddService(HarnessTelemetry.Name))
-            .WithTracing(tracing => tracing
-                .AddSource(HarnessTelemetry.Name)
-                .AddAspNetCoreInstrumentation()
-                .AddHttpClientInstrumentation()
-                .AddNpgsql())
             .WithMetrics(metrics => metrics
                 .AddMeter(HarnessTelemetry.Name)
                 .AddAspNetCoreInstrumentation()
@@ -34,7 +29,14 @@ internal static class ObservabilityExtensions
 
         if (!string.IsNullOrWhiteSpace(builder.Configuration["OTEL_EXPORTER_OTLP_ENDPOINT"]))
         {
-            otel.UseOtlpExporter();
+            // Traces only when they are exported: a sampled activity that nobody reads still costs every request,
+            // pipeline stage and database command its allocation and tags.
+            otel.WithTracing(tracing => tracing
+                    .AddSource(HarnessTelemetry.Name)
+                    .AddAspNetCoreInstrumentation()
+                    .AddHttpClientInstrumentation()
+                    .AddNpgsql())
+                .UseOtlpExporter();
         }
 
         return builder;

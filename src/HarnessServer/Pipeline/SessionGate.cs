@@ -1,3 +1,5 @@
+using HarnessServer.Data;
+using HarnessServer.Sessions;
 using Npgsql;
 
 namespace HarnessServer.Pipeline;
@@ -6,13 +8,24 @@ namespace HarnessServer.Pipeline;
 /// Runs one session's calls one at a time, in arrival order, while different sessions run in parallel. Within a
 /// process a FIFO lane per session orders the calls and a waiting call holds no database connection; the call at the
 /// head of the lane also takes a PostgreSQL advisory lock on the session, so two server processes sharing the
-/// database never run calls of one session at the same time either.
+/// database never run calls of one session at the same time either. The session is read under that lock, in the
+/// same round trip, so a call sees the status its predecessors left (a pause lands before the calls queued behind it).
 /// </summary>
-internal sealed class SessionGate(NpgsqlDataSource dataSource)
+internal sealed class SessionGate(DatabaseSources sources, ILogger<SessionGate> logger)
 {
+    private const string Lock = "SELECT pg_advisory_lock($1)";
+    private const string ReadSession = """
+        SELECT owner_user_id, owner_name, status, created_at, updated_at, xmin FROM sessions WHERE tenant_id = $1 AND id = $2
+        """;
+
     private readonly Dictionary<Guid, Lane> _lanes = [];
 
-    public async Task<IDisposable> EnterAsync(Guid sessionId, CancellationToken cancellationToken)
+    /// <summary>
+    /// Waits for the session's turn in this process, locks it against the others and reads it.
+    /// <see cref="Ticket.Session"/> is null when the tenant has no such session; the caller still leaves through
+    /// <see cref="Ticket.DisposeAsync"/>.
+    /// </summary>
+    public async Task<Ticket> EnterAsync(string tenantId, Guid sessionId, CancellationToken cancellationToken)
     {
         Lane lane;
         lock (_lanes)
@@ -39,25 +52,51 @@ internal sealed class SessionGate(NpgsqlDataSource dataSource)
         NpgsqlConnection? connection = null;
         try
         {
-            connection = await dataSource.OpenConnectionAsync(cancellationToken);
-            await using var command = new NpgsqlCommand("SELECT pg_advisory_lock($1)", connection)
+            connection = await sources.SessionLocks.OpenConnectionAsync(cancellationToken);
+            var key = LockKey(sessionId);
+            await using var batch = new NpgsqlBatch(connection)
             {
-                Parameters = { new() { Value = LockKey(sessionId) } },
+                BatchCommands =
+                {
+                    new NpgsqlBatchCommand(Lock) { Parameters = { new() { Value = key } } },
+                    new NpgsqlBatchCommand(ReadSession) { Parameters = { new() { Value = tenantId }, new() { Value = sessionId } } },
+                },
             };
-            await command.ExecuteNonQueryAsync(cancellationToken);
+            Session? session = null;
+            await using (var reader = await batch.ExecuteReaderAsync(cancellationToken))
+            {
+                await reader.NextResultAsync(cancellationToken);
+                if (await reader.ReadAsync(cancellationToken))
+                {
+                    session = new Session
+                    {
+                        Id = sessionId,
+                        TenantId = tenantId,
+                        OwnerUserId = reader.GetString(0),
+                        OwnerName = reader.GetString(1),
+                        Status = Enum.Parse<SessionStatus>(reader.GetString(2)),
+                        CreatedAt = reader.GetFieldValue<DateTimeOffset>(3),
+                        UpdatedAt = reader.GetFieldValue<DateTimeOffset>(4),
+                        Version = reader.GetFieldValue<uint>(5),
+                    };
+                }
+            }
+
+            return new Ticket(this, sessionId, lane, connection, session);
         }
         catch
         {
             if (connection is not null)
             {
+                // The lock may have been granted before the failure (a cancellation racing the grant): only closing
+                // the backend is sure to drop it, and these pooled connections are never reset.
+                NpgsqlConnection.ClearPool(connection);
                 await connection.DisposeAsync();
             }
 
             Leave(sessionId, lane, release: true);
             throw;
         }
-
-        return new Ticket(this, sessionId, lane, connection);
     }
 
     // The advisory lock key space is shared with nothing else in this database; the session id's first 8 bytes
@@ -86,40 +125,70 @@ internal sealed class SessionGate(NpgsqlDataSource dataSource)
         }
     }
 
-    private sealed class Lane
+    private async Task UnlockAsync(Guid sessionId, Lane lane, NpgsqlConnection connection)
+    {
+        try
+        {
+            await using var unlock = new NpgsqlCommand("SELECT pg_advisory_unlock($1)", connection)
+            {
+                Parameters = { new() { Value = LockKey(sessionId) } },
+            };
+            await unlock.ExecuteNonQueryAsync();
+        }
+        catch (Exception e)
+        {
+            // Closing the backend drops the lock whatever went wrong; a pooled connection would keep it.
+            logger.LogWarning(e, "Releasing the lock of session {Session} failed; closing its connection instead", sessionId);
+            NpgsqlConnection.ClearPool(connection);
+        }
+        finally
+        {
+            await connection.DisposeAsync();
+            Leave(sessionId, lane, release: true);
+        }
+    }
+
+    internal sealed class Lane
     {
         // SemaphoreSlim queues waiters in arrival order for async waits.
         public SemaphoreSlim Semaphore { get; } = new(1, 1);
         public int Users { get; set; }
     }
 
-    private sealed class Ticket(SessionGate gate, Guid sessionId, Lane lane, NpgsqlConnection connection) : IDisposable
+    /// <summary>The session's turn: held until disposed.</summary>
+    public sealed class Ticket : IAsyncDisposable
     {
+        private readonly SessionGate _gate;
+        private readonly Guid _sessionId;
+        private readonly Lane _lane;
+        private readonly NpgsqlConnection _connection;
         private int _disposed;
 
-        public void Dispose()
+        internal Ticket(SessionGate gate, Guid sessionId, Lane lane, NpgsqlConnection connection, Session? session)
+        {
+            _gate = gate;
+            _sessionId = sessionId;
+            _lane = lane;
+            _connection = connection;
+            Session = session;
+        }
+
+        /// <summary>The session as stored when the lock was granted, or null when this tenant has none by that id.</summary>
+        public Session? Session { get; }
+
+        /// <summary>
+        /// Gives the turn up. The unlock's round trip is not awaited: the caller's response does not depend on it, and
+        /// the next call of the session in this process enters only once it is done (another process's call waits
+        /// for the lock itself).
+        /// </summary>
+        public ValueTask DisposeAsync()
         {
             if (Interlocked.Exchange(ref _disposed, 1) == 0)
             {
-                // Closing the session's connection would also drop the lock, but a pooled connection lives on.
-                try
-                {
-                    using var unlock = new NpgsqlCommand("SELECT pg_advisory_unlock($1)", connection)
-                    {
-                        Parameters = { new() { Value = LockKey(sessionId) } },
-                    };
-                    unlock.ExecuteNonQuery();
-                }
-                catch (NpgsqlException)
-                {
-                    // A broken connection has lost its locks with its backend.
-                }
-                finally
-                {
-                    connection.Dispose();
-                    gate.Leave(sessionId, lane, release: true);
-                }
+                _ = _gate.UnlockAsync(_sessionId, _lane, _connection);
             }
+
+            return ValueTask.CompletedTask;
         }
     }
 }

@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using HarnessServer.Audit;
 using HarnessServer.Identity;
 using HarnessServer.Policies;
 using HarnessServer.Sandbox;
@@ -30,6 +31,9 @@ internal sealed class ToolCallContext(ToolCallRequest request, Session? session,
     public ToolDefinition? Tool { get; set; }
     public PolicyDecision? Decision { get; set; }
     public Guid? ApprovalId { get; set; }
+
+    /// <summary>Rows an earlier stage prepared that commit with the call and its decision (stage 4).</summary>
+    public List<AuditCommand> DecisionWrites { get; } = [];
 
     public ToolCallStatus? Status { get; private set; }
     public ToolCallError? Error { get; private set; }

@@ -3,7 +3,6 @@ using HarnessServer.Http;
 using HarnessServer.Observability;
 using HarnessServer.Sandbox;
 using HarnessServer.Sessions;
-using Microsoft.EntityFrameworkCore;
 
 namespace HarnessServer.Pipeline;
 
@@ -13,6 +12,7 @@ namespace HarnessServer.Pipeline;
 /// (1) <see cref="ResolveToolStep"/> the tool in the tenant's registry,
 /// (2) <see cref="ValidateArgumentsStep"/> against its JSON Schema,
 /// (3) <see cref="DecideStep"/> with the caller's effective policy,
+/// (3.5) <see cref="Sessions.CheckpointStep"/>: a call that may change the workspace has it captured first,
 /// (4) <see cref="CommitDecisionStep"/>: the call, its decision (and an approval for <c>ask</c>) and their audit events
 ///     commit together, or nothing happens (503),
 /// (5) <see cref="ExecuteStep"/> in the sandbox,
@@ -24,7 +24,6 @@ internal sealed class ToolCallPipeline(
     IEnumerable<IToolCallStep> steps,
     SessionGate gate,
     WorkspaceRoot workspaces,
-    Data.HarnessDbContext db,
     Tenancy.TenantContext tenant)
 {
     private readonly IToolCallStep[] _steps = steps.OrderBy(s => s.Order).ToArray();
@@ -49,8 +48,8 @@ internal sealed class ToolCallPipeline(
             return await RunOutsideSessionAsync(new ToolCallContext(request, null, null), cancellationToken);
         }
 
-        var session = await LoadSessionAsync(request.Caller, sessionId, cancellationToken);
-        using var _ = await gate.EnterAsync(session.Id, cancellationToken);
+        await using var entered = await EnterAsync(request.Caller, sessionId, cancellationToken);
+        var session = entered.Session!;
         using var workspace = workspaces.Open(session.TenantId, session.Id.ToString());
         var context = new ToolCallContext(request, session, workspace);
         return await RunStagesAsync(context, cancellationToken);
@@ -66,8 +65,8 @@ internal sealed class ToolCallPipeline(
                 cancellationToken);
         }
 
-        var session = await LoadSessionAsync(request.Caller, sessionId, cancellationToken, ownerOnly: false);
-        using var _ = await gate.EnterAsync(session.Id, cancellationToken);
+        await using var entered = await EnterAsync(request.Caller, sessionId, cancellationToken, ownerOnly: false);
+        var session = entered.Session!;
         using var workspace = workspaces.Open(session.TenantId, session.Id.ToString());
         var context = new ToolCallContext(request, session, workspace)
         {
@@ -91,7 +90,7 @@ internal sealed class ToolCallPipeline(
         }
 
         tenant.Set(context.Caller.TenantId);
-        using var _ = await gate.EnterAsync(context.CallId, cancellationToken);
+        await using var _ = await gate.EnterAsync(context.Caller.TenantId, context.CallId, cancellationToken);
         return await RunStagesAsync(context, cancellationToken);
     }
 
@@ -131,23 +130,32 @@ internal sealed class ToolCallPipeline(
             context.AuditSeq);
     }
 
-    private async Task<Session> LoadSessionAsync(Identity.CurrentUser caller, Guid sessionId, CancellationToken cancellationToken, bool ownerOnly = true)
+    // The session is read under its lock, so a call queued behind a pause sees it.
+    private async Task<SessionGate.Ticket> EnterAsync(Identity.CurrentUser caller, Guid sessionId, CancellationToken cancellationToken, bool ownerOnly = true)
     {
         tenant.Set(caller.TenantId);
-        var session = await db.Sessions.AsNoTracking().FirstOrDefaultAsync(s => s.Id == sessionId, cancellationToken);
-        // Another tenant's session, or another user's, does not exist for this caller.
-        if (session is null || (ownerOnly && session.OwnerUserId != caller.UserId))
+        var entered = await gate.EnterAsync(caller.TenantId, sessionId, cancellationToken);
+        try
         {
-            throw new HarnessProblemException(StatusCodes.Status404NotFound, "session_not_found", $"Session {sessionId} does not exist.");
-        }
+            // Another tenant's session, or another user's, does not exist for this caller.
+            if (entered.Session is not { } session || (ownerOnly && session.OwnerUserId != caller.UserId))
+            {
+                throw new HarnessProblemException(StatusCodes.Status404NotFound, "session_not_found", $"Session {sessionId} does not exist.");
+            }
 
-        if (session.Status == SessionStatus.Paused && ownerOnly)
+            if (session.Status == SessionStatus.Paused && ownerOnly)
+            {
+                throw new HarnessProblemException(StatusCodes.Status409Conflict, "session_paused",
+                    $"Session {sessionId} is paused; resume it before calling tools.");
+            }
+
+            return entered;
+        }
+        catch
         {
-            throw new HarnessProblemException(StatusCodes.Status409Conflict, "session_paused",
-                $"Session {sessionId} is paused; resume it before calling tools.");
+            await entered.DisposeAsync();
+            throw;
         }
-
-        return session;
     }
 }
 

@@ -104,8 +104,9 @@ internal sealed class DecideStep(PolicyService policies) : IToolCallStep
 }
 
 /// <summary>
-/// (4) The call, its decision and (for <c>ask</c>) its approval are stored together with their audit events, in one
-/// transaction. If that fails the call does not run: the audit chain answers 503.
+/// (4) The call, its decision, (for <c>ask</c>) its approval and the rows earlier stages prepared (a workspace
+/// checkpoint) are stored together with their audit events, in one transaction. If that fails the call does not run:
+/// the audit chain answers 503.
 /// </summary>
 internal sealed class CommitDecisionStep(AuditChain audit, TimeProvider time, IOptions<ApprovalOptions> approvalOptions) : IToolCallStep
 {
@@ -147,6 +148,7 @@ internal sealed class CommitDecisionStep(AuditChain audit, TimeProvider time, IO
             }));
         }
 
+        commands.AddRange(context.DecisionWrites);
         commands.AddRange(Notification(context));
         var settled = status switch
         {

@@ -1,17 +1,19 @@
-using HarnessServer.Data;
+using HarnessServer.Audit;
 using HarnessServer.Pipeline;
 using HarnessServer.Tools;
 
 namespace HarnessServer.Sessions;
 
 /// <summary>
-/// (4.5) Before a call that can change the workspace runs (<c>fs.write</c>, <c>shell.exec</c>, command tools),
+/// (3.5) Before a call that can change the workspace runs (<c>fs.write</c>, <c>shell.exec</c>, command tools),
 /// the workspace is checkpointed, so a rollback can undo it. A checkpoint that cannot be taken fails the call:
-/// running a change that could not be undone is not what the user signed up for.
+/// running a change that could not be undone is not what the user signed up for. The capture only reads the
+/// workspace; its row commits with the call's decision (stage 4), so it is durable before the call runs without a
+/// commit of its own.
 /// </summary>
-internal sealed class CheckpointStep(WorkspaceCheckpoints checkpoints, HarnessDbContext db, TimeProvider time) : IToolCallStep
+internal sealed class CheckpointStep(WorkspaceCheckpoints checkpoints, AuditChain audit, TimeProvider time) : IToolCallStep
 {
-    public int Order => 450;
+    public int Order => 350;
     public string Name => "checkpoint";
 
     public static bool ChangesWorkspace(ToolDefinition tool) =>
@@ -25,27 +27,32 @@ internal sealed class CheckpointStep(WorkspaceCheckpoints checkpoints, HarnessDb
             return;
         }
 
+        (string Hash, CheckpointManifest Manifest) captured;
         try
         {
-            var (hash, manifest) = checkpoints.Capture(context.Caller.TenantId, context.Workspace);
-            db.WorkspaceCheckpoints.Add(new WorkspaceCheckpoint
-            {
-                Id = Guid.CreateVersion7(),
-                TenantId = context.Caller.TenantId,
-                SessionId = session.Id,
-                ToolCallId = context.CallId,
-                Tool = context.Tool.Name,
-                TreeHash = hash,
-                Files = manifest.Files,
-                Bytes = manifest.Bytes,
-                Skipped = manifest.Skipped.Count,
-                CreatedAt = time.GetUtcNow(),
-            });
-            await db.SaveChangesAsync(cancellationToken);
+            captured = checkpoints.Capture(context.Caller.TenantId, context.Workspace);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or Sandbox.SandboxException)
         {
             context.Settle(ToolCallStatus.Failed, new ToolCallError("checkpoint_failed", $"The workspace could not be checkpointed before the call, so it did not run: {e.Message}"));
+            return;
         }
+
+        var (hash, manifest) = captured;
+        var row = new AuditCommand("""
+            INSERT INTO workspace_checkpoints (id, tenant_id, session_id, tool_call_id, tool, tree_hash, files, bytes, skipped, created_at)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+            """,
+            Guid.CreateVersion7(), context.Caller.TenantId, session.Id, context.CallId, context.Tool.Name, hash,
+            manifest.Files, manifest.Bytes, manifest.Skipped.Count, time.GetUtcNow());
+        if (context.Approved is null)
+        {
+            context.DecisionWrites.Add(row);
+            return;
+        }
+
+        // An approved call's decision was stored when it was requested: the row commits in the audit writer's next
+        // group commit, still before the call runs.
+        await audit.AppendAsync(context.Caller.TenantId, [], [row], cancellationToken);
     }
 }

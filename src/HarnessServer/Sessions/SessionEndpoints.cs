@@ -73,16 +73,27 @@ internal static class SessionEndpoints
     private static async IAsyncEnumerable<ToolCallEvent> StreamAsync(
         Guid id, CurrentUser user, SessionService sessions, SessionEvents events, [EnumeratorCancellation] CancellationToken ct)
     {
-        // Subscribe before reading history so that nothing between the two is lost.
+        // Subscribe before reading history so that nothing between the two is lost. A change is announced once per
+        // commit and delivered as the call then reads, so a notification that arrives after the history (or after
+        // another notification) can repeat a status already sent: only a call's new statuses go out.
         using var subscription = events.Subscribe(id);
         var (_, calls) = await sessions.GetWithHistoryAsync(id, user, ct);
+        var sent = new Dictionary<Guid, string>();
         foreach (var call in calls)
         {
-            yield return ToolCallEvent.Of(call);
+            var change = ToolCallEvent.Of(call);
+            sent[change.Id] = change.Status;
+            yield return change;
         }
 
         await foreach (var change in subscription.Reader.ReadAllAsync(ct))
         {
+            if (sent.TryGetValue(change.Id, out var status) && status == change.Status)
+            {
+                continue;
+            }
+
+            sent[change.Id] = change.Status;
             yield return change;
         }
     }

@@ -142,6 +142,26 @@ public sealed class ToolCallPipelineTests(ToolCallPipelineTests.PipelineApplicat
     }
 
     [Fact]
+    public async Task Workspace_changes_are_checkpointed_before_they_run_also_after_approval()
+    {
+        using var requester = Member("carl");
+        var session = await NewSessionAsync(requester);
+
+        var direct = await CallAsync(requester, session, "fs.write", new { path = "notes.txt", content = "one" });
+        var pending = await CallAsync(requester, session, "fs.write", new { path = "reviewed/notes.md", content = "two" }, HttpStatusCode.Accepted);
+        using var approver = app.ClientFor("anna", Tenant, ["web"], [HarnessRoles.Approver]);
+        await (await approver.PostAsJsonAsync($"/v1/approvals/{pending.GetProperty("approvalId").GetGuid()}/decision", new { approve = true })).JsonAsync(HttpStatusCode.OK);
+        Assert.Equal("succeeded", await requester.WaitForCallStatusAsync(session, pending.GetProperty("id").GetGuid(), "succeeded"));
+        await CallAsync(requester, session, "fs.read", new { path = "notes.txt" });
+
+        // One checkpoint per workspace change, the approved one included; a read changes nothing and has none.
+        var checkpoints = await (await requester.GetAsync($"/v1/sessions/{session}/checkpoints")).JsonAsync(HttpStatusCode.OK);
+        Assert.Equal(
+            [direct.GetProperty("id").GetGuid(), pending.GetProperty("id").GetGuid()],
+            checkpoints.EnumerateArray().Select(c => c.GetProperty("followedBy").GetProperty("id").GetGuid()));
+    }
+
+    [Fact]
     public async Task Ask_waits_for_an_approver_of_the_team_and_runs_once_after_approval()
     {
         using var requester = Member("rita");
