@@ -14,7 +14,9 @@ namespace HarnessServer.Approvals;
 /// <summary>
 /// The durable worker behind approvals. It claims one approved, not yet executed approval at a time with
 /// <c>FOR UPDATE SKIP LOCKED</c> and stamps it executed in the claiming transaction, before running it: so two server
-/// processes never run the same call, and a call whose process died mid-run is never run again. A call whose session
+/// processes never run the same call, and a call whose process died mid-run is never run again. The call itself stays
+/// <c>approved</c> until the pipeline holds its lock and marks it running (<see cref="ToolCallPipeline.RunApprovedAsync"/>),
+/// so recovery can never find it running without a lock while it is about to run. A call whose session
 /// is paused is not claimed until the session is resumed: pause stops approved calls as it stops new ones. It also
 /// expires approvals that waited too long. Decisions and resumes wake it; otherwise it polls.
 /// </summary>
@@ -90,12 +92,6 @@ internal sealed class ApprovedCallExecutor(
 
         var (tenant, callId) = (reader.GetString(0), reader.GetGuid(1));
         await reader.CloseAsync();
-        await using var running = new NpgsqlCommand(
-            "UPDATE tool_calls SET status = 'Running' WHERE id = $1 AND tenant_id = $2", connection, transaction)
-        {
-            Parameters = { new() { Value = callId }, new() { Value = tenant } },
-        };
-        await running.ExecuteNonQueryAsync(cancellationToken);
         await transaction.CommitAsync(cancellationToken);
         return (tenant, callId);
     }

@@ -9,9 +9,11 @@ using Npgsql;
 namespace HarnessServer.Pipeline;
 
 /// <summary>
-/// At start, marks as <c>interrupted</c> every call left <c>running</c> by a process that died: a running call's
-/// process holds its session's advisory lock (<see cref="SessionGate"/>; the call's own for a call outside a session),
-/// so a lock nobody holds means nobody is running it. Such a call is recorded, with an audit event, and never run again.
+/// At start, marks as <c>interrupted</c> every call left <c>running</c> by a process that died, and every approved call
+/// whose claim (<see cref="Approvals.ApprovedCallExecutor"/>) no process went on to run: a process runs a call only
+/// while it holds its session's advisory lock (<see cref="SessionGate"/>; the call's own for a call outside a session),
+/// so a lock nobody holds means nobody is running it. Such a call is recorded, with an audit event, and never run
+/// again; a process that claimed it and takes the lock afterwards finds it interrupted and does not run it.
 /// </summary>
 internal sealed class InterruptedCallRecovery(
     DatabaseSources sources,
@@ -22,7 +24,11 @@ internal sealed class InterruptedCallRecovery(
     {
         var running = new List<(string Tenant, Guid? Session, Guid Call, string Tool)>();
         await using (var connection = await sources.Application.OpenConnectionAsync(cancellationToken))
-        await using (var find = new NpgsqlCommand("SELECT tenant_id, session_id, id, tool FROM tool_calls WHERE status = 'Running'", connection))
+        await using (var find = new NpgsqlCommand("""
+            SELECT c.tenant_id, c.session_id, c.id, c.tool FROM tool_calls c
+            WHERE c.status = 'Running'
+               OR (c.status = 'Approved' AND EXISTS (SELECT 1 FROM approvals a WHERE a.tool_call_id = c.id AND a.executed_at IS NOT NULL))
+            """, connection))
         await using (var reader = await find.ExecuteReaderAsync(cancellationToken))
         {
             while (await reader.ReadAsync(cancellationToken))
@@ -58,7 +64,7 @@ internal sealed class InterruptedCallRecovery(
             await audit.AppendAsync(call.Tenant, async (unit, ct) =>
             {
                 var changed = await unit.Db.ToolCalls
-                    .Where(c => c.Id == call.Call && c.Status == ToolCallStatus.Running)
+                    .Where(c => c.Id == call.Call && (c.Status == ToolCallStatus.Running || c.Status == ToolCallStatus.Approved))
                     .ExecuteUpdateAsync(c => c.SetProperty(x => x.Status, ToolCallStatus.Interrupted).SetProperty(x => x.CompletedAt, time.GetUtcNow()), ct);
                 SessionEvents.CallChanged(unit, call.Tenant, call.Session, call.Call);
                 return (changed, (IReadOnlyList<AuditEntry>)[new AuditEntry("tool_call.interrupted", new AuditActor("harness", "HarnessServer"),

@@ -24,6 +24,7 @@ internal sealed class ToolCallPipeline(
     IEnumerable<IToolCallStep> steps,
     SessionGate gate,
     WorkspaceRoot workspaces,
+    Data.DatabaseSources sources,
     Tenancy.TenantContext tenant)
 {
     private readonly IToolCallStep[] _steps = steps.OrderBy(s => s.Order).ToArray();
@@ -66,6 +67,11 @@ internal sealed class ToolCallPipeline(
         }
 
         await using var entered = await EnterAsync(request.Caller, sessionId, cancellationToken, ownerOnly: false);
+        if (await StartApprovedAsync(approved, cancellationToken) is { } notStarted)
+        {
+            return notStarted;
+        }
+
         var session = entered.Session!;
         using var workspace = workspaces.Open(session.TenantId, session.Id.ToString());
         var context = new ToolCallContext(request, session, workspace)
@@ -91,7 +97,33 @@ internal sealed class ToolCallPipeline(
 
         tenant.Set(context.Caller.TenantId);
         await using var _ = await gate.EnterAsync(context.Caller.TenantId, context.CallId, cancellationToken);
+        if (context.Approved is { } approved && await StartApprovedAsync(approved, cancellationToken) is { } notStarted)
+        {
+            return notStarted;
+        }
+
         return await RunStagesAsync(context, cancellationToken);
+    }
+
+    /// <summary>
+    /// Under the call's lock, an approved call the executor claimed becomes <c>running</c>; null when it did. It does
+    /// not when <see cref="InterruptedCallRecovery"/> recorded it <c>interrupted</c> first (a process starting while
+    /// this one was between its claim and the lock, which looks the same as a claim whose process died): then the
+    /// call does not run and its recorded status is answered.
+    /// </summary>
+    private async Task<ToolCallResponse?> StartApprovedAsync(ToolCall approved, CancellationToken cancellationToken)
+    {
+        await using var start = sources.Application.CreateCommand("""
+            WITH started AS (
+                UPDATE tool_calls SET status = 'Running' WHERE tenant_id = $1 AND id = $2 AND status = 'Approved' RETURNING status)
+            SELECT COALESCE((SELECT status FROM started), (SELECT status FROM tool_calls WHERE tenant_id = $1 AND id = $2))
+            """);
+        start.Parameters.Add(new() { Value = approved.TenantId });
+        start.Parameters.Add(new() { Value = approved.Id });
+        var status = Enum.Parse<ToolCallStatus>((string)(await start.ExecuteScalarAsync(cancellationToken))!);
+        return status == ToolCallStatus.Running
+            ? null
+            : new ToolCallResponse(approved.Id, approved.Tool, status, null, approved.ApprovalId, null, null, null);
     }
 
     private async Task<ToolCallResponse> RunStagesAsync(ToolCallContext context, CancellationToken cancellationToken)

@@ -4,6 +4,8 @@ using System.Text;
 using System.Text.Json;
 using HarnessServer.Identity;
 using HarnessServer.Tests.Infrastructure;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
 
 namespace HarnessServer.Tests.Pipeline;
@@ -182,6 +184,42 @@ public sealed class PipelineDurabilityTests(ToolCallPipelineTests.PipelineApplic
 
         var view = await (await client.GetAsync($"/v1/sessions/{session}")).JsonAsync(HttpStatusCode.OK);
         Assert.Equal("interrupted", view.GetProperty("toolCalls").EnumerateArray().Single(c => c.GetProperty("id").GetGuid() == callId).GetProperty("status").GetString());
+        Assert.Equal(1, await CountAsync($"SELECT count(*) FROM audit_events WHERE type = 'tool_call.interrupted' AND payload::jsonb->>'callId' = '{callId}'"));
+    }
+
+    [Fact]
+    public async Task An_approved_call_claimed_by_a_process_that_has_not_locked_it_yet_is_interrupted_once_and_never_runs()
+    {
+        using var requester = app.ClientFor("gus", ToolCallPipelineTests.Tenant, ["web"]);
+        var session = await NewSessionAsync(requester);
+        var pending = await (await CallAsync(requester, session, "fs.write", new { path = "reviewed/gap.txt", content = "x" })).JsonAsync(HttpStatusCode.Accepted);
+        var callId = pending.GetProperty("id").GetGuid();
+        // Claimed (stamped executed) by a process that is between its claim and taking the session's lock.
+        await ExecuteAsSuperuserAsync($"""
+            UPDATE approvals SET status = 'Approved', decided_by = 'victor', decided_at = now(), executed_at = now()
+            WHERE id = '{pending.GetProperty("approvalId").GetGuid()}';
+            UPDATE tool_calls SET status = 'Approved' WHERE id = '{callId}';
+            """);
+
+        // Another process starts meanwhile: nobody holds the lock, so the claim looks dead and is recorded interrupted.
+        await using (await app.StartSiblingAsync())
+        {
+        }
+
+        Assert.Equal("interrupted", await requester.WaitForCallStatusAsync(session, callId, "interrupted"));
+
+        // The claiming process now takes the lock and goes on: it finds the call interrupted and does not run it.
+        await using var scope = app.Services.CreateAsyncScope();
+        scope.ServiceProvider.GetRequiredService<HarnessServer.Tenancy.TenantContext>().Set(ToolCallPipelineTests.Tenant);
+        var call = await scope.ServiceProvider.GetRequiredService<HarnessServer.Data.HarnessDbContext>().ToolCalls.AsNoTracking().FirstAsync(c => c.Id == callId);
+        var caller = new HarnessServer.Identity.CurrentUser(ToolCallPipelineTests.Tenant, "gus", "gus", ["web"], []);
+        var response = await scope.ServiceProvider.GetRequiredService<HarnessServer.Pipeline.ToolCallPipeline>()
+            .RunApprovedAsync(new HarnessServer.Pipeline.ToolCallRequest(caller, session, call.Tool, call.Arguments.RootElement.Clone()), call, default);
+
+        Assert.Equal(HarnessServer.Pipeline.ToolCallStatus.Interrupted, response.Status);
+        var read = await (await CallAsync(requester, session, "fs.read", new { path = "reviewed/gap.txt" })).JsonAsync(HttpStatusCode.OK);
+        Assert.Equal("not_found", read.GetProperty("error").GetProperty("code").GetString());
+        Assert.Equal(0, await CountAsync($"SELECT count(*) FROM audit_events WHERE type = 'tool_call.executed' AND payload::jsonb->>'callId' = '{callId}'"));
         Assert.Equal(1, await CountAsync($"SELECT count(*) FROM audit_events WHERE type = 'tool_call.interrupted' AND payload::jsonb->>'callId' = '{callId}'"));
     }
 
