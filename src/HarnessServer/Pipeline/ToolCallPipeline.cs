@@ -24,6 +24,7 @@ internal sealed class ToolCallPipeline(
     IEnumerable<IToolCallStep> steps,
     SessionGate gate,
     WorkspaceRoot workspaces,
+    TenantSandboxUsers sandboxUsers,
     Data.HarnessDbContext db,
     Tenancy.TenantContext tenant)
 {
@@ -51,7 +52,7 @@ internal sealed class ToolCallPipeline(
 
         var session = await LoadSessionAsync(request.Caller, sessionId, cancellationToken);
         using var _ = await gate.EnterAsync(session.Id, cancellationToken);
-        using var workspace = workspaces.Open(session.TenantId, session.Id.ToString());
+        using var workspace = workspaces.Open(session.TenantId, session.Id.ToString(), await sandboxUsers.OfAsync(session.TenantId, cancellationToken));
         var context = new ToolCallContext(request, session, workspace);
         return await RunStagesAsync(context, cancellationToken);
     }
@@ -68,7 +69,7 @@ internal sealed class ToolCallPipeline(
 
         var session = await LoadSessionAsync(request.Caller, sessionId, cancellationToken, ownerOnly: false);
         using var _ = await gate.EnterAsync(session.Id, cancellationToken);
-        using var workspace = workspaces.Open(session.TenantId, session.Id.ToString());
+        using var workspace = workspaces.Open(session.TenantId, session.Id.ToString(), await sandboxUsers.OfAsync(session.TenantId, cancellationToken));
         var context = new ToolCallContext(request, session, workspace)
         {
             CallId = approved.Id,

@@ -37,6 +37,12 @@ public sealed class SandboxRegistrationTests
     [InlineData("SandboxUid", "0")]
     [InlineData("MaxTimeoutSeconds", "5")]
     [InlineData("PrlimitPath", "/opt/prlimit")]
+    [InlineData("TenantUidBase", "0")]
+    [InlineData("TenantUidBase", "999")]
+    [InlineData("TenantUidBase", "65534")]
+    [InlineData("TenantUidBase", "65535")]
+    [InlineData("TenantUidBase", "2147483647")]
+    [InlineData("TenantUidBase", "-200000")]
     public void Refuses_unsafe_options_at_start(string key, string value)
     {
         var builder = WebApplication.CreateBuilder();
