@@ -54,4 +54,22 @@ public sealed class SandboxRegistrationTests
 
         Assert.Contains($"Harness:Sandbox:{key}", error.Message);
     }
+
+    [Fact]
+    public void Refuses_a_tenant_uid_range_that_starts_at_or_below_the_probe_user()
+    {
+        Assert.Contains(new SandboxOptions { SandboxUid = 250_000 }.Problems(), p => p.Contains("TenantUidBase"));
+        Assert.Empty(new SandboxOptions { SandboxUid = 250_000, TenantUidBase = 250_001 }.Problems());
+    }
+
+    [Fact]
+    public void Tenant_user_ids_stop_before_they_leave_the_signed_32_bit_range()
+    {
+        var last = SandboxOptions.MaxTenantUid;
+
+        Assert.Equal(new SandboxUser(last, last), TenantSandboxUsers.UserAt(200_000, last - 200_000));
+        Assert.Equal(SandboxErrors.SandboxUnavailable,
+            Assert.Throws<SandboxException>(() => TenantSandboxUsers.UserAt(200_000, last - 200_000 + 1)).Code);
+        Assert.Throws<SandboxException>(() => TenantSandboxUsers.UserAt(200_000, -1));
+    }
 }

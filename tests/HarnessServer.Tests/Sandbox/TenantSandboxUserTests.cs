@@ -121,6 +121,25 @@ public sealed class TenantSandboxUserTests(SandboxFixture fixture) : IDisposable
     }
 
     [Fact]
+    public async Task The_hard_link_check_trusts_the_tenants_own_user_only()
+    {
+        var made = await fixture.ShellAsync(_acme, "echo mine > a.txt && ln a.txt b.txt");
+        Assert.Equal(0, made.ExitCode);
+
+        Assert.Equal("mine\n", _acme.Read("b.txt").Content);
+        if (fixture.Root.IsRoot)
+        {
+            // A file with two names that another tenant's user owns could be that tenant's file linked in.
+            var theirs = Path.Combine(_acme.FullPath, "theirs.txt");
+            File.WriteAllText(theirs, "not acme's");
+            Assert.Equal(0, NativeTest.Chown(theirs, (uint)_globex.Owner.Uid, (uint)_globex.Owner.Gid));
+            Assert.Equal(0, NativeTest.Link(theirs, Path.Combine(_acme.FullPath, "theirs-too.txt")));
+
+            Assert.Equal(SandboxErrors.HardLink, Assert.Throws<SandboxException>(() => _acme.Read("theirs.txt")).Code);
+        }
+    }
+
+    [Fact]
     public async Task A_workspace_of_the_shared_sandbox_user_is_handed_to_the_tenant_when_opened()
     {
         if (!fixture.Root.IsRoot)
@@ -157,6 +176,7 @@ public sealed class TenantSandboxUserTests(SandboxFixture fixture) : IDisposable
         Assert.Equal(workspace.Owner.Uid, NativeTest.OwnerOf(Path.Combine(path, "ran.txt")));
         // A file with two names may be linked from outside the workspace: it is never given away.
         Assert.Equal(shared.Uid, NativeTest.OwnerOf(Path.Combine(path, "notes/old.txt")));
+        Assert.Equal(SandboxErrors.HardLink, Assert.Throws<SandboxException>(() => workspace.Read("linked.txt")).Code);
         Assert.Equal(0, NativeTest.OwnerOf(tenantFolder));
         Assert.Equal((UnixFileMode)0b111_001_000, File.GetUnixFileMode(tenantFolder));
         Assert.Equal(workspace.Owner.Gid, NativeTest.GroupOf(tenantFolder));
