@@ -25,6 +25,10 @@ namespace HarnessServer.Migrations
             NpgsqlModelBuilderExtensions.HasPostgresExtension(modelBuilder, "vector");
             NpgsqlModelBuilderExtensions.UseIdentityByDefaultColumns(modelBuilder);
 
+            modelBuilder.HasSequence("tenant_sandbox_index")
+                .StartsAt(0L)
+                .HasMin(0L);
+
             modelBuilder.Entity("HarnessServer.Agents.AgentMessage", b =>
                 {
                     b.Property<long>("Seq")
@@ -610,8 +614,18 @@ namespace HarnessServer.Migrations
                         .HasColumnType("timestamp with time zone")
                         .HasColumnName("created_at");
 
+                    b.Property<long>("SandboxIndex")
+                        .ValueGeneratedOnAdd()
+                        .HasColumnType("bigint")
+                        .HasColumnName("sandbox_index")
+                        .HasDefaultValueSql("nextval('tenant_sandbox_index')");
+
                     b.HasKey("Id")
                         .HasName("pk_tenants");
+
+                    b.HasIndex("SandboxIndex")
+                        .IsUnique()
+                        .HasDatabaseName("ix_tenants_sandbox_index");
 
                     b.ToTable("tenants", (string)null);
                 });

@@ -5,6 +5,7 @@ using HarnessServer.Data;
 using HarnessServer.Http;
 using HarnessServer.Identity;
 using HarnessServer.Pipeline;
+using HarnessServer.Sandbox;
 using HarnessServer.Sessions;
 using HarnessServer.Tenancy;
 using Microsoft.AspNetCore.Http.HttpResults;
@@ -125,7 +126,7 @@ internal static class AgentEndpoints
 
     private static async Task<Ok<RollbackView>> RollbackAsync(
         Guid id, RollbackBody body, CurrentUser user, HarnessDbContext db, TenantContext tenant, TurnLock locks, SessionGate gate,
-        WorkspaceCheckpoints checkpoints, AuditChain audit, TimeProvider time, CancellationToken ct)
+        WorkspaceCheckpoints checkpoints, TenantSandboxUsers sandboxUsers, AuditChain audit, TimeProvider time, CancellationToken ct)
     {
         tenant.Set(user.TenantId);
         var session = await VisibleSessionAsync(db, id, user, ct);
@@ -146,7 +147,7 @@ internal static class AgentEndpoints
         }
 
         await using var entered = await gate.EnterAsync(user.TenantId, id, ct);
-        checkpoints.Restore(user.TenantId, id.ToString(), checkpoint.TreeHash);
+        checkpoints.Restore(user.TenantId, id.ToString(), checkpoint.TreeHash, await sandboxUsers.OfAsync(user.TenantId, ct));
         var now = time.GetUtcNow();
         var rolledBack = await audit.AppendAsync(user.TenantId, async (unit, token) =>
         {

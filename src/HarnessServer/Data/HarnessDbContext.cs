@@ -32,6 +32,7 @@ internal sealed class HarnessDbContext(DbContextOptions<HarnessDbContext> option
     protected override void OnModelCreating(ModelBuilder modelBuilder)
     {
         modelBuilder.HasPostgresExtension("vector");
+        modelBuilder.HasSequence<long>(TenantConfiguration.SandboxIndexSequence).StartsAt(0).HasMin(0);
         modelBuilder.ApplyConfigurationsFromAssembly(typeof(HarnessDbContext).Assembly);
 
         foreach (var entity in modelBuilder.Model.GetEntityTypes())

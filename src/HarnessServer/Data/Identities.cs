@@ -5,6 +5,9 @@ internal sealed class Tenant
 {
     public required string Id { get; init; }
     public DateTimeOffset CreatedAt { get; init; }
+
+    /// <summary>Given once by the database; the tenant's sandbox user is <c>TenantUidBase</c> + this.</summary>
+    public long SandboxIndex { get; init; }
 }
 
 /// <summary>A user of one tenant, provisioned just in time from token claims.</summary>

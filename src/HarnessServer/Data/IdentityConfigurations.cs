@@ -9,7 +9,22 @@ internal sealed class TenantConfiguration : IEntityTypeConfiguration<Tenant>
     {
         builder.HasKey(t => t.Id);
         builder.Property(t => t.Id).HasMaxLength(Limits.Identifier);
+        // Drawn from the sequence when the row is inserted (existing tenants got theirs in the migration); unique, so
+        // no two tenants ever share a host user.
+        builder.Property(t => t.SandboxIndex).HasDefaultValueSql($"nextval('{SandboxIndexSequence}')");
+        builder.HasIndex(t => t.SandboxIndex).IsUnique();
     }
+
+    public const string SandboxIndexSequence = "tenant_sandbox_index";
+
+    /// <summary>
+    /// Creates tenant <c>$1</c> (created at <c>$2</c>) unless it exists. Only a new tenant evaluates the sandbox_index
+    /// default: <c>ON CONFLICT</c> alone would draw (and waste) a sequence value, a host user id, every time.
+    /// </summary>
+    public const string InsertIfNewSql = """
+        INSERT INTO tenants (id, created_at) SELECT $1, $2 WHERE NOT EXISTS (SELECT 1 FROM tenants WHERE id = $1)
+        ON CONFLICT (id) DO NOTHING
+        """;
 }
 
 internal sealed class UserConfiguration : IEntityTypeConfiguration<User>

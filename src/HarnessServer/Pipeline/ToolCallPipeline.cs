@@ -25,6 +25,7 @@ internal sealed class ToolCallPipeline(
     SessionGate gate,
     WorkspaceRoot workspaces,
     Data.DatabaseSources sources,
+    TenantSandboxUsers sandboxUsers,
     Tenancy.TenantContext tenant)
 {
     private readonly IToolCallStep[] _steps = steps.OrderBy(s => s.Order).ToArray();
@@ -51,7 +52,7 @@ internal sealed class ToolCallPipeline(
 
         await using var entered = await EnterAsync(request.Caller, sessionId, cancellationToken);
         var session = entered.Session!;
-        using var workspace = workspaces.Open(session.TenantId, session.Id.ToString());
+        using var workspace = workspaces.Open(session.TenantId, session.Id.ToString(), await sandboxUsers.OfAsync(session.TenantId, cancellationToken));
         var context = new ToolCallContext(request, session, workspace);
         return await RunStagesAsync(context, cancellationToken);
     }
@@ -73,7 +74,7 @@ internal sealed class ToolCallPipeline(
         }
 
         var session = entered.Session!;
-        using var workspace = workspaces.Open(session.TenantId, session.Id.ToString());
+        using var workspace = workspaces.Open(session.TenantId, session.Id.ToString(), await sandboxUsers.OfAsync(session.TenantId, cancellationToken));
         var context = new ToolCallContext(request, session, workspace)
         {
             CallId = approved.Id,

@@ -83,8 +83,7 @@ internal sealed class PolicyFileImporter(
 
     private async Task EnsureTenantAsync(string tenant, CancellationToken cancellationToken)
     {
-        await using var command = sources.Application.CreateCommand(
-            "INSERT INTO tenants (id, created_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING");
+        await using var command = sources.Application.CreateCommand(Data.TenantConfiguration.InsertIfNewSql);
         command.Parameters.Add(new NpgsqlParameter { Value = tenant });
         command.Parameters.Add(new NpgsqlParameter { Value = time.GetUtcNow() });
         await command.ExecuteNonQueryAsync(cancellationToken);

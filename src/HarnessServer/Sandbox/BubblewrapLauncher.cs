@@ -77,6 +77,11 @@ internal sealed partial class BubblewrapLauncher(IOptions<SandboxOptions> option
 
     private int Validate(SandboxCommand command)
     {
+        if (command.User.Uid <= 0 || command.User.Gid <= 0)
+        {
+            throw Invalid("A sandbox never runs as root: give it a positive user and group id.");
+        }
+
         if (!Path.IsPathFullyQualified(command.WorkspacePath) || !Directory.Exists(command.WorkspacePath))
         {
             throw Invalid($"The workspace '{command.WorkspacePath}' is not an existing absolute folder.");
@@ -131,12 +136,13 @@ internal sealed partial class BubblewrapLauncher(IOptions<SandboxOptions> option
         if (serverIsRoot)
         {
             // Root in the sandbox's user namespace would still be host root to the kernel's limits and file owners:
-            // become the unprivileged sandbox user first, so bwrap builds its namespaces as that user.
-            Add(args, "--reuid", $"{_options.SandboxUid}", "--regid", $"{_options.SandboxGid}", "--clear-groups", "--", _options.BwrapPath);
+            // become the tenant's unprivileged user first, so bwrap builds its namespaces as that user (and
+            // RLIMIT_NPROC counts that tenant's processes only).
+            Add(args, "--reuid", $"{command.User.Uid}", "--regid", $"{command.User.Gid}", "--clear-groups", "--", _options.BwrapPath);
         }
 
         Add(args, "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session",
-            "--uid", $"{_options.SandboxUid}", "--gid", $"{_options.SandboxGid}", "--hostname", "sandbox",
+            "--uid", $"{command.User.Uid}", "--gid", $"{command.User.Gid}", "--hostname", "sandbox",
             "--ro-bind", "/usr", "/usr");
         foreach (var name in TopLevelLinks)
         {

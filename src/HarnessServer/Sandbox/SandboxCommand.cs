@@ -10,6 +10,9 @@ internal sealed record SandboxCommand
     /// <summary>The host path of the session workspace (<see cref="Workspace.FullPath"/>), mounted at <c>/workspace</c>.</summary>
     public required string WorkspacePath { get; init; }
 
+    /// <summary>The host user the sandbox runs as: the workspace's <see cref="Workspace.Owner"/>, the tenant's own.</summary>
+    public required SandboxUser User { get; init; }
+
     public string? Command { get; init; }
 
     public IReadOnlyList<string>? Argv { get; init; }

@@ -18,6 +18,7 @@ internal static class SandboxExtensions
             .ValidateOnStart();
 
         builder.Services.AddSingleton<WorkspaceRoot>();
+        builder.Services.AddSingleton<TenantSandboxUsers>();
         builder.Services.AddSingleton<BubblewrapLauncher>();
         builder.Services.AddSingleton<BubblewrapSandbox>();
         builder.Services.AddSingleton<SandboxProbe>();

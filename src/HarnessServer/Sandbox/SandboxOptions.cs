@@ -30,9 +30,18 @@ internal sealed class SandboxOptions
     /// <summary>Entries after which <c>fs.list</c> stops (and says its result is truncated).</summary>
     public int MaxListEntries { get; set; } = 10_000;
 
-    /// <summary>Host user and group the sandbox runs as when the server is root (and the ids seen inside it).</summary>
+    /// <summary>
+    /// Host user and group of the start-up probe's sandbox, and the owner that workspaces created before sandbox users
+    /// were per tenant still have until they are next opened. Tenants' commands run as <see cref="TenantUidBase"/> + n.
+    /// </summary>
     public int SandboxUid { get; set; } = 65534;
     public int SandboxGid { get; set; } = 65534;
+
+    /// <summary>
+    /// First host user id of the tenants' sandbox users: tenant n (allocated once, from a database sequence) runs as
+    /// uid and gid <c>TenantUidBase + n</c>. Fixed for the life of a deployment; the range must be unused on the host.
+    /// </summary>
+    public int TenantUidBase { get; set; } = 200_000;
 
     public string BwrapPath { get; set; } = "/usr/bin/bwrap";
 
@@ -41,6 +50,9 @@ internal sealed class SandboxOptions
 
     /// <summary>Sets the resource limits inside the sandbox before the command starts; must live under <c>/usr</c>.</summary>
     public string PrlimitPath { get; set; } = "/usr/bin/prlimit";
+
+    /// <summary>The largest tenant user id: signed 32-bit, so no tool reads it as negative, and never (uid_t)-1.</summary>
+    internal const int MaxTenantUid = int.MaxValue - 1;
 
     internal IEnumerable<string> Problems() =>
         new (bool Broken, string Message)[]
@@ -70,6 +82,10 @@ internal sealed class SandboxOptions
                 "Harness:Sandbox:SandboxUid must be a positive, non-root user id."),
             (SandboxGid <= 0,
                 "Harness:Sandbox:SandboxGid must be a positive, non-root group id."),
+            // Never root or a system or login user (below 1000), nor at or below the shared probe user and 16-bit
+            // nobody, which the open-ended range of tenants would otherwise reach.
+            (TenantUidBase <= Math.Max(SandboxUid, 65535) || TenantUidBase > MaxTenantUid,
+                $"Harness:Sandbox:TenantUidBase must be above 65535 and SandboxUid, and at most {MaxTenantUid}."),
             (!Path.IsPathFullyQualified(BwrapPath),
                 "Harness:Sandbox:BwrapPath must be an absolute path."),
             (!Path.IsPathFullyQualified(SetprivPath),

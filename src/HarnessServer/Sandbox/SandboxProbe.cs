@@ -11,7 +11,7 @@ internal sealed record SandboxAvailability(bool IsAvailable, string? FailureReas
 /// <summary>
 /// Checks once, at start-up, that a sandbox can really be built here: confined lookups (<c>openat2</c>) work on the
 /// workspaces root, and bubblewrap with the real options starts, mounts a workspace and runs as the unprivileged
-/// sandbox user (<c>id -u</c> must print <c>SandboxUid</c>). The server still starts when this fails — the file tools
+/// shared probe user (<c>id -u</c> must print <c>SandboxUid</c>; tenants' sandboxes run as their own users). The server still starts when this fails — the file tools
 /// and <c>shell.exec</c> then refuse with <c>sandbox_unavailable</c> and <c>/readyz</c> says why.
 /// </summary>
 internal sealed class SandboxProbe : IHostedService
@@ -58,7 +58,7 @@ internal sealed class SandboxProbe : IHostedService
                 new SafeFileHandle(confined, ownsHandle: true).Dispose();
             }
             var result = await launcher.RunAsync(
-                new SandboxCommand { WorkspacePath = directory, Argv = ["id", "-u"], TimeoutSeconds = 10 }, CancellationToken.None);
+                new SandboxCommand { WorkspacePath = directory, User = SandboxUser.ProbeUserOf(options), Argv = ["id", "-u"], TimeoutSeconds = 10 }, CancellationToken.None);
             if (result.ExitCode != 0)
             {
                 return Fail(logger, $"bubblewrap could not start a sandbox (exit code {result.ExitCode}): {result.Stderr.Trim()}");

@@ -16,7 +16,8 @@ namespace HarnessServer.Sandbox;
 /// the workspace because policy globs match the lexical path: following <c>src/link -> ../secrets</c> would touch a
 /// file other than the one the decision was about. <c>shell.exec</c> can still use links inside the sandbox.
 /// Hard links: a file with more than one link is never written (<c>hard_link</c>), and is read only when it belongs
-/// to the sandbox's own user — the server reads as root, and a link to a host file must not become a way to read it.
+/// to the workspace's own sandbox user (the tenant's) — the server reads as root, and a link to a host file (or to
+/// another tenant's) must not become a way to read it.
 /// </summary>
 internal sealed partial class Workspace : IDisposable
 {
@@ -35,17 +36,22 @@ internal sealed partial class Workspace : IDisposable
 
     private readonly SafeFileHandle _root;
     private readonly SandboxOptions _options;
-    private readonly bool _chownToSandbox;
+    private readonly bool _chownToOwner;
     private readonly uint _sandboxHostUid;
 
-    internal Workspace(SafeFileHandle root, string fullPath, SandboxOptions options, bool serverIsRoot)
+    internal Workspace(SafeFileHandle root, string fullPath, SandboxOptions options, SandboxUser owner, bool serverIsRoot)
     {
         _root = root;
         _options = options;
-        _chownToSandbox = serverIsRoot;
-        _sandboxHostUid = serverIsRoot ? (uint)options.SandboxUid : Libc.Geteuid();
+        _chownToOwner = serverIsRoot;
+        // A server that is not root cannot give files away: they are its own, and so are the sandbox's (mapped to it).
+        _sandboxHostUid = serverIsRoot ? (uint)owner.Uid : Libc.Geteuid();
+        Owner = owner;
         FullPath = fullPath;
     }
+
+    /// <summary>The tenant's sandbox user: sandboxes of this workspace run as it and, when the server is root, its files are its.</summary>
+    public SandboxUser Owner { get; }
 
     /// <summary>The host path of the workspace folder, for <see cref="SandboxCommand.WorkspacePath"/>.</summary>
     public string FullPath { get; }
@@ -149,7 +155,7 @@ internal sealed partial class Workspace : IDisposable
             using (var file = new SafeFileHandle(fd, ownsHandle: true))
             {
                 RandomAccess.Write(file, Utf8.GetBytes(content), 0);
-                var chown = _chownToSandbox ? Libc.Fchown(file, (uint)_options.SandboxUid, (uint)_options.SandboxGid) : 0;
+                var chown = _chownToOwner ? Libc.Fchown(file, (uint)Owner.Uid, (uint)Owner.Gid) : 0;
                 var chmod = Libc.Fchmod(file, mode);
                 if (chown < 0 || chmod < 0)
                 {
@@ -355,7 +361,7 @@ internal sealed partial class Workspace : IDisposable
             }
 
             current = new SafeFileHandle(next, ownsHandle: true);
-            if (made == 0 && _chownToSandbox && Libc.Fchown(current, (uint)_options.SandboxUid, (uint)_options.SandboxGid) is var chown and < 0)
+            if (made == 0 && _chownToOwner && Libc.Fchown(current, (uint)Owner.Uid, (uint)Owner.Gid) is var chown and < 0)
             {
                 current.Dispose();
                 throw Refusal(-chown, shown);
@@ -404,7 +410,7 @@ internal sealed partial class Workspace : IDisposable
         if (!MayRead(stat))
         {
             throw new SandboxException(SandboxErrors.HardLink,
-                $"'{shown}' has {stat.Nlink} hard links and does not belong to the sandbox user; it may be a host file linked in.");
+                $"'{shown}' has {stat.Nlink} hard links and does not belong to the workspace's sandbox user; it may be a host file linked in.");
         }
     }
 

@@ -10,7 +10,7 @@ using Microsoft.EntityFrameworkCore;
 namespace HarnessServer.Sessions;
 
 /// <summary>Creates sessions with their workspaces, reads them for their owner (or an admin), pauses and resumes.</summary>
-internal sealed class SessionService(HarnessDbContext db, AuditChain audit, WorkspaceRoot workspaces, TimeProvider time)
+internal sealed class SessionService(HarnessDbContext db, AuditChain audit, WorkspaceRoot workspaces, TenantSandboxUsers sandboxUsers, TimeProvider time)
 {
     public async Task<Session> CreateAsync(CurrentUser user, CancellationToken cancellationToken)
     {
@@ -25,7 +25,7 @@ internal sealed class SessionService(HarnessDbContext db, AuditChain audit, Work
             CreatedAt = now,
             UpdatedAt = now,
         };
-        workspaces.Create(session.TenantId, session.Id.ToString()).Dispose();
+        workspaces.Create(session.TenantId, session.Id.ToString(), await sandboxUsers.OfAsync(session.TenantId, cancellationToken)).Dispose();
         await audit.AppendAsync(user.TenantId, async (unit, ct) =>
         {
             unit.Db.Sessions.Add(session);

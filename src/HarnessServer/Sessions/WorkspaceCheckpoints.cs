@@ -1,7 +1,6 @@
 using System.Security.Cryptography;
 using System.Text.Json;
 using HarnessServer.Sandbox;
-using Microsoft.Extensions.Options;
 
 namespace HarnessServer.Sessions;
 
@@ -28,7 +27,7 @@ internal sealed record CheckpointManifest(IReadOnlyList<ManifestEntry> Entries, 
 /// Every file is hashed at every checkpoint: a stat-based shortcut (size, mtime) would trust times the sandbox user
 /// can set, and hashing a few hundred small files takes milliseconds.
 /// </summary>
-internal sealed class WorkspaceCheckpoints(WorkspaceRoot workspaces, IOptions<SandboxOptions> sandbox)
+internal sealed class WorkspaceCheckpoints(WorkspaceRoot workspaces)
 {
     private const uint OwnerOnly = 0b111_000_000; // 0700
     private const uint BlobMode = 0b110_000_000; // 0600
@@ -82,10 +81,10 @@ internal sealed class WorkspaceCheckpoints(WorkspaceRoot workspaces, IOptions<Sa
     }
 
     /// <summary>
-    /// Makes the session's workspace exactly the checkpoint's. The caller holds the session's
-    /// <see cref="Pipeline.SessionGate"/>, so no call runs in the workspace meanwhile.
+    /// Makes the session's workspace exactly the checkpoint's, its files the tenant's sandbox <paramref name="user"/>'s.
+    /// The caller holds the session's <see cref="Pipeline.SessionGate"/>, so no call runs in the workspace meanwhile.
     /// </summary>
-    public void Restore(string tenant, string sessionId, string treeHash)
+    public void Restore(string tenant, string sessionId, string treeHash, SandboxUser user)
     {
         if (!OperatingSystem.IsLinux())
         {
@@ -94,7 +93,7 @@ internal sealed class WorkspaceCheckpoints(WorkspaceRoot workspaces, IOptions<Sa
 
         var store = StoreOf(tenant);
         var manifest = Load(tenant, treeHash);
-        using (workspaces.Open(tenant, sessionId))
+        using (workspaces.Open(tenant, sessionId, user))
         {
             // Opening checks the tenant and session names; the paths below are then plain children of the root.
         }
@@ -125,10 +124,10 @@ internal sealed class WorkspaceCheckpoints(WorkspaceRoot workspaces, IOptions<Sa
 
             if (workspaces.IsRoot)
             {
-                GiveToSandbox(staging, directory: true);
+                GiveTo(user, staging, directory: true);
                 foreach (var entry in manifest.Entries)
                 {
-                    GiveToSandbox(Path.Combine(staging, SafeRelative(entry.Path)), entry.Kind == "directory");
+                    GiveTo(user, Path.Combine(staging, SafeRelative(entry.Path)), entry.Kind == "directory");
                 }
             }
 
@@ -349,20 +348,19 @@ internal sealed class WorkspaceCheckpoints(WorkspaceRoot workspaces, IOptions<Sa
         return path;
     }
 
-    private void GiveToSandbox(string path, bool directory)
+    private static void GiveTo(SandboxUser user, string path, bool directory)
     {
         var flags = Libc.O_RDONLY | Libc.O_CLOEXEC | Libc.O_NOFOLLOW | (directory ? Libc.O_DIRECTORY : 0);
         var fd = Libc.Openat2(Libc.AT_FDCWD, path, flags, 0, 0);
         if (fd < 0)
         {
-            throw new IOException($"Cannot open '{path}' to hand it to the sandbox user: {Libc.Describe(-fd)}.");
+            throw new IOException($"Cannot open '{path}' to hand it to the tenant's sandbox user: {Libc.Describe(-fd)}.");
         }
 
         using var handle = new Microsoft.Win32.SafeHandles.SafeFileHandle(fd, ownsHandle: true);
-        var options = sandbox.Value;
-        if (Libc.Fchown(handle, (uint)options.SandboxUid, (uint)options.SandboxGid) is var result and < 0)
+        if (Libc.Fchown(handle, (uint)user.Uid, (uint)user.Gid) is var result and < 0)
         {
-            throw new IOException($"Cannot hand '{path}' to the sandbox user: {Libc.Describe(-result)}.");
+            throw new IOException($"Cannot hand '{path}' to the tenant's sandbox user: {Libc.Describe(-result)}.");
         }
     }
 }

@@ -27,7 +27,7 @@ internal sealed class IdentityProvisioner(NpgsqlDataSource dataSource, IMemoryCa
         {
             BatchCommands =
             {
-                Command("INSERT INTO tenants (id, created_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING", user.TenantId, now),
+                Command(Data.TenantConfiguration.InsertIfNewSql, user.TenantId, now),
                 Command("""
                     INSERT INTO users (tenant_id, id, display_name, first_seen_at, last_seen_at) VALUES ($1, $2, $3, $4, $4)
                     ON CONFLICT (tenant_id, id) DO UPDATE SET display_name = excluded.display_name, last_seen_at = excluded.last_seen_at

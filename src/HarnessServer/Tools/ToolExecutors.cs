@@ -30,6 +30,7 @@ internal sealed class ToolExecutors(BubblewrapSandbox sandbox, HttpFetchTool htt
                     BuiltInTools.ShellExec => Shell(await sandbox.RunAsync(new SandboxCommand
                     {
                         WorkspacePath = context.Workspace.FullPath,
+                        User = context.Workspace.Owner,
                         Command = Text(arguments, "command"),
                         TimeoutSeconds = arguments.TryGetProperty("timeoutSeconds", out var t) ? Integer(t) : null,
                     }, cancellationToken)),
@@ -90,7 +91,7 @@ internal sealed class ToolExecutors(BubblewrapSandbox sandbox, HttpFetchTool htt
             }
         }
 
-        return Shell(await sandbox.RunAsync(new SandboxCommand { WorkspacePath = context.Workspace.FullPath, Argv = argv }, cancellationToken));
+        return Shell(await sandbox.RunAsync(new SandboxCommand { WorkspacePath = context.Workspace.FullPath, User = context.Workspace.Owner, Argv = argv }, cancellationToken));
     }
 
     private static ToolOutcome Shell(SandboxResult result)

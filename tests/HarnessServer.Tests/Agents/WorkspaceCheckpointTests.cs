@@ -1,6 +1,5 @@
 using HarnessServer.Sandbox;
 using HarnessServer.Sessions;
-using Microsoft.Extensions.Options;
 
 namespace HarnessServer.Tests.Agents;
 
@@ -8,6 +7,7 @@ namespace HarnessServer.Tests.Agents;
 public sealed class WorkspaceCheckpointTests : IDisposable
 {
     private const string Tenant = "acme";
+    private static readonly SandboxUser User = TenantSandboxUsers.UserAt(300_000, 1);
     private readonly string _folder = Path.Combine(Path.GetTempPath(), $"harness-checkpoints-{Guid.NewGuid():N}");
     private readonly WorkspaceRoot _root;
     private readonly WorkspaceCheckpoints _checkpoints;
@@ -17,15 +17,15 @@ public sealed class WorkspaceCheckpointTests : IDisposable
     {
         var options = new SandboxOptions();
         _root = new WorkspaceRoot(_folder, options);
-        _checkpoints = new WorkspaceCheckpoints(_root, Options.Create(options));
-        _root.Create(Tenant, _session).Dispose();
+        _checkpoints = new WorkspaceCheckpoints(_root);
+        _root.Create(Tenant, _session, User).Dispose();
     }
 
     public void Dispose() => Directory.Delete(_folder, recursive: true);
 
     private string Capture()
     {
-        using var workspace = _root.Open(Tenant, _session);
+        using var workspace = _root.Open(Tenant, _session, User);
         return _checkpoints.Capture(Tenant, workspace).Hash;
     }
 
@@ -34,14 +34,14 @@ public sealed class WorkspaceCheckpointTests : IDisposable
     [Fact]
     public void Restore_brings_back_changed_and_deleted_files_and_removes_new_ones()
     {
-        using (var workspace = _root.Open(Tenant, _session))
+        using (var workspace = _root.Open(Tenant, _session, User))
         {
             workspace.Write("src/a.txt", "one");
             workspace.Write("README.md", "readme");
         }
 
         var checkpoint = Capture();
-        using (var workspace = _root.Open(Tenant, _session))
+        using (var workspace = _root.Open(Tenant, _session, User))
         {
             workspace.Write("src/a.txt", "overwritten");
             workspace.Write("src/new/b.txt", "new");
@@ -49,7 +49,7 @@ public sealed class WorkspaceCheckpointTests : IDisposable
 
         File.Delete(WorkspacePath("README.md"));
 
-        _checkpoints.Restore(Tenant, _session, checkpoint);
+        _checkpoints.Restore(Tenant, _session, checkpoint, User);
 
         Assert.Equal("one", File.ReadAllText(WorkspacePath("src/a.txt")));
         Assert.Equal("readme", File.ReadAllText(WorkspacePath("README.md")));
@@ -58,22 +58,22 @@ public sealed class WorkspaceCheckpointTests : IDisposable
     }
 
     [Fact]
-    public void Restore_keeps_the_workspace_owned_by_the_sandbox_user_and_file_modes()
+    public void Restore_keeps_the_workspace_owned_by_the_tenants_sandbox_user_and_file_modes()
     {
-        using (var workspace = _root.Open(Tenant, _session))
+        using (var workspace = _root.Open(Tenant, _session, User))
         {
             workspace.Write("run.sh", "#!/bin/sh\necho hi\n");
         }
 
         File.SetUnixFileMode(WorkspacePath("run.sh"), UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
         var checkpoint = Capture();
-        _checkpoints.Restore(Tenant, _session, checkpoint);
+        _checkpoints.Restore(Tenant, _session, checkpoint, User);
 
         Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute, File.GetUnixFileMode(WorkspacePath("run.sh")));
         if (_root.IsRoot)
         {
-            Assert.Equal(new SandboxOptions().SandboxUid, OwnerOf(WorkspacePath("run.sh")));
-            Assert.Equal(new SandboxOptions().SandboxUid, OwnerOf(WorkspacePath()));
+            Assert.Equal(User.Uid, OwnerOf(WorkspacePath("run.sh")));
+            Assert.Equal(User.Uid, OwnerOf(WorkspacePath()));
         }
     }
 
@@ -84,7 +84,7 @@ public sealed class WorkspaceCheckpointTests : IDisposable
         File.WriteAllText(secret, "host only");
         File.CreateSymbolicLink(WorkspacePath("link.txt"), secret);
 
-        using var workspace = _root.Open(Tenant, _session);
+        using var workspace = _root.Open(Tenant, _session, User);
         var (_, manifest) = _checkpoints.Capture(Tenant, workspace);
 
         Assert.Empty(manifest.Entries);
@@ -94,7 +94,7 @@ public sealed class WorkspaceCheckpointTests : IDisposable
     [Fact]
     public void A_thousand_checkpoints_of_a_200_file_workspace_with_one_change_each_stay_small()
     {
-        using (var workspace = _root.Open(Tenant, _session))
+        using (var workspace = _root.Open(Tenant, _session, User))
         {
             for (var i = 0; i < 200; i++)
             {
@@ -107,7 +107,7 @@ public sealed class WorkspaceCheckpointTests : IDisposable
         var hashes = new List<string> { first };
         for (var i = 0; i < 1000; i++)
         {
-            using (var workspace = _root.Open(Tenant, _session))
+            using (var workspace = _root.Open(Tenant, _session, User))
             {
                 workspace.Write($"dir{i % 10}/file{i % 200}.txt", $"version {i}");
             }
@@ -120,7 +120,7 @@ public sealed class WorkspaceCheckpointTests : IDisposable
         Assert.True(growth < 5 * 1024 * 1024, $"1000 checkpoints grew the store by {growth} bytes.");
         Assert.Equal(hashes.Count, hashes.Distinct().Count());
 
-        _checkpoints.Restore(Tenant, _session, first);
+        _checkpoints.Restore(Tenant, _session, first, User);
         Assert.Equal(new string('a', 1000), File.ReadAllText(WorkspacePath("dir0/file0.txt")));
         Assert.Equal(200, Directory.GetFiles(WorkspacePath(), "*", SearchOption.AllDirectories).Length);
     }
@@ -128,7 +128,7 @@ public sealed class WorkspaceCheckpointTests : IDisposable
     [Fact]
     public void Identical_workspaces_share_one_checkpoint()
     {
-        using (var workspace = _root.Open(Tenant, _session))
+        using (var workspace = _root.Open(Tenant, _session, User))
         {
             workspace.Write("a.txt", "same");
         }

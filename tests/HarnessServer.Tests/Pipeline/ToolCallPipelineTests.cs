@@ -1,9 +1,13 @@
+using System.Globalization;
 using System.Net;
 using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
 using HarnessServer.Identity;
+using HarnessServer.Sandbox;
 using HarnessServer.Tests.Infrastructure;
+using HarnessServer.Tests.Sandbox;
+using Npgsql;
 
 namespace HarnessServer.Tests.Pipeline;
 
@@ -159,6 +163,81 @@ public sealed class ToolCallPipelineTests(ToolCallPipelineTests.PipelineApplicat
         Assert.Equal(
             [direct.GetProperty("id").GetGuid(), pending.GetProperty("id").GetGuid()],
             checkpoints.EnumerateArray().Select(c => c.GetProperty("followedBy").GetProperty("id").GetGuid()));
+    }
+
+    [Fact]
+    public async Task Each_tenants_sessions_run_as_the_host_user_allocated_to_that_tenant()
+    {
+        const string other = "pipeline-second";
+        using (var admin = app.ClientFor("admin", other, roles: [HarnessRoles.Admin]))
+        {
+            (await admin.PutAsync("/v1/admin/policies/org", new StringContent(PipelineApplication.OrgPolicy, Encoding.UTF8, "application/yaml")))
+                .EnsureSuccessStatusCode();
+        }
+
+        using var first = Member();
+        using var second = app.ClientFor("maria", other, ["web"]);
+        var firstSession = await NewSessionAsync(first);
+        var secondSession = await NewSessionAsync(second);
+
+        var firstUid = await ShellUidAsync(first, firstSession);
+        var secondUid = await ShellUidAsync(second, secondSession);
+        await CallAsync(second, secondSession, "fs.write", new { path = "written.txt", content = "x" });
+
+        var indexes = await SandboxIndexesAsync();
+        Assert.Equal(new SandboxOptions().TenantUidBase + indexes[Tenant], firstUid);
+        Assert.Equal(new SandboxOptions().TenantUidBase + indexes[other], secondUid);
+        Assert.NotEqual(firstUid, secondUid);
+        if (Libc.Geteuid() == 0)
+        {
+            var folder = Path.Combine(app.DataRoot, "workspaces", other, secondSession.ToString());
+            Assert.Equal(secondUid, NativeTest.OwnerOf(folder));
+            Assert.Equal(secondUid, NativeTest.OwnerOf(Path.Combine(folder, "written.txt")));
+        }
+    }
+
+    [Fact]
+    public async Task Provisioning_a_known_tenant_again_draws_no_sandbox_index()
+    {
+        using (var warm = Member())
+        {
+            await NewSessionAsync(warm);
+        }
+
+        var before = await LastSandboxIndexAsync();
+        foreach (var user in new[] { "ines", "jonas", "kai" })
+        {
+            using var client = Member(user);
+            await NewSessionAsync(client);
+        }
+
+        Assert.Equal(before, await LastSandboxIndexAsync());
+    }
+
+    private static async Task<long> ShellUidAsync(HttpClient client, Guid session)
+    {
+        var call = await CallAsync(client, session, "shell.exec", new { command = "id -u" });
+        Assert.True(call.GetProperty("status").GetString() == "succeeded", call.GetRawText());
+        return long.Parse(call.GetProperty("result").GetProperty("stdout").GetString()!.Trim(), CultureInfo.InvariantCulture);
+    }
+
+    private async Task<Dictionary<string, long>> SandboxIndexesAsync()
+    {
+        await using var command = app.Service<NpgsqlDataSource>().CreateCommand("SELECT id, sandbox_index FROM tenants");
+        await using var reader = await command.ExecuteReaderAsync();
+        var indexes = new Dictionary<string, long>();
+        while (await reader.ReadAsync())
+        {
+            indexes[reader.GetString(0)] = reader.GetInt64(1);
+        }
+
+        return indexes;
+    }
+
+    private async Task<long> LastSandboxIndexAsync()
+    {
+        await using var command = app.Service<NpgsqlDataSource>().CreateCommand("SELECT last_value FROM tenant_sandbox_index");
+        return (long)(await command.ExecuteScalarAsync())!;
     }
 
     [Fact]

@@ -22,14 +22,16 @@ public sealed class BubblewrapSandboxTests(SandboxFixture fixture) : IDisposable
     }
 
     [Fact]
-    public async Task Runs_as_the_unprivileged_sandbox_user_in_the_workspace()
+    public async Task Runs_as_the_tenants_unprivileged_sandbox_user_in_the_workspace()
     {
+        var user = SandboxFixture.UserOf("acme");
+
         var result = await fixture.ShellAsync(_workspace, "id -u; id -g; pwd; echo made > out.txt");
 
         Assert.Equal(0, result.ExitCode);
-        Assert.Equal("65534\n65534\n/workspace\n", result.Stdout);
+        Assert.Equal($"{user.Uid}\n{user.Gid}\n/workspace\n", result.Stdout);
         Assert.Equal("made", _workspace.Read("out.txt").Content.Trim());
-        Assert.Equal(65534, NativeTest.OwnerOf(Path.Combine(_workspace.FullPath, "out.txt")));
+        Assert.Equal(user.Uid, NativeTest.OwnerOf(Path.Combine(_workspace.FullPath, "out.txt")));
     }
 
     [Fact]
@@ -38,6 +40,7 @@ public sealed class BubblewrapSandboxTests(SandboxFixture fixture) : IDisposable
         var result = await fixture.Sandbox.RunAsync(new SandboxCommand
         {
             WorkspacePath = _workspace.FullPath,
+            User = _workspace.Owner,
             Argv = ["printf", "%s|", "a b", "$(id -u)", "; touch pwned"],
         }, CancellationToken.None);
 
@@ -199,7 +202,7 @@ public sealed class BubblewrapSandboxTests(SandboxFixture fixture) : IDisposable
         using var cancel = new CancellationTokenSource(TimeSpan.FromMilliseconds(300));
 
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => fixture.Sandbox.RunAsync(
-            new SandboxCommand { WorkspacePath = _workspace.FullPath, Command = "sleep 1000" }, cancel.Token));
+            new SandboxCommand { WorkspacePath = _workspace.FullPath, User = _workspace.Owner, Command = "sleep 1000" }, cancel.Token));
         await Task.Delay(200);
         Assert.Empty(SandboxUserProcesses("sleep 1000"));
     }
@@ -211,12 +214,12 @@ public sealed class BubblewrapSandboxTests(SandboxFixture fixture) : IDisposable
     public async Task Malformed_commands_are_refused(string? command, string[]? argv)
     {
         var error = await Assert.ThrowsAsync<SandboxException>(() => fixture.Sandbox.RunAsync(
-            new SandboxCommand { WorkspacePath = _workspace.FullPath, Command = command, Argv = argv }, CancellationToken.None));
+            new SandboxCommand { WorkspacePath = _workspace.FullPath, User = _workspace.Owner, Command = command, Argv = argv }, CancellationToken.None));
 
         Assert.Equal(SandboxErrors.InvalidArgument, error.Code);
     }
 
-    // Processes of the sandbox user on the host whose command line contains the given text.
+    // Processes of the tenant's sandbox user on the host whose command line contains the given text.
     private static List<string> SandboxUserProcesses(string text) =>
         Directory.EnumerateDirectories("/proc")
             .Where(d => int.TryParse(Path.GetFileName(d), out _))
@@ -226,7 +229,7 @@ public sealed class BubblewrapSandboxTests(SandboxFixture fixture) : IDisposable
                 {
                     var status = File.ReadAllText(Path.Combine(d, "status"));
                     var uid = status.Split('\n').First(l => l.StartsWith("Uid:")).Split('\t', StringSplitOptions.RemoveEmptyEntries)[1];
-                    return uid == "65534" ? File.ReadAllText(Path.Combine(d, "cmdline")).Replace('\0', ' ') : null;
+                    return uid == $"{SandboxFixture.UserOf("acme").Uid}" ? File.ReadAllText(Path.Combine(d, "cmdline")).Replace('\0', ' ') : null;
                 }
                 catch (IOException)
                 {

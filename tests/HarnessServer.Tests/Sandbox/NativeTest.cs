@@ -18,12 +18,19 @@ internal static class NativeTest
 
     public static void Rename(string from, string to) => RenameCore(from, to);
 
-    public static int OwnerOf(string path)
+    [DllImport("libc", EntryPoint = "chown", SetLastError = true)]
+    public static extern int Chown(string path, uint owner, uint group);
+
+    public static int OwnerOf(string path) => (int)StatOf(path).Uid;
+
+    public static int GroupOf(string path) => (int)StatOf(path).Gid;
+
+    private static Libc.Statx StatOf(string path)
     {
         var fd = Libc.Openat2(Libc.AT_FDCWD, path, Libc.O_PATH | Libc.O_NOFOLLOW | Libc.O_CLOEXEC, 0, 0);
         Assert.True(fd >= 0, $"cannot open {path}: {-fd}");
         using var handle = new SafeFileHandle(fd, ownsHandle: true);
         Assert.Equal(0, Libc.Stat(handle, out var stat));
-        return (int)stat.Uid;
+        return stat;
     }
 }

@@ -21,13 +21,23 @@ public sealed class SandboxFixture : IDisposable
     internal SandboxProbe Probe { get; }
     internal BubblewrapSandbox Sandbox { get; }
 
-    internal Workspace NewWorkspace(string tenant = "acme") => Root.Create(tenant, Guid.NewGuid().ToString("N"));
+    /// <summary>The sandbox users of the fixture's tenants, as <see cref="TenantSandboxUsers"/> would give them.</summary>
+    internal static SandboxUser UserOf(string tenant) => tenant switch
+    {
+        "acme" => TenantSandboxUsers.UserAt(300_000, 1),
+        "globex" => TenantSandboxUsers.UserAt(300_000, 2),
+        "initech" => TenantSandboxUsers.UserAt(300_000, 3),
+        _ => throw new ArgumentOutOfRangeException(nameof(tenant), tenant, "The sandbox fixture knows acme, globex and initech."),
+    };
+
+    internal Workspace NewWorkspace(string tenant = "acme") => Root.Create(tenant, Guid.NewGuid().ToString("N"), UserOf(tenant));
 
     internal Task<SandboxResult> ShellAsync(Workspace workspace, string command, int? timeoutSeconds = null,
         IReadOnlyDictionary<string, string>? environment = null) =>
         Sandbox.RunAsync(new SandboxCommand
         {
             WorkspacePath = workspace.FullPath,
+            User = workspace.Owner,
             Command = command,
             TimeoutSeconds = timeoutSeconds,
             Environment = environment,

@@ -37,6 +37,12 @@ public sealed class SandboxRegistrationTests
     [InlineData("SandboxUid", "0")]
     [InlineData("MaxTimeoutSeconds", "5")]
     [InlineData("PrlimitPath", "/opt/prlimit")]
+    [InlineData("TenantUidBase", "0")]
+    [InlineData("TenantUidBase", "999")]
+    [InlineData("TenantUidBase", "65534")]
+    [InlineData("TenantUidBase", "65535")]
+    [InlineData("TenantUidBase", "2147483647")]
+    [InlineData("TenantUidBase", "-200000")]
     public void Refuses_unsafe_options_at_start(string key, string value)
     {
         var builder = WebApplication.CreateBuilder();
@@ -47,5 +53,23 @@ public sealed class SandboxRegistrationTests
         var error = Assert.Throws<OptionsValidationException>(() => _ = app.Services.GetRequiredService<IOptions<SandboxOptions>>().Value);
 
         Assert.Contains($"Harness:Sandbox:{key}", error.Message);
+    }
+
+    [Fact]
+    public void Refuses_a_tenant_uid_range_that_starts_at_or_below_the_probe_user()
+    {
+        Assert.Contains(new SandboxOptions { SandboxUid = 250_000 }.Problems(), p => p.Contains("TenantUidBase"));
+        Assert.Empty(new SandboxOptions { SandboxUid = 250_000, TenantUidBase = 250_001 }.Problems());
+    }
+
+    [Fact]
+    public void Tenant_user_ids_stop_before_they_leave_the_signed_32_bit_range()
+    {
+        var last = SandboxOptions.MaxTenantUid;
+
+        Assert.Equal(new SandboxUser(last, last), TenantSandboxUsers.UserAt(200_000, last - 200_000));
+        Assert.Equal(SandboxErrors.SandboxUnavailable,
+            Assert.Throws<SandboxException>(() => TenantSandboxUsers.UserAt(200_000, last - 200_000 + 1)).Code);
+        Assert.Throws<SandboxException>(() => TenantSandboxUsers.UserAt(200_000, -1));
     }
 }

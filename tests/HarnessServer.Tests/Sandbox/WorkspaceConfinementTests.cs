@@ -33,13 +33,15 @@ public sealed class WorkspaceConfinementTests(SandboxFixture fixture) : IDisposa
     }
 
     [Fact]
-    public void Files_written_by_the_server_belong_to_the_sandbox_user()
+    public void Files_written_by_the_server_belong_to_the_tenants_sandbox_user()
     {
+        var user = SandboxFixture.UserOf("acme");
+
         _workspace.Write("dir/f.txt", "x");
 
-        Assert.Equal(65534, OwnerOf(Path.Combine(_workspace.FullPath, "dir")));
-        Assert.Equal(65534, OwnerOf(Path.Combine(_workspace.FullPath, "dir/f.txt")));
-        Assert.Equal(65534, OwnerOf(_workspace.FullPath));
+        Assert.Equal(user.Uid, OwnerOf(Path.Combine(_workspace.FullPath, "dir")));
+        Assert.Equal(user.Uid, OwnerOf(Path.Combine(_workspace.FullPath, "dir/f.txt")));
+        Assert.Equal(user.Uid, OwnerOf(_workspace.FullPath));
         Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute, File.GetUnixFileMode(_workspace.FullPath));
     }
 
