@@ -12,6 +12,12 @@ internal static class AuditExtensions
             .Validate(o => o.CheckpointInterval > TimeSpan.Zero, "Harness:Audit:CheckpointInterval must be positive.")
             .Validate(o => o.MaxBatchSize is >= 1 and <= 10_000, "Harness:Audit:MaxBatchSize must be between 1 and 10000.")
             .Validate(o => !string.IsNullOrWhiteSpace(o.SigningKeyPath), "Harness:Audit:SigningKeyPath must not be empty.")
+            // Checked with the other options, before any background service starts, so a missing key stops start-up
+            // with this message rather than racing the services that would be torn down with the host.
+            .Validate<IHostEnvironment>(
+                (o, environment) => o.GenerateSigningKey || environment.IsDevelopment() || File.Exists(Path.Combine(environment.ContentRootPath, o.SigningKeyPath)),
+                "The audit signing key at Harness:Audit:SigningKeyPath does not exist. Point it at a PKCS#8 PEM file holding an ECDSA P-256 " +
+                "private key (openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256), or set Harness:Audit:GenerateSigningKey=true.")
             .ValidateOnStart();
 
         // The key is loaded when the host starts (the checkpoint service needs it): a missing key stops start-up.
