@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Diagnostics;
 using HarnessServer.Data;
 using HarnessServer.Sessions;
 using Microsoft.Extensions.Options;
@@ -20,6 +21,10 @@ internal sealed class TurnRecovery(
     IOptions<AgentOptions> options,
     ILogger<TurnRecovery> logger) : BackgroundService
 {
+    // Under load tool calls change hundreds of times a second; a pass reads every open turn, so passes start at most
+    // this often. An approval's turn continues at most this much later.
+    private static readonly TimeSpan MinPassInterval = TimeSpan.FromMilliseconds(200);
+
     private readonly SemaphoreSlim _wake = new(0);
     private readonly ConcurrentDictionary<Guid, Task> _running = new();
     private long _wakes;
@@ -46,6 +51,7 @@ internal sealed class TurnRecovery(
         {
             while (!stoppingToken.IsCancellationRequested)
             {
+                var started = Stopwatch.GetTimestamp();
                 try
                 {
                     foreach (var (tenant, turn) in await OpenTurnsAsync(stoppingToken))
@@ -62,6 +68,10 @@ internal sealed class TurnRecovery(
                 }
 
                 await _wake.WaitAsync(options.Value.RecoveryInterval, stoppingToken).ContinueWith(_ => { }, TaskScheduler.Default);
+                if (MinPassInterval - Stopwatch.GetElapsedTime(started) is { Ticks: > 0 } rest)
+                {
+                    await Task.Delay(rest, stoppingToken).ContinueWith(_ => { }, TaskScheduler.Default);
+                }
             }
         }
         finally
