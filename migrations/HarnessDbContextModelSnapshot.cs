@@ -528,6 +528,15 @@ namespace HarnessServer.Migrations
                     b.HasKey("TenantId", "Seq")
                         .HasName("pk_audit_events");
 
+                    b.HasIndex("TenantId", "ActorId", "Seq")
+                        .HasDatabaseName("ix_audit_events_tenant_id_actor_id_seq");
+
+                    b.HasIndex("TenantId", "Tool", "Seq")
+                        .HasDatabaseName("ix_audit_events_tenant_id_tool_seq");
+
+                    b.HasIndex("TenantId", "Type", "Seq")
+                        .HasDatabaseName("ix_audit_events_tenant_id_type_seq");
+
                     b.ToTable("audit_events", (string)null);
                 });
 
