@@ -35,6 +35,9 @@ internal sealed class ToolCallContext(ToolCallRequest request, Session? session,
     /// <summary>Rows an earlier stage prepared that commit with the call and its decision (stage 4).</summary>
     public List<AuditCommand> DecisionWrites { get; } = [];
 
+    /// <summary>The workspace checkpoint taken just before the call ran (id and tree hash), named in its executed event.</summary>
+    public (Guid Id, string TreeHash)? Checkpoint { get; set; }
+
     public ToolCallStatus? Status { get; private set; }
     public ToolCallError? Error { get; private set; }
     public JsonNode? Result { get; set; }

@@ -232,6 +232,11 @@ internal sealed class RecordResultStep(AuditChain audit, TimeProvider time) : IT
                 ["resultHash"] = AuditViews.HashOf(context.Result),
                 ["error"] = JsonSerializer.SerializeToNode(context.Error, AuditViews.Json),
             });
+        if (context.Checkpoint is { } checkpoint)
+        {
+            // The workspace as it was before the call, by content hash: a rollback to it can be checked against the chain.
+            executed.Payload!["checkpoint"] = new JsonObject { ["id"] = checkpoint.Id.ToString(), ["treeHash"] = checkpoint.TreeHash };
+        }
 
         var receipt = await audit.AppendAsync(context.Caller.TenantId, [executed],
             [PipelineRows.CompleteCall(context.Caller.TenantId, context.CallId, status, context.Result, context.Error, now), .. CommitDecisionStep.Notification(context)],

@@ -39,11 +39,12 @@ internal sealed class CheckpointStep(WorkspaceCheckpoints checkpoints, AuditChai
         }
 
         var (hash, manifest) = captured;
+        context.Checkpoint = (Guid.CreateVersion7(), hash);
         var row = new AuditCommand("""
             INSERT INTO workspace_checkpoints (id, tenant_id, session_id, tool_call_id, tool, tree_hash, files, bytes, skipped, created_at)
             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
             """,
-            Guid.CreateVersion7(), context.Caller.TenantId, session.Id, context.CallId, context.Tool.Name, hash,
+            context.Checkpoint.Value.Id, context.Caller.TenantId, session.Id, context.CallId, context.Tool.Name, hash,
             manifest.Files, manifest.Bytes, manifest.Skipped.Count, time.GetUtcNow());
         if (context.Approved is null)
         {

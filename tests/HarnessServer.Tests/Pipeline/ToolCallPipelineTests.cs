@@ -163,6 +163,21 @@ public sealed class ToolCallPipelineTests(ToolCallPipelineTests.PipelineApplicat
         Assert.Equal(
             [direct.GetProperty("id").GetGuid(), pending.GetProperty("id").GetGuid()],
             checkpoints.EnumerateArray().Select(c => c.GetProperty("followedBy").GetProperty("id").GetGuid()));
+
+        // Each call's executed event names the checkpoint taken before it, so the chain vouches for what a rollback restores.
+        using var auditor = app.ClientFor("audrey", Tenant, roles: [HarnessRoles.Auditor]);
+        var executed = (await (await auditor.GetAsync("/v1/audit/events?type=tool_call.executed&user=carl&limit=1000")).JsonAsync(HttpStatusCode.OK))
+            .GetProperty("events").EnumerateArray().Select(e => e.GetProperty("payload")).ToList();
+        foreach (var checkpoint in checkpoints.EnumerateArray())
+        {
+            var callId = checkpoint.GetProperty("followedBy").GetProperty("id").GetString();
+            var named = Assert.Single(executed, p => p.GetProperty("callId").GetString() == callId).GetProperty("checkpoint");
+            Assert.Equal(checkpoint.GetProperty("id").GetString(), named.GetProperty("id").GetString());
+            Assert.Equal(64, named.GetProperty("treeHash").GetString()!.Length);
+        }
+
+        var read = Assert.Single(executed, p => !p.TryGetProperty("checkpoint", out _));
+        Assert.Equal("succeeded", read.GetProperty("status").GetString());
     }
 
     [Fact]
