@@ -188,6 +188,26 @@ public sealed class BubblewrapSandboxTests(SandboxFixture fixture) : IDisposable
     }
 
     [Fact]
+    public async Task A_shell_line_runs_under_hard_limits_it_cannot_raise_and_sees_no_extra_arguments()
+    {
+        var result = await fixture.ShellAsync(_workspace,
+            "echo args=$#; grep -E 'Max (cpu time|file size|processes|address space|core file size)' /proc/self/limits; ulimit -v unlimited && echo raised",
+            timeoutSeconds: 7);
+        var limits = result.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).Skip(1)
+            .Select(l => l.Split("  ", StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+            .ToDictionary(f => f[0], f => (Soft: f[1], Hard: f[2]));
+
+        Assert.StartsWith("args=0", result.Stdout);
+        Assert.Equal(("8", "8"), limits["Max cpu time"]);
+        Assert.Equal(($"{fixture.Options.MaxFileBytes}", $"{fixture.Options.MaxFileBytes}"), limits["Max file size"]);
+        Assert.Equal(($"{fixture.Options.MaxProcesses}", $"{fixture.Options.MaxProcesses}"), limits["Max processes"]);
+        Assert.Equal(($"{fixture.Options.MaxMemoryBytes}", $"{fixture.Options.MaxMemoryBytes}"), limits["Max address space"]);
+        Assert.Equal("0", limits["Max core file size"].Soft);
+        Assert.DoesNotContain("raised", result.Stdout);
+        Assert.NotEqual(0, result.ExitCode);
+    }
+
+    [Fact]
     public async Task Cannot_hard_link_host_files_into_the_workspace()
     {
         var result = await fixture.ShellAsync(_workspace, "ln /usr/bin/sh x || ln /etc/ld.so.cache y");
