@@ -42,8 +42,8 @@ public sealed class AuditChainTests(HarnessApplication app) : IClassFixture<Harn
         var receipt = await Chain.AppendAsync("first", [Entry(1), Entry(2), Entry(3)], default);
 
         Assert.Equal([1L, 2L, 3L], receipt.Seqs);
-        Assert.Equal(new string('0', 64), await ScalarAsync<string>(app, "SELECT prev_hash FROM audit_events WHERE tenant_id = 'first' AND seq = 1"));
-        Assert.True(await ScalarAsync<bool>(app, """
+        Assert.Equal(new string('0', 64), await app.ScalarAsSuperuserAsync<string>("SELECT prev_hash FROM audit_events WHERE tenant_id = 'first' AND seq = 1"));
+        Assert.True(await app.ScalarAsSuperuserAsync<bool>("""
             SELECT bool_and(e.prev_hash = p.hash) FROM audit_events e JOIN audit_events p ON p.tenant_id = e.tenant_id AND p.seq = e.seq - 1
             WHERE e.tenant_id = 'first'
             """));
@@ -70,7 +70,7 @@ public sealed class AuditChainTests(HarnessApplication app) : IClassFixture<Harn
     [Fact]
     public async Task Work_and_its_events_commit_together()
     {
-        await ExecuteAsSuperuserAsync(app, "CREATE TABLE IF NOT EXISTS audit_scratch (id text primary key); GRANT ALL ON audit_scratch TO harness_app");
+        await app.ExecuteAsSuperuserAsync("CREATE TABLE IF NOT EXISTS audit_scratch (id text primary key); GRANT ALL ON audit_scratch TO harness_app");
 
         var receipt = await Chain.AppendAsync("uow", async (unit, ct) =>
         {
@@ -82,13 +82,13 @@ public sealed class AuditChainTests(HarnessApplication app) : IClassFixture<Harn
 
         Assert.Equal(0, receipt.Result);
         Assert.Equal([1L], receipt.Seqs);
-        Assert.Equal(1L, await ScalarAsync<long>(app, "SELECT count(*) FROM audit_scratch WHERE id = 'committed'"));
+        Assert.Equal(1L, await app.ScalarAsSuperuserAsync<long>("SELECT count(*) FROM audit_scratch WHERE id = 'committed'"));
     }
 
     [Fact]
     public async Task Failing_work_reaches_its_caller_only_and_leaves_no_trace()
     {
-        await ExecuteAsSuperuserAsync(app, "CREATE TABLE IF NOT EXISTS audit_scratch (id text primary key); GRANT ALL ON audit_scratch TO harness_app");
+        await app.ExecuteAsSuperuserAsync("CREATE TABLE IF NOT EXISTS audit_scratch (id text primary key); GRANT ALL ON audit_scratch TO harness_app");
 
         var failing = Chain.AppendAsync<int>("uow-fail", async (unit, ct) =>
         {
@@ -101,7 +101,7 @@ public sealed class AuditChainTests(HarnessApplication app) : IClassFixture<Harn
         var error = await Assert.ThrowsAsync<InvalidOperationException>(() => failing);
         Assert.Equal("the tool broke", error.Message);
         await Task.WhenAll(others);
-        Assert.Equal(0L, await ScalarAsync<long>(app, "SELECT count(*) FROM audit_scratch WHERE id = 'thrown'"));
+        Assert.Equal(0L, await app.ScalarAsSuperuserAsync<long>("SELECT count(*) FROM audit_scratch WHERE id = 'thrown'"));
         Assert.True((await Verifier.VerifyAsync("uow-fail", default)).Valid);
         Assert.Equal(20, (await Verifier.VerifyAsync("uow-fail", default)).HeadSeq);
     }
@@ -109,8 +109,8 @@ public sealed class AuditChainTests(HarnessApplication app) : IClassFixture<Harn
     [Fact]
     public async Task Appends_with_writes_commit_both_and_a_failing_write_fails_only_its_own_append()
     {
-        await ExecuteAsSuperuserAsync(app, "CREATE TABLE IF NOT EXISTS audit_scratch (id text primary key); GRANT ALL ON audit_scratch TO harness_app");
-        await ExecuteAsSuperuserAsync(app, "INSERT INTO audit_scratch VALUES ('taken') ON CONFLICT DO NOTHING");
+        await app.ExecuteAsSuperuserAsync("CREATE TABLE IF NOT EXISTS audit_scratch (id text primary key); GRANT ALL ON audit_scratch TO harness_app");
+        await app.ExecuteAsSuperuserAsync("INSERT INTO audit_scratch VALUES ('taken') ON CONFLICT DO NOTHING");
 
         var good = Enumerable.Range(0, 20).Select(i =>
             Chain.AppendAsync("with-writes", [Entry(i)], [new AuditCommand("INSERT INTO audit_scratch VALUES ($1)", $"write-{i}")], default)).ToArray();
@@ -118,8 +118,8 @@ public sealed class AuditChainTests(HarnessApplication app) : IClassFixture<Harn
 
         await Task.WhenAll(good);
         await Assert.ThrowsAsync<AuditUnavailableException>(() => clash);
-        Assert.Equal(20L, await ScalarAsync<long>(app, "SELECT count(*) FROM audit_scratch WHERE id LIKE 'write-%'"));
-        Assert.Equal(0L, await ScalarAsync<long>(app, "SELECT count(*) FROM audit_events WHERE tenant_id = 'with-writes' AND type = 'scratch.clash'"));
+        Assert.Equal(20L, await app.ScalarAsSuperuserAsync<long>("SELECT count(*) FROM audit_scratch WHERE id LIKE 'write-%'"));
+        Assert.Equal(0L, await app.ScalarAsSuperuserAsync<long>("SELECT count(*) FROM audit_events WHERE tenant_id = 'with-writes' AND type = 'scratch.clash'"));
         var verification = await Verifier.VerifyAsync("with-writes", default);
         Assert.True(verification.Valid);
         Assert.Equal(20, verification.HeadSeq);
@@ -128,7 +128,7 @@ public sealed class AuditChainTests(HarnessApplication app) : IClassFixture<Harn
     [Fact]
     public async Task When_the_audit_insert_fails_the_work_is_undone_and_the_caller_gets_audit_unavailable()
     {
-        await ExecuteAsSuperuserAsync(app, """
+        await app.ExecuteAsSuperuserAsync("""
             CREATE TABLE IF NOT EXISTS audit_scratch (id text primary key); GRANT ALL ON audit_scratch TO harness_app;
             CREATE OR REPLACE FUNCTION audit_test_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
             BEGIN IF NEW.type = 'refused.type' THEN RAISE EXCEPTION 'refused by test'; END IF; RETURN NEW; END $$;
@@ -151,14 +151,14 @@ public sealed class AuditChainTests(HarnessApplication app) : IClassFixture<Harn
             Assert.Equal("audit_unavailable", problem.Code);
             await Assert.ThrowsAsync<AuditUnavailableException>(() => plainRefused);
             await Task.WhenAll(fine);
-            Assert.Equal(0L, await ScalarAsync<long>(app, "SELECT count(*) FROM audit_scratch WHERE id = 'unaudited'"));
+            Assert.Equal(0L, await app.ScalarAsSuperuserAsync<long>("SELECT count(*) FROM audit_scratch WHERE id = 'unaudited'"));
             var verification = await Verifier.VerifyAsync("fail-closed", default);
             Assert.True(verification.Valid, verification.Reason);
             Assert.Equal(10, verification.HeadSeq);
         }
         finally
         {
-            await ExecuteAsSuperuserAsync(app, "DROP TRIGGER IF EXISTS audit_test_refuse ON audit_events");
+            await app.ExecuteAsSuperuserAsync("DROP TRIGGER IF EXISTS audit_test_refuse ON audit_events");
         }
     }
 
@@ -201,10 +201,10 @@ public sealed class AuditChainTests(HarnessApplication app) : IClassFixture<Harn
     {
         await Chain.AppendAsync("superuser", [Entry(1)], default);
 
-        var error = await Assert.ThrowsAsync<PostgresException>(() => ExecuteAsSuperuserAsync(app, sql));
+        var error = await Assert.ThrowsAsync<PostgresException>(() => app.ExecuteAsSuperuserAsync(sql));
 
         Assert.Equal(PostgresErrorCodes.InsufficientPrivilege, error.SqlState);
-        Assert.Equal(0L, await ScalarAsync<long>(app, "SELECT count(*) FROM audit_events WHERE tenant_id = 'superuser' AND type = 'x'"));
+        Assert.Equal(0L, await app.ScalarAsSuperuserAsync<long>("SELECT count(*) FROM audit_events WHERE tenant_id = 'superuser' AND type = 'x'"));
         Assert.True((await Verifier.VerifyAsync("superuser", default)).Valid);
     }
 
@@ -213,6 +213,6 @@ public sealed class AuditChainTests(HarnessApplication app) : IClassFixture<Harn
     {
         await Assert.ThrowsAsync<ArgumentException>(() => Chain.AppendAsync("bad", [new AuditEntry("", Alice)], default));
         await Assert.ThrowsAsync<ArgumentException>(() => Chain.AppendAsync("bad", [new AuditEntry("x", new AuditActor(" ", "n"))], default));
-        Assert.Null(await ScalarAsync<object>(app, "SELECT 1 FROM audit_heads WHERE tenant_id = 'bad'"));
+        Assert.Null(await app.ScalarAsSuperuserAsync<object>("SELECT 1 FROM audit_heads WHERE tenant_id = 'bad'"));
     }
 }

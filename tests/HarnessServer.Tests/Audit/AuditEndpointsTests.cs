@@ -86,7 +86,7 @@ public sealed class AuditEndpointsTests(HarnessApplication app) : IClassFixture<
     public async Task Events_filter_by_user_tool_type_and_outcome(string query, long[] expected)
     {
         var tenant = "filters";
-        if (await ScalarAsync<long>(app, $"SELECT count(*) FROM audit_events WHERE tenant_id = '{tenant}'") == 0)
+        if (await app.ScalarAsSuperuserAsync<long>($"SELECT count(*) FROM audit_events WHERE tenant_id = '{tenant}'") == 0)
         {
             await SeedAsync(tenant, 14);
         }

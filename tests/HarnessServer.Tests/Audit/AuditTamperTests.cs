@@ -88,7 +88,7 @@ public sealed class AuditTamperTests(HarnessApplication app) : IClassFixture<Har
     public async Task A_forged_event_is_reported_whether_or_not_its_hash_is_well_formed()
     {
         var tenant = await ChainOf20Async("forge");
-        var head = await ScalarAsync<string>(app, $"SELECT hash FROM audit_events WHERE tenant_id = '{tenant}' AND seq = 20");
+        var head = await app.ScalarAsSuperuserAsync<string>($"SELECT hash FROM audit_events WHERE tenant_id = '{tenant}' AND seq = 20");
 
         // A correctly chained forgery: the content is hashed exactly as the server would, but the head row was not moved.
         var payloadHash = AuditHash.Hex("null"u8);

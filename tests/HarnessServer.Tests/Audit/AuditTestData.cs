@@ -25,20 +25,4 @@ internal static class AuditTestData
         await using var command = new NpgsqlCommand($"SET session_replication_role = replica; {sql}", connection);
         await command.ExecuteNonQueryAsync();
     }
-
-    public static async Task ExecuteAsSuperuserAsync(HarnessApplication app, string sql)
-    {
-        await using var connection = new NpgsqlConnection(app.ConnectionString);
-        await connection.OpenAsync();
-        await using var command = new NpgsqlCommand(sql, connection);
-        await command.ExecuteNonQueryAsync();
-    }
-
-    public static async Task<T?> ScalarAsync<T>(HarnessApplication app, string sql)
-    {
-        await using var connection = new NpgsqlConnection(app.ConnectionString);
-        await connection.OpenAsync();
-        await using var command = new NpgsqlCommand(sql, connection);
-        return (T?)await command.ExecuteScalarAsync();
-    }
 }

@@ -3,6 +3,7 @@ using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Mvc.Testing;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
+using Npgsql;
 
 namespace HarnessServer.Tests.Infrastructure;
 
@@ -127,6 +128,30 @@ public class HarnessApplication : WebApplicationFactory<Program>, IAsyncLifetime
     }
 
     public T Service<T>() where T : notnull => Services.GetRequiredService<T>();
+
+    /// <summary>Runs SQL as the test database's superuser (setup, inspection, a simulated crash or outage).</summary>
+    public Task ExecuteAsSuperuserAsync(string sql, params object[] values) =>
+        AsSuperuserAsync(sql, values, async command => await command.ExecuteNonQueryAsync());
+
+    /// <summary>The first column of the first row of a query run as the superuser (null when there is no row).</summary>
+    public Task<T?> ScalarAsSuperuserAsync<T>(string sql, params object[] values) =>
+        AsSuperuserAsync(sql, values, async command => (T?)await command.ExecuteScalarAsync());
+
+    /// <summary>A <c>count(*)</c> query run as the superuser.</summary>
+    public async Task<long> CountAsync(string sql, params object[] values) => await ScalarAsSuperuserAsync<long>(sql, values);
+
+    private async Task<T> AsSuperuserAsync<T>(string sql, object[] values, Func<NpgsqlCommand, Task<T>> run)
+    {
+        await using var connection = new NpgsqlConnection(ConnectionString);
+        await connection.OpenAsync();
+        await using var command = new NpgsqlCommand(sql, connection);
+        foreach (var value in values)
+        {
+            command.Parameters.Add(new NpgsqlParameter { Value = value });
+        }
+
+        return await run(command);
+    }
 
     async Task IAsyncLifetime.DisposeAsync()
     {

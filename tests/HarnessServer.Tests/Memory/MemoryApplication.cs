@@ -26,28 +26,6 @@ public class MemoryApplication : HarnessApplication
         });
     }
 
-    /// <summary>Runs SQL as the superuser of the test database.</summary>
-    public async Task ExecuteAsync(string sql, params object[] values)
-    {
-        await using var connection = new NpgsqlConnection(ConnectionString);
-        await connection.OpenAsync();
-        await using var command = new NpgsqlCommand(sql, connection);
-        foreach (var value in values)
-        {
-            command.Parameters.Add(new NpgsqlParameter { Value = value });
-        }
-
-        await command.ExecuteNonQueryAsync();
-    }
-
-    public async Task<long> CountAsync(string sql)
-    {
-        await using var connection = new NpgsqlConnection(ConnectionString);
-        await connection.OpenAsync();
-        await using var command = new NpgsqlCommand(sql, connection);
-        return (long)(await command.ExecuteScalarAsync())!;
-    }
-
     private sealed class ScriptedPolicy : IMemoryPolicy
     {
         public Task<MemoryPolicyOutcome> DecideAsync(CurrentUser user, string tool, string @namespace, CancellationToken cancellationToken) =>

@@ -65,28 +65,7 @@ public sealed class MemoryApprovalTests(HarnessApplication app) : IClassFixture<
         return view;
     }
 
-    private async Task<long> ScalarAsync(string sql, params object[] values)
-    {
-        await using var connection = new NpgsqlConnection(app.ConnectionString);
-        await connection.OpenAsync();
-        await using var command = new NpgsqlCommand(sql, connection);
-        foreach (var value in values)
-        {
-            command.Parameters.Add(new NpgsqlParameter { Value = value });
-        }
-
-        return Convert.ToInt64(await command.ExecuteScalarAsync());
-    }
-
-    private async Task ExecuteAsync(string sql)
-    {
-        await using var connection = new NpgsqlConnection(app.ConnectionString);
-        await connection.OpenAsync();
-        await using var command = new NpgsqlCommand(sql, connection);
-        await command.ExecuteNonQueryAsync();
-    }
-
-    private Task<long> ItemsAsync(string tenant) => ScalarAsync("SELECT count(*) FROM memory_items WHERE tenant_id = $1", tenant);
+    private Task<long> ItemsAsync(string tenant) => app.CountAsync("SELECT count(*) FROM memory_items WHERE tenant_id = $1", tenant);
 
     [Fact]
     public async Task An_ask_on_an_http_org_write_answers_202_with_a_pending_approval_and_stores_nothing()
@@ -221,7 +200,7 @@ public sealed class MemoryApprovalTests(HarnessApplication app) : IClassFixture<
         Assert.Equal("succeeded", (await WaitForAsync(requester, location, "succeeded", "failed")).GetProperty("status").GetString());
         await Task.Delay(500); // give a duplicate run, if there were one, time to land
         Assert.Equal(1, await ItemsAsync(tenant));
-        Assert.Equal(1, await ScalarAsync(
+        Assert.Equal(1, await app.CountAsync(
             "SELECT count(*) FROM audit_events WHERE tenant_id = $1 AND type = 'tool_call.executed' AND payload::jsonb->>'callId' = $2",
             tenant, held.GetProperty("id").GetGuid().ToString()));
     }
@@ -233,7 +212,7 @@ public sealed class MemoryApprovalTests(HarnessApplication app) : IClassFixture<
         var (requester, _) = await TenantAsync(tenant);
         var (held, location) = await AskAsync(requester, "org", new { content = "claimed, then the server died" });
         // As if a process had claimed the approved call and died before running it.
-        await ExecuteAsync($"""
+        await app.ExecuteAsSuperuserAsync($"""
             UPDATE approvals SET status = 'Approved', decided_by = 'arne', decided_at = now(), executed_at = now() WHERE id = '{held.GetProperty("approvalId").GetGuid()}';
             UPDATE tool_calls SET status = 'Running' WHERE id = '{held.GetProperty("id").GetGuid()}';
             """);
@@ -267,7 +246,7 @@ public sealed class MemoryApprovalTests(HarnessApplication app) : IClassFixture<
     {
         const string tenant = "mem-closed";
         var (requester, _) = await TenantAsync(tenant);
-        await ExecuteAsync("""
+        await app.ExecuteAsSuperuserAsync("""
             CREATE FUNCTION refuse_mem_closed() RETURNS trigger LANGUAGE plpgsql AS $$
             BEGIN IF NEW.tenant_id = 'mem-closed' AND NEW.type = 'tool_call.decided' THEN RAISE EXCEPTION 'audit store refuses'; END IF; RETURN NEW; END $$;
             CREATE TRIGGER refuse_mem_closed BEFORE INSERT ON audit_events FOR EACH ROW EXECUTE FUNCTION refuse_mem_closed();
@@ -279,11 +258,11 @@ public sealed class MemoryApprovalTests(HarnessApplication app) : IClassFixture<
         }
         finally
         {
-            await ExecuteAsync("DROP TRIGGER refuse_mem_closed ON audit_events; DROP FUNCTION refuse_mem_closed();");
+            await app.ExecuteAsSuperuserAsync("DROP TRIGGER refuse_mem_closed ON audit_events; DROP FUNCTION refuse_mem_closed();");
         }
 
-        Assert.Equal(0, await ScalarAsync("SELECT count(*) FROM tool_calls WHERE tenant_id = $1", tenant));
-        Assert.Equal(0, await ScalarAsync("SELECT count(*) FROM approvals WHERE tenant_id = $1", tenant));
+        Assert.Equal(0, await app.CountAsync("SELECT count(*) FROM tool_calls WHERE tenant_id = $1", tenant));
+        Assert.Equal(0, await app.CountAsync("SELECT count(*) FROM approvals WHERE tenant_id = $1", tenant));
     }
 
     [Fact]
@@ -296,7 +275,7 @@ public sealed class MemoryApprovalTests(HarnessApplication app) : IClassFixture<
         await (await requester.PostAsJsonAsync("/v1/memory/org/items", new { content = "late", expiresAt = DateTimeOffset.UtcNow.AddDays(-1) }))
             .ProblemAsync(HttpStatusCode.BadRequest, "invalid_expiry");
 
-        Assert.Equal(0, await ScalarAsync("SELECT count(*) FROM approvals WHERE tenant_id = $1", tenant));
+        Assert.Equal(0, await app.CountAsync("SELECT count(*) FROM approvals WHERE tenant_id = $1", tenant));
     }
 
     [Fact]
@@ -343,7 +322,7 @@ public sealed class MemoryApprovalTests(HarnessApplication app) : IClassFixture<
         Assert.Equal("org", allowed.GetProperty("namespace").GetString());
         Assert.Equal("no secrets in memory", denied.GetProperty("detail").GetString());
         Assert.Equal(1, await ItemsAsync(tenant));
-        Assert.Equal(0, await ScalarAsync("SELECT count(*) FROM approvals WHERE tenant_id = $1", tenant));
+        Assert.Equal(0, await app.CountAsync("SELECT count(*) FROM approvals WHERE tenant_id = $1", tenant));
     }
 
     [Fact]

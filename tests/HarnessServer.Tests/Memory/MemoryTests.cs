@@ -204,7 +204,7 @@ public sealed class MemoryTests(MemoryApplication app) : IClassFixture<MemoryApp
         using var alice = app.ClientFor("alice", "expiry-acme");
         var expired = await alice.SaveAsync("org", "the old wifi password is hunter2");
         var kept = await alice.SaveAsync("org", "the new wifi password is in the vault");
-        await app.ExecuteAsync("UPDATE memory_items SET expires_at = now() - interval '1 second' WHERE id = $1", expired);
+        await app.ExecuteAsSuperuserAsync("UPDATE memory_items SET expires_at = now() - interval '1 second' WHERE id = $1", expired);
 
         var hits = await alice.SearchAsync("org", "wifi password", k: 10);
         var list = await alice.GetFromJsonAsync<JsonElement>("/v1/memory/org/items");
@@ -221,7 +221,7 @@ public sealed class MemoryTests(MemoryApplication app) : IClassFixture<MemoryApp
         var expired = await alice.SaveAsync("org", "a note that expires");
         var alsoExpired = await alice.SaveAsync("user", "a private note that expires");
         var kept = await alice.SaveAsync("org", "a note that stays");
-        await app.ExecuteAsync("UPDATE memory_items SET expires_at = now() - interval '1 second' WHERE id = ANY($1)", new[] { expired, alsoExpired });
+        await app.ExecuteAsSuperuserAsync("UPDATE memory_items SET expires_at = now() - interval '1 second' WHERE id = ANY($1)", new[] { expired, alsoExpired });
 
         Assert.True(await app.Services.GetRequiredService<MemoryPurger>().PurgeAllAsync(default) >= 2);
 
@@ -326,7 +326,7 @@ public sealed class MemoryTests(MemoryApplication app) : IClassFixture<MemoryApp
     {
         using var admin = app.ClientFor("root", "reembed-acme", roles: ["harness.admin"]);
         var id = await admin.SaveAsync("org", "re-embed me please");
-        await app.ExecuteAsync("UPDATE memory_items SET embedding_model = 'old-model', embedding = array_fill(0.5, ARRAY[384])::vector WHERE id = $1", id);
+        await app.ExecuteAsSuperuserAsync("UPDATE memory_items SET embedding_model = 'old-model', embedding = array_fill(0.5, ARRAY[384])::vector WHERE id = $1", id);
 
         JsonElement progress;
         var deadline = DateTime.UtcNow.AddSeconds(20);

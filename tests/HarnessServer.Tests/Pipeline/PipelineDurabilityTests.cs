@@ -19,22 +19,6 @@ public sealed class PipelineDurabilityTests(ToolCallPipelineTests.PipelineApplic
     private static Task<HttpResponseMessage> CallAsync(HttpClient client, Guid session, string tool, object arguments) =>
         client.PostAsJsonAsync($"/v1/sessions/{session}/tool-calls", new { tool, arguments });
 
-    private async Task ExecuteAsSuperuserAsync(string sql)
-    {
-        await using var connection = new NpgsqlConnection(app.ConnectionString);
-        await connection.OpenAsync();
-        await using var command = new NpgsqlCommand(sql, connection);
-        await command.ExecuteNonQueryAsync();
-    }
-
-    private async Task<long> CountAsync(string sql)
-    {
-        await using var connection = new NpgsqlConnection(app.ConnectionString);
-        await connection.OpenAsync();
-        await using var command = new NpgsqlCommand(sql, connection);
-        return (long)(await command.ExecuteScalarAsync())!;
-    }
-
     [Fact]
     public async Task When_the_audit_event_cannot_be_written_the_call_answers_503_and_nothing_runs()
     {
@@ -43,7 +27,7 @@ public sealed class PipelineDurabilityTests(ToolCallPipelineTests.PipelineApplic
         (await admin.PutAsync("/v1/admin/policies/org", new StringContent("rules:\n  - tool: 'fs.*'\n    effect: allow\n", Encoding.UTF8, "application/yaml")))
             .EnsureSuccessStatusCode();
         var session = await NewSessionAsync(admin);
-        await ExecuteAsSuperuserAsync("""
+        await app.ExecuteAsSuperuserAsync("""
             CREATE FUNCTION refuse_closed() RETURNS trigger LANGUAGE plpgsql AS $$
             BEGIN IF NEW.tenant_id = 'closed' AND NEW.type = 'tool_call.decided' THEN RAISE EXCEPTION 'audit store refuses'; END IF; RETURN NEW; END $$;
             CREATE TRIGGER refuse_closed BEFORE INSERT ON audit_events FOR EACH ROW EXECUTE FUNCTION refuse_closed();
@@ -55,12 +39,12 @@ public sealed class PipelineDurabilityTests(ToolCallPipelineTests.PipelineApplic
         }
         finally
         {
-            await ExecuteAsSuperuserAsync("DROP TRIGGER refuse_closed ON audit_events; DROP FUNCTION refuse_closed();");
+            await app.ExecuteAsSuperuserAsync("DROP TRIGGER refuse_closed ON audit_events; DROP FUNCTION refuse_closed();");
         }
 
         var read = await (await CallAsync(admin, session, "fs.read", new { path = "never.txt" })).JsonAsync(HttpStatusCode.OK);
         Assert.Equal("not_found", read.GetProperty("error").GetProperty("code").GetString());
-        Assert.Equal(0, await CountAsync($"SELECT count(*) FROM tool_calls WHERE session_id = '{session}' AND tool = 'fs.write'"));
+        Assert.Equal(0, await app.CountAsync($"SELECT count(*) FROM tool_calls WHERE session_id = '{session}' AND tool = 'fs.write'"));
     }
 
     [Fact]
@@ -78,7 +62,7 @@ public sealed class PipelineDurabilityTests(ToolCallPipelineTests.PipelineApplic
 
         Assert.Equal("succeeded", await requester.WaitForCallStatusAsync(session, callId, "succeeded"));
         await Task.Delay(500); // give a duplicate run, if there were one, time to land
-        Assert.Equal(1, await CountAsync($"SELECT count(*) FROM audit_events WHERE type = 'tool_call.executed' AND payload::jsonb->>'callId' = '{callId}'"));
+        Assert.Equal(1, await app.CountAsync($"SELECT count(*) FROM audit_events WHERE type = 'tool_call.executed' AND payload::jsonb->>'callId' = '{callId}'"));
     }
 
     [Fact]
@@ -96,7 +80,7 @@ public sealed class PipelineDurabilityTests(ToolCallPipelineTests.PipelineApplic
 
         var view = await (await requester.GetAsync($"/v1/sessions/{session}")).JsonAsync(HttpStatusCode.OK);
         Assert.Equal("approved", view.GetProperty("toolCalls").EnumerateArray().Single(c => c.GetProperty("id").GetGuid() == callId).GetProperty("status").GetString());
-        Assert.Equal(0, await CountAsync($"SELECT count(*) FROM audit_events WHERE type = 'tool_call.executed' AND payload::jsonb->>'callId' = '{callId}'"));
+        Assert.Equal(0, await app.CountAsync($"SELECT count(*) FROM audit_events WHERE type = 'tool_call.executed' AND payload::jsonb->>'callId' = '{callId}'"));
 
         (await requester.PostAsync($"/v1/sessions/{session}/resume", null)).EnsureSuccessStatusCode();
 
@@ -178,13 +162,13 @@ public sealed class PipelineDurabilityTests(ToolCallPipelineTests.PipelineApplic
         var call = await (await CallAsync(client, session, "fs.write", new { path = "crash.txt", content = "once" })).JsonAsync(HttpStatusCode.OK);
         var callId = call.GetProperty("id").GetGuid();
         // As if the process had died between starting and recording the call.
-        await ExecuteAsSuperuserAsync($"UPDATE tool_calls SET status = 'Running', completed_at = NULL WHERE id = '{callId}'");
+        await app.ExecuteAsSuperuserAsync($"UPDATE tool_calls SET status = 'Running', completed_at = NULL WHERE id = '{callId}'");
 
         await using var restarted = await app.StartSiblingAsync();
 
         var view = await (await client.GetAsync($"/v1/sessions/{session}")).JsonAsync(HttpStatusCode.OK);
         Assert.Equal("interrupted", view.GetProperty("toolCalls").EnumerateArray().Single(c => c.GetProperty("id").GetGuid() == callId).GetProperty("status").GetString());
-        Assert.Equal(1, await CountAsync($"SELECT count(*) FROM audit_events WHERE type = 'tool_call.interrupted' AND payload::jsonb->>'callId' = '{callId}'"));
+        Assert.Equal(1, await app.CountAsync($"SELECT count(*) FROM audit_events WHERE type = 'tool_call.interrupted' AND payload::jsonb->>'callId' = '{callId}'"));
     }
 
     [Fact]
@@ -195,7 +179,7 @@ public sealed class PipelineDurabilityTests(ToolCallPipelineTests.PipelineApplic
         var pending = await (await CallAsync(requester, session, "fs.write", new { path = "reviewed/gap.txt", content = "x" })).JsonAsync(HttpStatusCode.Accepted);
         var callId = pending.GetProperty("id").GetGuid();
         // Claimed (stamped executed) by a process that is between its claim and taking the session's lock.
-        await ExecuteAsSuperuserAsync($"""
+        await app.ExecuteAsSuperuserAsync($"""
             UPDATE approvals SET status = 'Approved', decided_by = 'victor', decided_at = now(), executed_at = now()
             WHERE id = '{pending.GetProperty("approvalId").GetGuid()}';
             UPDATE tool_calls SET status = 'Approved' WHERE id = '{callId}';
@@ -219,8 +203,8 @@ public sealed class PipelineDurabilityTests(ToolCallPipelineTests.PipelineApplic
         Assert.Equal(HarnessServer.Pipeline.ToolCallStatus.Interrupted, response.Status);
         var read = await (await CallAsync(requester, session, "fs.read", new { path = "reviewed/gap.txt" })).JsonAsync(HttpStatusCode.OK);
         Assert.Equal("not_found", read.GetProperty("error").GetProperty("code").GetString());
-        Assert.Equal(0, await CountAsync($"SELECT count(*) FROM audit_events WHERE type = 'tool_call.executed' AND payload::jsonb->>'callId' = '{callId}'"));
-        Assert.Equal(1, await CountAsync($"SELECT count(*) FROM audit_events WHERE type = 'tool_call.interrupted' AND payload::jsonb->>'callId' = '{callId}'"));
+        Assert.Equal(0, await app.CountAsync($"SELECT count(*) FROM audit_events WHERE type = 'tool_call.executed' AND payload::jsonb->>'callId' = '{callId}'"));
+        Assert.Equal(1, await app.CountAsync($"SELECT count(*) FROM audit_events WHERE type = 'tool_call.interrupted' AND payload::jsonb->>'callId' = '{callId}'"));
     }
 
     [Fact]
