@@ -3,6 +3,7 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using HarnessServer.Api;
 using HarnessServer.Audit;
 using HarnessServer.Data;
 using HarnessServer.Http;

@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using HarnessServer.Api;
 using HarnessServer.Audit;
 using HarnessServer.Data;
 using HarnessServer.Http;
@@ -10,7 +11,7 @@ using Microsoft.EntityFrameworkCore;
 namespace HarnessServer.Approvals;
 
 /// <summary>Lists approvals in an approver's scope and records their decisions (audited with the call's update).</summary>
-internal sealed class ApprovalService(HarnessDbContext db, AuditChain audit, TimeProvider time, ApprovedCallExecutor executor)
+internal sealed class ApprovalService(HarnessDbContext db, AuditChain audit, TimeProvider time, ApprovalSignal signal)
 {
     public static ApprovalStatus? ParseStatus(string? status) => status switch
     {
@@ -110,7 +111,7 @@ internal sealed class ApprovalService(HarnessDbContext db, AuditChain audit, Tim
 
         if (body.Approve)
         {
-            executor.Wake();
+            signal.Raise();
         }
 
         approval.Status = decided;

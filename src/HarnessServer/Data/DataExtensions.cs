@@ -42,6 +42,10 @@ internal static class DataExtensions
 
         builder.Services.AddOptions<DatabaseOptions>().BindConfiguration("Harness");
         builder.Services.AddHostedService<DatabaseMigrator>();
+
+        // Tells every process when a tenant's policies, tools or sessions changed (LISTEN/NOTIFY).
+        builder.Services.AddSingleton<ChangeFeed>();
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<ChangeFeed>());
         return builder;
     }
 

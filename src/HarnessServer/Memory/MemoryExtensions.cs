@@ -1,4 +1,5 @@
 using System.ClientModel;
+using HarnessServer.Api;
 using Microsoft.Extensions.AI;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using OpenAI;
@@ -32,7 +33,6 @@ internal static class MemoryExtensions
         builder.Services.TryAddSingleton<IMemoryPolicy, PolicyMemoryPolicy>();
         builder.Services.TryAddSingleton<ISessionOwnership, StoredSessionOwnership>();
         builder.Services.AddSingleton<MemoryStore>();
-        builder.Services.AddScoped<MemoryRequests>();
         builder.Services.AddHostedService<EmbeddingDimensionCheck>();
         builder.Services.AddHostedService<MemoryReembedder>();
         builder.Services.AddSingleton<MemoryPurger>();

@@ -10,7 +10,7 @@ namespace HarnessServer.Pipeline;
 
 /// <summary>
 /// At start, marks as <c>interrupted</c> every call left <c>running</c> by a process that died, and every approved call
-/// whose claim (<see cref="Approvals.ApprovedCallExecutor"/>) no process went on to run: a process runs a call only
+/// whose claim (<see cref="Pipeline.ApprovedCallExecutor"/>) no process went on to run: a process runs a call only
 /// while it holds its session's advisory lock (<see cref="SessionGate"/>; the call's own for a call outside a session),
 /// so a lock nobody holds means nobody is running it. Such a call is recorded, with an audit event, and never run
 /// again; a process that claimed it and takes the lock afterwards finds it interrupted and does not run it.

@@ -12,23 +12,29 @@ namespace HarnessServer.Pipeline;
 /// (1) <see cref="ResolveToolStep"/> the tool in the tenant's registry,
 /// (2) <see cref="ValidateArgumentsStep"/> against its JSON Schema,
 /// (3) <see cref="DecideStep"/> with the caller's effective policy,
-/// (3.5) <see cref="Sessions.CheckpointStep"/>: a call that may change the workspace has it captured first,
-/// (4) <see cref="CommitDecisionStep"/>: the call, its decision (and an approval for <c>ask</c>) and their audit events
+/// (4) <see cref="CheckpointStep"/>: a call that may change the workspace has it captured first,
+/// (5) <see cref="CommitDecisionStep"/>: the call, its decision (and an approval for <c>ask</c>) and their audit events
 ///     commit together, or nothing happens (503),
-/// (5) <see cref="ExecuteStep"/> in the sandbox,
-/// (6) <see cref="RecordResultStep"/>: the result and its audit event.
+/// (6) <see cref="ExecuteStep"/> in the sandbox,
+/// (7) <see cref="RecordResultStep"/>: the result and its audit event.
 /// Every stage sees what the earlier ones settled: once a call is rejected, denied or pending approval, the later
-/// stages only record it, and nothing reaches (5).
+/// stages only record it, and nothing reaches (6).
 /// </summary>
 internal sealed class ToolCallPipeline(
-    IEnumerable<IToolCallStep> steps,
+    ResolveToolStep resolve,
+    ValidateArgumentsStep validate,
+    DecideStep decide,
+    CheckpointStep checkpoint,
+    CommitDecisionStep commit,
+    ExecuteStep execute,
+    RecordResultStep record,
     SessionGate gate,
     WorkspaceRoot workspaces,
     Data.DatabaseSources sources,
     TenantSandboxUsers sandboxUsers,
     Tenancy.TenantContext tenant)
 {
-    private readonly IToolCallStep[] _steps = steps.OrderBy(s => s.Order).ToArray();
+    private readonly IToolCallStep[] _steps = [resolve, validate, decide, checkpoint, commit, execute, record];
 
     /// <summary>Runs a proposed call through every stage and answers the contract's response.</summary>
     public async Task<ToolCallResponse> RunAsync(ToolCallRequest request, CancellationToken cancellationToken)

@@ -98,7 +98,7 @@ internal sealed class PolicyService
                     $"The {level} policy changed while this edit was stored; reload it and apply your change again.");
             }
 
-            ChangeFeed.Notify(unit, ChangeKind, tenant);
+            unit.NotifyChange(ChangeKind, tenant);
             return (stored, (IReadOnlyList<AuditEntry>)[new AuditEntry("policy.changed", actor, Payload: new JsonObject
             {
                 ["level"] = level.ToString(),

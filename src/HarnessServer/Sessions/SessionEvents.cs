@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Threading.Channels;
+using HarnessServer.Api;
 using HarnessServer.Audit;
 using HarnessServer.Data;
 using HarnessServer.Pipeline;
@@ -40,13 +41,13 @@ internal sealed class SessionEvents
     {
         if (session is { } id)
         {
-            ChangeFeed.Notify(unit, Kind, Key(tenant, id, call));
+            unit.NotifyChange(Kind, Key(tenant, id, call));
         }
     }
 
     /// <summary>The same, as writes that commit with an audit append: one notification, or none outside a session.</summary>
     public static IEnumerable<AuditCommand> CallChanged(string tenant, Guid? session, Guid call) =>
-        session is { } id ? [ChangeFeed.Notification(Kind, Key(tenant, id, call))] : [];
+        session is { } id ? [AuditCommand.NotifyChange(Kind, Key(tenant, id, call))] : [];
 
     private static string Key(string tenant, Guid session, Guid call) => $"{session}/{call}/{tenant}";
 

@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using HarnessServer.Api;
 using HarnessServer.Audit;
 using HarnessServer.Data;
 using HarnessServer.Http;

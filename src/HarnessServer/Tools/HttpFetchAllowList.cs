@@ -80,7 +80,7 @@ internal sealed class HttpFetchAllowList
             await unit.Db.Database.ExecuteSqlInterpolatedAsync($"""
                 UPDATE http_fetch_domains SET domains = {domains}, updated_by = {admin.UserId}, updated_at = {now} WHERE tenant_id = {admin.TenantId}
                 """, ct);
-            ChangeFeed.Notify(unit, ChangeKind, admin.TenantId);
+            unit.NotifyChange(ChangeKind, admin.TenantId);
             return (0, (IReadOnlyList<AuditEntry>)[new AuditEntry("http_fetch.domains_changed", new AuditActor(admin.UserId, admin.DisplayName),
                 Tool: "http.fetch", Payload: new JsonObject
                 {

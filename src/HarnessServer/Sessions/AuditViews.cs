@@ -1,9 +1,10 @@
 using System.Security.Cryptography;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using HarnessServer.Pipeline;
 using HarnessServer.Policies;
 
-namespace HarnessServer.Pipeline;
+namespace HarnessServer.Sessions;
 
 /// <summary>How pipeline facts appear in audit events and stored rows.</summary>
 internal static class AuditViews

@@ -1,15 +1,28 @@
 using HarnessServer.Approvals;
+using HarnessServer.Data;
 using HarnessServer.Pipeline;
 using HarnessServer.Sessions;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Metadata.Builders;
 
-namespace HarnessServer.Data;
+namespace HarnessServer.Sessions;
+
+/// <summary>The tables of this folder as sets of the one <see cref="HarnessDbContext"/>.</summary>
+internal static class SessionTables
+{
+    extension(HarnessDbContext db)
+    {
+        public DbSet<Session> Sessions => db.Set<Session>();
+        public DbSet<ToolCall> ToolCalls => db.Set<ToolCall>();
+        public DbSet<WorkspaceCheckpoint> WorkspaceCheckpoints => db.Set<WorkspaceCheckpoint>();
+    }
+}
 
 internal sealed class SessionConfiguration : IEntityTypeConfiguration<Session>
 {
     public void Configure(EntityTypeBuilder<Session> builder)
     {
+        builder.ToTable("sessions");
         builder.HasKey(s => s.Id);
         builder.Property(s => s.TenantId).HasMaxLength(Limits.Identifier);
         builder.Property(s => s.OwnerUserId).HasMaxLength(Limits.Identifier);
@@ -35,28 +48,22 @@ internal sealed class ToolCallConfiguration : IEntityTypeConfiguration<ToolCall>
         builder.HasIndex(c => new { c.TenantId, c.SessionId, c.CreatedAt });
         builder.HasOne<Session>().WithMany().HasForeignKey(c => c.SessionId).OnDelete(DeleteBehavior.Cascade);
         // Only tools that touch no workspace run outside a session (BuiltInTools.OutsideSessions); the database says so too.
-        builder.ToTable(t => t.HasCheckConstraint("ck_tool_calls_outside_session",
+        builder.ToTable("tool_calls", t => t.HasCheckConstraint("ck_tool_calls_outside_session",
             $"session_id IS NOT NULL OR tool IN ({string.Join(", ", Tools.BuiltInTools.OutsideSessions.Order(StringComparer.Ordinal).Select(n => $"'{n}'"))})"));
     }
 }
 
-internal sealed class ApprovalConfiguration : IEntityTypeConfiguration<Approval>
+internal sealed class WorkspaceCheckpointConfiguration : IEntityTypeConfiguration<WorkspaceCheckpoint>
 {
-    public void Configure(EntityTypeBuilder<Approval> builder)
+    public void Configure(EntityTypeBuilder<WorkspaceCheckpoint> builder)
     {
-        builder.HasKey(a => a.Id);
-        builder.Property(a => a.TenantId).HasMaxLength(Limits.Identifier);
-        builder.Property(a => a.RequestedBy).HasMaxLength(Limits.Identifier);
-        builder.Property(a => a.Tool).HasMaxLength(Limits.Identifier);
-        builder.Property(a => a.Reason).HasMaxLength(2000);
-        builder.Property(a => a.DecidedBy).HasMaxLength(Limits.Identifier);
-        builder.Property(a => a.DecidedByName).HasMaxLength(Limits.DisplayName);
-        builder.Property(a => a.Comment).HasMaxLength(4000);
-        builder.Property(a => a.Status).HasConversion<string>().HasMaxLength(20);
-        builder.Property(a => a.Version).IsRowVersion();
-        builder.HasIndex(a => new { a.TenantId, a.Status, a.CreatedAt });
-        // The executor's queue: approved and not yet run.
-        builder.HasIndex(a => a.DecidedAt).HasFilter("status = 'Approved' AND executed_at IS NULL");
-        builder.HasOne<ToolCall>().WithMany().HasForeignKey(a => a.ToolCallId);
+        builder.ToTable("workspace_checkpoints");
+        builder.HasKey(c => c.Id);
+        builder.Property(c => c.TenantId).HasMaxLength(Limits.Identifier);
+        builder.Property(c => c.Tool).HasMaxLength(Limits.Identifier);
+        builder.Property(c => c.TreeHash).HasMaxLength(64).IsFixedLength();
+        builder.HasIndex(c => new { c.TenantId, c.SessionId, c.CreatedAt });
+        builder.HasOne<Session>().WithMany().HasForeignKey(c => c.SessionId);
+        builder.HasOne<ToolCall>().WithMany().HasForeignKey(c => c.ToolCallId);
     }
 }

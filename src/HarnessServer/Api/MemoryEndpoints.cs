@@ -3,10 +3,12 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using HarnessServer.Http;
 using HarnessServer.Identity;
+using HarnessServer.Memory;
 using HarnessServer.Pipeline;
+using HarnessServer.Sessions;
 using Microsoft.AspNetCore.Http.HttpResults;
 
-namespace HarnessServer.Memory;
+namespace HarnessServer.Api;
 
 /// <summary>
 /// <c>/v1/memory</c>: membership of the namespace first (the store), then the policy on <c>memory.save</c> (writes and

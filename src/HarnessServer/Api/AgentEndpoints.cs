@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using HarnessServer.Agents;
 using HarnessServer.Audit;
 using HarnessServer.Data;
 using HarnessServer.Http;
@@ -11,7 +12,7 @@ using HarnessServer.Tenancy;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;
 
-namespace HarnessServer.Agents;
+namespace HarnessServer.Api;
 
 internal static class AgentEndpoints
 {

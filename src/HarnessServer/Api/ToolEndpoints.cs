@@ -5,12 +5,13 @@ using HarnessServer.Audit;
 using HarnessServer.Data;
 using HarnessServer.Http;
 using HarnessServer.Identity;
+using HarnessServer.Tools;
 using Json.Schema;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;
 using Npgsql;
 
-namespace HarnessServer.Tools;
+namespace HarnessServer.Api;
 
 internal static partial class ToolEndpoints
 {
@@ -111,7 +112,7 @@ internal static partial class ToolEndpoints
                 throw new HarnessProblemException(StatusCodes.Status409Conflict, "tool_changed", $"Tool '{next.Name}' changed concurrently; retry.");
             }
 
-            ChangeFeed.Notify(unit, ToolRegistry.ChangeKind, user.TenantId);
+            unit.NotifyChange(ToolRegistry.ChangeKind, user.TenantId);
             return (next.Version, (IReadOnlyList<AuditEntry>)[new AuditEntry(type, new AuditActor(user.UserId, user.DisplayName), Tool: next.Name,
                 Payload: new JsonObject
                 {
@@ -193,7 +194,7 @@ internal static partial class ToolEndpoints
         }
 
         var argv = body.Argv ?? throw Invalid("A command tool needs 'argv': the program and its arguments, e.g. [\"git\", \"log\", \"{ref}\"].");
-        if (argv.Count == 0 || argv.Count > 256 || string.IsNullOrWhiteSpace(argv[0]) || Placeholder().IsMatch(argv[0]))
+        if (argv.Count == 0 || argv.Count > 256 || string.IsNullOrWhiteSpace(argv[0]) || ToolDefinition.Placeholder().IsMatch(argv[0]))
         {
             throw Invalid("'argv' must start with a fixed program name (not a placeholder) and have at most 256 entries.");
         }
@@ -204,12 +205,12 @@ internal static partial class ToolEndpoints
         foreach (var entry in argv)
         {
             // A placeholder is a whole argv entry, replaced by one argument value: never spliced into text.
-            if (entry.Contains('{', StringComparison.Ordinal) && !Placeholder().IsMatch(entry))
+            if (entry.Contains('{', StringComparison.Ordinal) && !ToolDefinition.Placeholder().IsMatch(entry))
             {
                 throw Invalid($"argv entry '{entry}' mixes text and a placeholder; a placeholder must be a whole entry like \"{{path}}\".");
             }
 
-            if (Placeholder().Match(entry) is { Success: true } m && !properties.Contains(m.Groups[1].Value))
+            if (ToolDefinition.Placeholder().Match(entry) is { Success: true } m && !properties.Contains(m.Groups[1].Value))
             {
                 throw Invalid($"argv entry '{entry}' names '{m.Groups[1].Value}', which is not a property of the schema.");
             }
@@ -225,9 +226,6 @@ internal static partial class ToolEndpoints
 
     [GeneratedRegex("^[a-z][a-z0-9_.-]{0,99}$")]
     private static partial Regex NamePattern();
-
-    [GeneratedRegex("^\\{([A-Za-z_][A-Za-z0-9_]*)\\}$")]
-    internal static partial Regex Placeholder();
 }
 
 internal sealed record ToolBody(string? Name, string? Description, JsonElement? Schema, string? Kind, IReadOnlyList<string>? Argv, bool? Enabled);

@@ -3,10 +3,12 @@ using System.Text.Json.Nodes;
 using HarnessServer.Data;
 using HarnessServer.Http;
 using HarnessServer.Identity;
+using HarnessServer.Memory;
 using HarnessServer.Pipeline;
+using HarnessServer.Sessions;
 using Microsoft.EntityFrameworkCore;
 
-namespace HarnessServer.Memory;
+namespace HarnessServer.Api;
 
 /// <summary>
 /// Memory requests the policy answers with <c>ask</c>: each becomes a <c>memory.save</c> or <c>memory.search</c> tool

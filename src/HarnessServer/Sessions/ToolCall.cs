@@ -1,7 +1,8 @@
 using System.Text.Json;
 using HarnessServer.Data;
+using HarnessServer.Pipeline;
 
-namespace HarnessServer.Pipeline;
+namespace HarnessServer.Sessions;
 
 /// <summary>The contract's statuses of one tool call, plus the internal ones an approved call passes through.</summary>
 internal enum ToolCallStatus

@@ -1,6 +1,7 @@
 using HarnessServer.Identity;
+using HarnessServer.Tenancy;
 
-namespace HarnessServer.Tenancy;
+namespace HarnessServer.Identity;
 
 internal static class TenancyExtensions
 {

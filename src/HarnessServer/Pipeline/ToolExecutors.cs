@@ -1,10 +1,12 @@
 using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using HarnessServer.Api;
 using HarnessServer.Pipeline;
 using HarnessServer.Sandbox;
+using HarnessServer.Tools;
 
-namespace HarnessServer.Tools;
+namespace HarnessServer.Pipeline;
 
 /// <summary>
 /// Runs a call that the pipeline has validated and allowed: the file tools inside the session workspace (confined
@@ -78,7 +80,7 @@ internal sealed class ToolExecutors(BubblewrapSandbox sandbox, HttpFetchTool htt
         var argv = new List<string>(tool.Argv!.Count);
         foreach (var entry in tool.Argv)
         {
-            if (ToolEndpoints.Placeholder().Match(entry) is { Success: true } placeholder)
+            if (ToolDefinition.Placeholder().Match(entry) is { Success: true } placeholder)
             {
                 if (arguments.TryGetProperty(placeholder.Groups[1].Value, out var value) && value.ValueKind != JsonValueKind.Null)
                 {
@@ -114,7 +116,7 @@ internal sealed class ToolExecutors(BubblewrapSandbox sandbox, HttpFetchTool htt
             : ToolOutcome.Failure("exit_code", $"The command exited with code {result.ExitCode}.", node);
     }
 
-    private static ToolOutcome Json<T>(T result) => ToolOutcome.Success(JsonSerializer.SerializeToNode(result, Pipeline.AuditViews.Json)!);
+    private static ToolOutcome Json<T>(T result) => ToolOutcome.Success(JsonSerializer.SerializeToNode(result, Sessions.AuditViews.Json)!);
 
     // The schema checked an integer in range, but JSON Schema counts 5.0 as an integer and GetInt32 does not.
     private static int Integer(JsonElement value) => value.TryGetInt32(out var exact) ? exact : (int)value.GetDecimal();

@@ -1,19 +1,19 @@
 using HarnessServer.Audit;
 using HarnessServer.Pipeline;
+using HarnessServer.Sessions;
 using HarnessServer.Tools;
 
-namespace HarnessServer.Sessions;
+namespace HarnessServer.Pipeline;
 
 /// <summary>
 /// (3.5) Before a call that can change the workspace runs (<c>fs.write</c>, <c>shell.exec</c>, command tools),
 /// the workspace is checkpointed, so a rollback can undo it. A checkpoint that cannot be taken fails the call:
 /// running a change that could not be undone is not what the user signed up for. The capture only reads the
-/// workspace; its row commits with the call's decision (stage 4), so it is durable before the call runs without a
+/// workspace; its row commits with the call's decision (stage 5), so it is durable before the call runs without a
 /// commit of its own.
 /// </summary>
 internal sealed class CheckpointStep(WorkspaceCheckpoints checkpoints, AuditChain audit, TimeProvider time) : IToolCallStep
 {
-    public int Order => 350;
     public string Name => "checkpoint";
 
     public static bool ChangesWorkspace(ToolDefinition tool) =>

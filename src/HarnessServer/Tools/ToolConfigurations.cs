@@ -1,13 +1,25 @@
+using HarnessServer.Data;
 using HarnessServer.Tools;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Metadata.Builders;
 
-namespace HarnessServer.Data;
+namespace HarnessServer.Tools;
+
+/// <summary>The tables of this folder as sets of the one <see cref="HarnessDbContext"/>.</summary>
+internal static class ToolTables
+{
+    extension(HarnessDbContext db)
+    {
+        public DbSet<ToolRegistration> ToolRegistrations => db.Set<ToolRegistration>();
+        public DbSet<HttpFetchDomains> HttpFetchDomains => db.Set<HttpFetchDomains>();
+    }
+}
 
 internal sealed class ToolRegistrationConfiguration : IEntityTypeConfiguration<ToolRegistration>
 {
     public void Configure(EntityTypeBuilder<ToolRegistration> builder)
     {
+        builder.ToTable("tool_registrations");
         builder.ToTable("tool_registrations");
         builder.HasKey(t => new { t.TenantId, t.Name, t.Version });
         builder.Property(t => t.TenantId).HasMaxLength(Limits.Identifier);
@@ -23,6 +35,7 @@ internal sealed class HttpFetchDomainsConfiguration : IEntityTypeConfiguration<T
 {
     public void Configure(EntityTypeBuilder<Tools.HttpFetchDomains> builder)
     {
+        builder.ToTable("http_fetch_domains");
         builder.HasKey(d => d.TenantId);
         builder.Property(d => d.TenantId).HasMaxLength(Limits.Identifier);
         builder.Property(d => d.UpdatedBy).HasMaxLength(Limits.Identifier);

@@ -1,8 +1,9 @@
+using HarnessServer.Data;
 using HarnessServer.Memory;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Metadata.Builders;
 
-namespace HarnessServer.Data;
+namespace HarnessServer.Memory;
 
 internal sealed class MemoryItemConfiguration : IEntityTypeConfiguration<MemoryItem>
 {

@@ -1,8 +1,9 @@
 using HarnessServer.Identity;
+using HarnessServer.Tenancy;
 using Microsoft.Extensions.Caching.Memory;
 using Npgsql;
 
-namespace HarnessServer.Tenancy;
+namespace HarnessServer.Identity;
 
 /// <summary>
 /// Provisions tenants, users, teams and memberships just in time from token claims. One upsert per distinct

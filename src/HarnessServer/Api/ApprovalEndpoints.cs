@@ -1,8 +1,9 @@
 using System.Text.Json;
+using HarnessServer.Approvals;
 using HarnessServer.Identity;
 using Microsoft.AspNetCore.Http.HttpResults;
 
-namespace HarnessServer.Approvals;
+namespace HarnessServer.Api;
 
 internal static class ApprovalEndpoints
 {
@@ -29,16 +30,4 @@ internal static class ApprovalEndpoints
         TypedResults.Ok(await approvals.DecideAsync(id, user, body, ct));
 }
 
-internal sealed record ApprovalDecisionBody(bool Approve, string? Comment);
-
 internal sealed record ApprovalList(IReadOnlyList<ApprovalView> Approvals);
-
-/// <summary>An approval as approvers see it, with the held call's arguments: what they approve, not only which tool.</summary>
-internal sealed record ApprovalView(
-    Guid Id, Guid ToolCallId, Guid? SessionId, string Tool, JsonElement Arguments, string RequestedBy, string Reason, string Status,
-    string? DecidedBy, string? Comment, DateTimeOffset CreatedAt, DateTimeOffset ExpiresAt, DateTimeOffset? DecidedAt)
-{
-    public static ApprovalView Of(Approval a, JsonDocument arguments) => new(
-        a.Id, a.ToolCallId, a.SessionId, a.Tool, arguments.RootElement.Clone(), a.RequestedBy, a.Reason, a.Status.ToString().ToLowerInvariant(),
-        a.DecidedBy, a.Comment, a.CreatedAt, a.ExpiresAt, a.DecidedAt);
-}

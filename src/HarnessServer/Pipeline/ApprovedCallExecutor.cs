@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using HarnessServer.Approvals;
 using HarnessServer.Audit;
 using HarnessServer.Data;
 using HarnessServer.Identity;
@@ -9,7 +10,7 @@ using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
 using Npgsql;
 
-namespace HarnessServer.Approvals;
+namespace HarnessServer.Pipeline;
 
 /// <summary>
 /// The durable worker behind approvals. It claims one approved, not yet executed approval at a time with
@@ -18,23 +19,15 @@ namespace HarnessServer.Approvals;
 /// <c>approved</c> until the pipeline holds its lock and marks it running (<see cref="ToolCallPipeline.RunApprovedAsync"/>),
 /// so recovery can never find it running without a lock while it is about to run. A call whose session
 /// is paused is not claimed until the session is resumed: pause stops approved calls as it stops new ones. It also
-/// expires approvals that waited too long. Decisions and resumes wake it; otherwise it polls.
+/// expires approvals that waited too long. Decisions and resumes wake it through <see cref="ApprovalSignal"/>; otherwise it polls.
 /// </summary>
 internal sealed class ApprovedCallExecutor(
     DatabaseSources sources,
     IServiceScopeFactory scopes,
     IOptions<ApprovalOptions> options,
+    ApprovalSignal signal,
     ILogger<ApprovedCallExecutor> logger) : BackgroundService
 {
-    private readonly SemaphoreSlim _wake = new(0);
-
-    public void Wake()
-    {
-        if (_wake.CurrentCount == 0)
-        {
-            _wake.Release();
-        }
-    }
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -66,7 +59,7 @@ internal sealed class ApprovedCallExecutor(
                 logger.LogWarning(e, "Approved-call executor pass failed; retrying");
             }
 
-            await _wake.WaitAsync(options.Value.PollInterval, stoppingToken).ContinueWith(_ => { }, TaskScheduler.Default);
+            await signal.WaitAsync(options.Value.PollInterval, stoppingToken);
         }
     }
 

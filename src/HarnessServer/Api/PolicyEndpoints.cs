@@ -4,11 +4,12 @@ using HarnessServer.Audit;
 using HarnessServer.Data;
 using HarnessServer.Http;
 using HarnessServer.Identity;
+using HarnessServer.Policies;
 using HarnessServer.Tools;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;
 
-namespace HarnessServer.Policies;
+namespace HarnessServer.Api;
 
 internal static class PolicyEndpoints
 {

@@ -1,15 +1,29 @@
 using HarnessServer.Agents;
+using HarnessServer.Data;
 using HarnessServer.Pipeline;
 using HarnessServer.Sessions;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Metadata.Builders;
 
-namespace HarnessServer.Data;
+namespace HarnessServer.Agents;
+
+/// <summary>The tables of this folder as sets of the one <see cref="HarnessDbContext"/>.</summary>
+internal static class AgentTables
+{
+    extension(HarnessDbContext db)
+    {
+        public DbSet<AgentTurn> AgentTurns => db.Set<AgentTurn>();
+        public DbSet<AgentMessage> AgentMessages => db.Set<AgentMessage>();
+        public DbSet<ModelCall> ModelCalls => db.Set<ModelCall>();
+        public DbSet<AgentSettings> AgentSettings => db.Set<AgentSettings>();
+    }
+}
 
 internal sealed class AgentTurnConfiguration : IEntityTypeConfiguration<AgentTurn>
 {
     public void Configure(EntityTypeBuilder<AgentTurn> builder)
     {
+        builder.ToTable("agent_turns");
         builder.HasKey(t => t.Id);
         builder.Property(t => t.TenantId).HasMaxLength(Limits.Identifier);
         builder.Property(t => t.UserId).HasMaxLength(Limits.Identifier);
@@ -22,7 +36,7 @@ internal sealed class AgentTurnConfiguration : IEntityTypeConfiguration<AgentTur
         builder.HasIndex(t => new { t.TenantId, t.SessionId, t.CreatedAt });
         // Recovery's queue: turns that are not finished.
         builder.HasIndex(t => t.Status).HasFilter("status IN ('Running', 'WaitingForApproval', 'Paused')");
-        builder.HasOne<Session>().WithMany().HasForeignKey(t => t.SessionId);
+        builder.HasOne<Session>().WithMany().HasForeignKey(t => t.SessionId).HasConstraintName("fk_agent_turns_sessions_session_id");
     }
 }
 
@@ -30,6 +44,7 @@ internal sealed class AgentMessageConfiguration : IEntityTypeConfiguration<Agent
 {
     public void Configure(EntityTypeBuilder<AgentMessage> builder)
     {
+        builder.ToTable("agent_messages");
         builder.HasKey(m => m.Seq);
         builder.Property(m => m.Seq).UseIdentityByDefaultColumn();
         builder.Property(m => m.TenantId).HasMaxLength(Limits.Identifier);
@@ -39,8 +54,8 @@ internal sealed class AgentMessageConfiguration : IEntityTypeConfiguration<Agent
         builder.Property(m => m.ToolName).HasMaxLength(Limits.Identifier);
         builder.Property(m => m.CallStatus).HasMaxLength(30);
         builder.HasIndex(m => new { m.TenantId, m.SessionId, m.Seq });
-        builder.HasOne<Session>().WithMany().HasForeignKey(m => m.SessionId);
-        builder.HasOne<AgentTurn>().WithMany().HasForeignKey(m => m.TurnId);
+        builder.HasOne<Session>().WithMany().HasForeignKey(m => m.SessionId).HasConstraintName("fk_agent_messages_sessions_session_id");
+        builder.HasOne<AgentTurn>().WithMany().HasForeignKey(m => m.TurnId).HasConstraintName("fk_agent_messages_agent_turns_turn_id");
     }
 }
 
@@ -48,6 +63,7 @@ internal sealed class ModelCallConfiguration : IEntityTypeConfiguration<ModelCal
 {
     public void Configure(EntityTypeBuilder<ModelCall> builder)
     {
+        builder.ToTable("model_calls");
         builder.HasKey(c => c.Id);
         builder.Property(c => c.TenantId).HasMaxLength(Limits.Identifier);
         builder.Property(c => c.UserId).HasMaxLength(Limits.Identifier);
@@ -55,21 +71,7 @@ internal sealed class ModelCallConfiguration : IEntityTypeConfiguration<ModelCal
         builder.Property(c => c.Purpose).HasMaxLength(20);
         builder.HasIndex(c => new { c.TenantId, c.SessionId });
         builder.HasIndex(c => new { c.TenantId, c.UserId, c.CreatedAt });
-        builder.HasOne<Session>().WithMany().HasForeignKey(c => c.SessionId);
-    }
-}
-
-internal sealed class WorkspaceCheckpointConfiguration : IEntityTypeConfiguration<WorkspaceCheckpoint>
-{
-    public void Configure(EntityTypeBuilder<WorkspaceCheckpoint> builder)
-    {
-        builder.HasKey(c => c.Id);
-        builder.Property(c => c.TenantId).HasMaxLength(Limits.Identifier);
-        builder.Property(c => c.Tool).HasMaxLength(Limits.Identifier);
-        builder.Property(c => c.TreeHash).HasMaxLength(64).IsFixedLength();
-        builder.HasIndex(c => new { c.TenantId, c.SessionId, c.CreatedAt });
-        builder.HasOne<Session>().WithMany().HasForeignKey(c => c.SessionId);
-        builder.HasOne<ToolCall>().WithMany().HasForeignKey(c => c.ToolCallId);
+        builder.HasOne<Session>().WithMany().HasForeignKey(c => c.SessionId).HasConstraintName("fk_model_calls_sessions_session_id");
     }
 }
 
@@ -77,6 +79,7 @@ internal sealed class AgentSettingsConfiguration : IEntityTypeConfiguration<Agen
 {
     public void Configure(EntityTypeBuilder<AgentSettings> builder)
     {
+        builder.ToTable("agent_settings");
         builder.HasKey(s => s.TenantId);
         builder.Property(s => s.TenantId).HasMaxLength(Limits.Identifier);
         builder.Property(s => s.UpdatedBy).HasMaxLength(Limits.Identifier);

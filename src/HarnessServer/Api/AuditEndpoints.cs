@@ -1,12 +1,13 @@
 using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
+using HarnessServer.Audit;
 using HarnessServer.Data;
-using HarnessServer.Identity;
 using HarnessServer.Http;
+using HarnessServer.Identity;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;
 
-namespace HarnessServer.Audit;
+namespace HarnessServer.Api;
 
 /// <summary>One event as <c>GET /v1/audit/events</c> shows it (the export line's fields).</summary>
 internal sealed record AuditEventView(

@@ -1,13 +1,15 @@
 using System.Runtime.CompilerServices;
 using System.Text.Json;
+using HarnessServer.Approvals;
 using HarnessServer.Http;
 using HarnessServer.Identity;
 using HarnessServer.Pipeline;
 using HarnessServer.Sandbox;
+using HarnessServer.Sessions;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;
 
-namespace HarnessServer.Sessions;
+namespace HarnessServer.Api;
 
 internal static class SessionEndpoints
 {
@@ -21,12 +23,12 @@ internal static class SessionEndpoints
                 sessions.SetStatusAsync(id, user, SessionStatus.Paused, ct))
             .WithName("PauseSession").WithSummary("Pause: new tool calls and turns get 409 until resumed.");
         group.MapPost("/{id:guid}/resume", async (
-                Guid id, CurrentUser user, SessionService sessions, Agents.TurnRecovery turns, Approvals.ApprovedCallExecutor approved, CancellationToken ct) =>
+                Guid id, CurrentUser user, SessionService sessions, Agents.TurnRecovery turns, ApprovalSignal approved, CancellationToken ct) =>
             {
                 var resumed = await sessions.SetStatusAsync(id, user, SessionStatus.Active, ct);
                 // A turn paused mid-way, and calls approved while paused, continue now rather than at the next pass.
                 turns.Wake();
-                approved.Wake();
+                approved.Raise();
                 return resumed;
             })
             .WithName("ResumeSession").WithSummary("Resume a paused session; its paused agent turn and its calls approved meanwhile continue.");
@@ -101,23 +103,3 @@ internal static class SessionEndpoints
 
 /// <summary>The body of <c>POST /v1/sessions/{id}/tool-calls</c>.</summary>
 internal sealed record ToolCallBody(string Tool, JsonElement? Arguments);
-
-/// <summary>A session as the API shows it.</summary>
-internal sealed record SessionView(Guid Id, string Status, string Owner, DateTimeOffset CreatedAt, IReadOnlyList<ToolCallEvent> ToolCalls)
-{
-    public static SessionView Of(Session session, IReadOnlyList<ToolCall> calls) => new(
-        session.Id,
-        JsonNamingPolicy.SnakeCaseLower.ConvertName(session.Status.ToString()),
-        session.OwnerUserId,
-        session.CreatedAt,
-        calls.Select(ToolCallEvent.Of).ToList());
-}
-
-/// <summary>One tool call's state, in the session history and on the event stream.</summary>
-internal sealed record ToolCallEvent(Guid Id, string Tool, string Status, JsonElement? Arguments, JsonElement? Decision, JsonElement? Result, JsonElement? Error, Guid? ApprovalId, DateTimeOffset CreatedAt, DateTimeOffset? CompletedAt)
-{
-    public static ToolCallEvent Of(ToolCall call) => new(
-        call.Id, call.Tool, AuditViews.Status(call.Status),
-        call.Arguments.RootElement, call.Decision?.RootElement, call.Result?.RootElement, call.Error?.RootElement,
-        call.ApprovalId, call.CreatedAt, call.CompletedAt);
-}
