@@ -37,6 +37,7 @@ internal static class AgentExtensions
         services.AddScoped<AgentTurns>();
         services.AddScoped<AgentSettingsService>();
         services.AddScoped<MemoryRecall>();
+        services.AddScoped<SessionRollback>();
 
         // The kernel of agent turns: its one function-invocation filter runs every tool function through the pipeline.
         services.AddScoped<IFunctionInvocationFilter, PipelineFunctionFilter>();

@@ -1,14 +1,10 @@
 using System.Text.Json;
-using System.Text.Json.Nodes;
 using HarnessServer.Agents;
-using HarnessServer.Audit;
 using HarnessServer.Data;
-using HarnessServer.Http;
+using HarnessServer.Errors;
 using HarnessServer.Identity;
-using HarnessServer.Pipeline;
 using HarnessServer.Sandbox;
 using HarnessServer.Sessions;
-using HarnessServer.Tenancy;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;
 
@@ -50,7 +46,7 @@ internal static class AgentEndpoints
     {
         if (string.IsNullOrWhiteSpace(body.Content))
         {
-            throw new HarnessProblemException(StatusCodes.Status400BadRequest, "missing_content", "The body must carry the message as 'content'.");
+            throw new HarnessError(ErrorKind.Invalid, "missing_content", "The body must carry the message as 'content'.");
         }
 
         // The turn is not abandoned when the client goes away: it is stored step by step and finishes on its own.
@@ -70,7 +66,7 @@ internal static class AgentEndpoints
     {
         await VisibleSessionAsync(db, id, user, ct);
         var turn = await db.AgentTurns.AsNoTracking().FirstOrDefaultAsync(t => t.Id == turnId && t.SessionId == id, ct)
-            ?? throw new HarnessProblemException(StatusCodes.Status404NotFound, "turn_not_found", $"Turn {turnId} does not exist.");
+            ?? throw new HarnessError(ErrorKind.NotFound, "turn_not_found", $"Turn {turnId} does not exist.");
         return TypedResults.Ok(TurnView.Of(await turns.ResultAsync(turn, ct)));
     }
 
@@ -92,16 +88,15 @@ internal static class AgentEndpoints
     }
 
     private static async Task<Ok<TenantUsageView>> TenantUsageAsync(
-        DateTimeOffset? from, DateTimeOffset? to, CurrentUser user, HarnessDbContext db, TenantContext tenant, TimeProvider time, CancellationToken ct)
+        DateTimeOffset? from, DateTimeOffset? to, CurrentUser user, HarnessDbContext db, TimeProvider time, CancellationToken ct)
     {
         var until = to ?? time.GetUtcNow();
         var since = from ?? until.AddDays(-30);
         if (since >= until)
         {
-            throw new HarnessProblemException(StatusCodes.Status400BadRequest, "invalid_range", $"from ({since:O}) must be before to ({until:O}).");
+            throw new HarnessError(ErrorKind.Invalid, "invalid_range", $"from ({since:O}) must be before to ({until:O}).");
         }
 
-        tenant.Set(user.TenantId);
         var lines = await db.ModelCalls.AsNoTracking()
             .Where(c => c.CreatedAt >= since && c.CreatedAt < until)
             .GroupBy(c => new { c.UserId, c.Model })
@@ -125,50 +120,8 @@ internal static class AgentEndpoints
             new CheckpointCall(x.call.Id, x.call.Tool, AuditViews.Status(x.call.Status), x.call.Arguments.RootElement))).ToList());
     }
 
-    private static async Task<Ok<RollbackView>> RollbackAsync(
-        Guid id, RollbackBody body, CurrentUser user, HarnessDbContext db, TenantContext tenant, TurnLock locks, SessionGate gate,
-        WorkspaceCheckpoints checkpoints, TenantSandboxUsers sandboxUsers, AuditChain audit, TimeProvider time, CancellationToken ct)
-    {
-        tenant.Set(user.TenantId);
-        var session = await VisibleSessionAsync(db, id, user, ct);
-        if (session.OwnerUserId != user.UserId)
-        {
-            throw new HarnessProblemException(StatusCodes.Status404NotFound, "session_not_found", $"Session {id} does not exist.");
-        }
-
-        var checkpoint = await db.WorkspaceCheckpoints.AsNoTracking().FirstOrDefaultAsync(c => c.Id == body.Checkpoint && c.SessionId == id, ct)
-            ?? throw new HarnessProblemException(StatusCodes.Status404NotFound, "checkpoint_not_found", $"Checkpoint {body.Checkpoint} does not exist in session {id}.");
-
-        // No turn may run while its workspace and history change under it, and no call may be inside the workspace.
-        await using var turnLock = await locks.TryAcquireAsync(id, ct)
-            ?? throw new HarnessProblemException(StatusCodes.Status409Conflict, "turn_in_progress", $"Session {id} has a running turn; roll back once it has finished.");
-        if (await db.AgentTurns.AnyAsync(t => t.SessionId == id && (t.Status == TurnStatus.Running || t.Status == TurnStatus.WaitingForApproval), ct))
-        {
-            throw new HarnessProblemException(StatusCodes.Status409Conflict, "turn_in_progress", $"Session {id} has a turn that is still open; roll back once it has finished.");
-        }
-
-        await using var entered = await gate.EnterAsync(user.TenantId, id, ct);
-        checkpoints.Restore(user.TenantId, id.ToString(), checkpoint.TreeHash, await sandboxUsers.OfAsync(user.TenantId, ct));
-        var now = time.GetUtcNow();
-        var rolledBack = await audit.AppendAsync(user.TenantId, async (unit, token) =>
-        {
-            // The checkpoint was taken just before its call; the history from then on no longer describes the workspace.
-            var messages = await unit.Db.AgentMessages
-                .Where(m => m.SessionId == id && m.CreatedAt >= checkpoint.CreatedAt && !m.RolledBack)
-                .ExecuteUpdateAsync(m => m.SetProperty(x => x.RolledBack, true), token);
-            await unit.Db.WorkspaceCheckpoints.Where(c => c.Id == checkpoint.Id)
-                .ExecuteUpdateAsync(c => c.SetProperty(x => x.RestoredAt, now), token);
-            return (messages, (IReadOnlyList<AuditEntry>)[new AuditEntry("session.rolled_back", new AuditActor(user.UserId, user.DisplayName), id,
-                checkpoint.Tool, Payload: new JsonObject
-                {
-                    ["checkpointId"] = checkpoint.Id.ToString(),
-                    ["treeHash"] = checkpoint.TreeHash,
-                    ["callId"] = checkpoint.ToolCallId.ToString(),
-                    ["messagesRolledBack"] = messages,
-                })]);
-        }, ct);
-        return TypedResults.Ok(new RollbackView(checkpoint.Id, rolledBack.Result, rolledBack.LastSeq));
-    }
+    private static async Task<Ok<RollbackView>> RollbackAsync(Guid id, RollbackBody body, CurrentUser user, SessionRollback rollback, CancellationToken ct) =>
+        TypedResults.Ok(await rollback.RollbackAsync(user, id, body.Checkpoint, ct));
 
     // Owners see their sessions and admins their tenant's; to anyone else a session does not exist.
     private static async Task<Session> VisibleSessionAsync(HarnessDbContext db, Guid id, CurrentUser user, CancellationToken ct)
@@ -176,7 +129,7 @@ internal static class AgentEndpoints
         var session = await db.Sessions.AsNoTracking().FirstOrDefaultAsync(s => s.Id == id, ct);
         return session is not null && (session.OwnerUserId == user.UserId || user.IsAdmin)
             ? session
-            : throw new HarnessProblemException(StatusCodes.Status404NotFound, "session_not_found", $"Session {id} does not exist.");
+            : throw new HarnessError(ErrorKind.NotFound, "session_not_found", $"Session {id} does not exist.");
     }
 }
 
@@ -185,7 +138,7 @@ internal static class AgentEndpoints
 /// turn and the calls that ran before the failure, so the client can read them and send the message again.
 /// </summary>
 internal sealed class TurnFailedException(Guid sessionId, TurnResult result)
-    : HarnessProblemException(StatusCodes.Status502BadGateway, "model_failed", result.Error ?? "The model endpoint failed.", "Model call failed")
+    : HarnessError(ErrorKind.UpstreamFailed, "model_failed", result.Error ?? "The model endpoint failed.", "Model call failed")
 {
     public override IReadOnlyDictionary<string, object?> Extensions => new Dictionary<string, object?>
     {
@@ -228,4 +181,3 @@ internal sealed record CheckpointCall(Guid Id, string Tool, string Status, JsonE
 
 internal sealed record CheckpointView(Guid Id, DateTimeOffset CreatedAt, int Files, long Bytes, int Skipped, DateTimeOffset? RestoredAt, CheckpointCall FollowedBy);
 
-internal sealed record RollbackView(Guid Checkpoint, int MessagesRolledBack, long AuditSeq);

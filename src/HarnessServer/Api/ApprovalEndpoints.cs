@@ -1,4 +1,3 @@
-using System.Text.Json;
 using HarnessServer.Approvals;
 using HarnessServer.Identity;
 using Microsoft.AspNetCore.Http.HttpResults;

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using HarnessServer.Errors;
 using HarnessServer.Http;
 using HarnessServer.Identity;
 using HarnessServer.Memory;
@@ -69,7 +70,7 @@ internal static class MemoryEndpoints
         {
             null or { ValueKind: JsonValueKind.Null } => null,
             { ValueKind: JsonValueKind.Object } value => JsonObject.Create(value),
-            { } value => throw new HarnessProblemException(StatusCodes.Status400BadRequest, "invalid_metadata",
+            { } value => throw new HarnessError(ErrorKind.Invalid, "invalid_metadata",
                 $"metadata must be a JSON object; it is {value.ValueKind.ToString().ToLowerInvariant()}."),
         };
         if (outcome.Effect == MemoryPolicyEffect.Allow)

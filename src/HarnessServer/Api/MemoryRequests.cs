@@ -1,9 +1,8 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using HarnessServer.Data;
-using HarnessServer.Http;
+using HarnessServer.Errors;
 using HarnessServer.Identity;
-using HarnessServer.Memory;
 using HarnessServer.Pipeline;
 using HarnessServer.Sessions;
 using Microsoft.EntityFrameworkCore;
@@ -33,7 +32,7 @@ internal sealed class MemoryRequests(ToolCallPipeline pipeline, HarnessDbContext
         var call = await db.ToolCalls.AsNoTracking()
             .FirstOrDefaultAsync(c => c.Id == id && c.SessionId == null && (c.RequestedBy == user.UserId || user.IsAdmin), cancellationToken);
         return call is null
-            ? throw new HarnessProblemException(StatusCodes.Status404NotFound, "memory_request_not_found", $"Memory request {id} does not exist.")
+            ? throw new HarnessError(ErrorKind.NotFound, "memory_request_not_found", $"Memory request {id} does not exist.")
             : MemoryRequestView.Of(call);
     }
 }

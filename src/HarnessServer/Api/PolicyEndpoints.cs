@@ -2,6 +2,7 @@ using System.Text;
 using System.Text.Json;
 using HarnessServer.Audit;
 using HarnessServer.Data;
+using HarnessServer.Errors;
 using HarnessServer.Http;
 using HarnessServer.Identity;
 using HarnessServer.Policies;
@@ -67,7 +68,7 @@ internal static class PolicyEndpoints
     {
         if (string.IsNullOrWhiteSpace(request.User) || string.IsNullOrWhiteSpace(request.Tool))
         {
-            throw new HarnessProblemException(StatusCodes.Status400BadRequest, "invalid_simulation", "Both 'user' and 'tool' are required.");
+            throw new HarnessError(ErrorKind.Invalid, "invalid_simulation", "Both 'user' and 'tool' are required.");
         }
 
         var resolver = await policies.ResolverForAsync(caller.TenantId, request.User, request.Teams ?? [], ct);
@@ -103,7 +104,7 @@ internal static class PolicyEndpoints
     {
         if (level.Name is { } name && (name.Length == 0 || name.Length > Limits.Identifier))
         {
-            throw new HarnessProblemException(StatusCodes.Status400BadRequest, "invalid_level", "The team or user name must have 1 to 200 characters.");
+            throw new HarnessError(ErrorKind.Invalid, "invalid_level", "The team or user name must have 1 to 200 characters.");
         }
 
         int? expected = null;
@@ -112,7 +113,7 @@ internal static class PolicyEndpoints
         {
             expected = int.TryParse(ifMatch.Trim().Trim('"').TrimStart('W', '/').Trim('"'), out var v)
                 ? v
-                : throw new HarnessProblemException(StatusCodes.Status400BadRequest, "invalid_if_match",
+                : throw new HarnessError(ErrorKind.Invalid, "invalid_if_match",
                     $"If-Match must be the ETag of the level's current version (as GET returns it, e.g. \"3\"), not '{ifMatch}'.");
         }
 
@@ -120,7 +121,7 @@ internal static class PolicyEndpoints
         var content = await reader.ReadToEndAsync(ct);
         if (string.IsNullOrWhiteSpace(content))
         {
-            throw new HarnessProblemException(StatusCodes.Status400BadRequest, "empty_policy", "The body must be a YAML or JSON policy document.");
+            throw new HarnessError(ErrorKind.Invalid, "empty_policy", "The body must be a YAML or JSON policy document.");
         }
 
         var stored = await policies.StoreAsync(audit, user.TenantId, level, content, "api",
@@ -138,7 +139,7 @@ internal static class PolicyEndpoints
         }
         catch (FormatException e)
         {
-            throw new HarnessProblemException(StatusCodes.Status400BadRequest, "invalid_level", e.Message);
+            throw new HarnessError(ErrorKind.Invalid, "invalid_level", e.Message);
         }
 
         var name = key.ToString();

@@ -1,13 +1,11 @@
 using System.Runtime.CompilerServices;
 using System.Text.Json;
 using HarnessServer.Approvals;
-using HarnessServer.Http;
+using HarnessServer.Errors;
 using HarnessServer.Identity;
 using HarnessServer.Pipeline;
-using HarnessServer.Sandbox;
 using HarnessServer.Sessions;
 using Microsoft.AspNetCore.Http.HttpResults;
-using Microsoft.EntityFrameworkCore;
 
 namespace HarnessServer.Api;
 
@@ -56,7 +54,7 @@ internal static class SessionEndpoints
     {
         if (string.IsNullOrWhiteSpace(body.Tool))
         {
-            throw new HarnessProblemException(StatusCodes.Status400BadRequest, "missing_tool", "The body must name a 'tool'.");
+            throw new HarnessError(ErrorKind.Invalid, "missing_tool", "The body must name a 'tool'.");
         }
 
         var arguments = body.Arguments is { ValueKind: not JsonValueKind.Undefined and not JsonValueKind.Null } a

@@ -1,6 +1,6 @@
 using System.Text.Json.Nodes;
 using HarnessServer.Data;
-using HarnessServer.Http;
+using HarnessServer.Errors;
 using Npgsql;
 
 namespace HarnessServer.Audit;
@@ -73,7 +73,7 @@ internal sealed class AuditUnitOfWork
 
 /// <summary>The audit event could not be made durable, so the action it records did not happen (fail closed).</summary>
 internal sealed class AuditUnavailableException(string detail, Exception? inner = null)
-    : HarnessProblemException(StatusCodes.Status503ServiceUnavailable, ProblemCode, detail, "Audit unavailable")
+    : HarnessError(ErrorKind.Unavailable, ProblemCode, detail, "Audit unavailable")
 {
     public const string ProblemCode = "audit_unavailable";
 

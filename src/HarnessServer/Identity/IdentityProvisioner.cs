@@ -1,4 +1,3 @@
-using HarnessServer.Identity;
 using HarnessServer.Tenancy;
 using Microsoft.Extensions.Caching.Memory;
 using Npgsql;

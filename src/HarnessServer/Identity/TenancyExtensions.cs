@@ -1,4 +1,3 @@
-using HarnessServer.Identity;
 using HarnessServer.Tenancy;
 
 namespace HarnessServer.Identity;

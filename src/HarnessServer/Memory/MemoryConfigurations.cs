@@ -1,5 +1,4 @@
 using HarnessServer.Data;
-using HarnessServer.Memory;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Metadata.Builders;
 

@@ -1,5 +1,5 @@
 using System.ClientModel;
-using HarnessServer.Api;
+using HarnessServer.Errors;
 using Microsoft.Extensions.AI;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using OpenAI;
@@ -70,7 +70,7 @@ internal sealed class EmbeddingDimensionCheck(MemoryEmbedder embedder, ILogger<E
         {
             await embedder.EmbedAsync("dimension check", cancellationToken);
         }
-        catch (Http.HarnessProblemException unavailable)
+        catch (Errors.HarnessError unavailable)
         {
             logger.LogWarning("Could not check the embedding model's dimension at start: {Detail}", unavailable.Message);
         }

@@ -3,9 +3,7 @@ using HarnessServer.Approvals;
 using HarnessServer.Audit;
 using HarnessServer.Data;
 using HarnessServer.Identity;
-using HarnessServer.Pipeline;
 using HarnessServer.Sessions;
-using HarnessServer.Tenancy;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
 using Npgsql;
@@ -24,6 +22,9 @@ namespace HarnessServer.Pipeline;
 internal sealed class ApprovedCallExecutor(
     DatabaseSources sources,
     IServiceScopeFactory scopes,
+    TenantDbContextFactory contexts,
+    AuditChain audit,
+    TimeProvider time,
     IOptions<ApprovalOptions> options,
     ApprovalSignal signal,
     ILogger<ApprovedCallExecutor> logger) : BackgroundService
@@ -91,16 +92,21 @@ internal sealed class ApprovedCallExecutor(
 
     private async Task RunAsync((string Tenant, Guid CallId) claim, CancellationToken cancellationToken)
     {
+        ToolCall call;
+        CurrentUser requester;
+        await using (var db = contexts.Create(claim.Tenant))
+        {
+            call = await db.ToolCalls.AsNoTracking().FirstAsync(c => c.Id == claim.CallId, cancellationToken);
+            // The call runs as its requester, with the teams they had when they asked and still have: memberships are
+            // refreshed from each of their tokens, so a team they have left since no longer counts for the policy or
+            // for a team's memory.
+            var current = await db.TeamMemberships.AsNoTracking().Where(m => m.UserId == call.RequestedBy).Select(m => m.TeamName).ToListAsync(cancellationToken);
+            var teams = call.RequesterTeams.Intersect(current, StringComparer.Ordinal).ToArray();
+            requester = new CurrentUser(call.TenantId, call.RequestedBy, call.RequestedByName, teams, []);
+        }
+
+        // The pipeline and its steps are scoped services: one scope per call, bound to the call's tenant by the pipeline.
         await using var scope = scopes.CreateAsyncScope();
-        scope.ServiceProvider.GetRequiredService<TenantContext>().Set(claim.Tenant);
-        var db = scope.ServiceProvider.GetRequiredService<HarnessDbContext>();
-        var call = await db.ToolCalls.AsNoTracking().FirstAsync(c => c.Id == claim.CallId, cancellationToken);
-        // The call runs as its requester, with the teams they had when they asked and still have: memberships are
-        // refreshed from each of their tokens, so a team they have left since no longer counts for the policy or for
-        // a team's memory.
-        var current = await db.TeamMemberships.AsNoTracking().Where(m => m.UserId == call.RequestedBy).Select(m => m.TeamName).ToListAsync(cancellationToken);
-        var teams = call.RequesterTeams.Intersect(current, StringComparer.Ordinal).ToArray();
-        var requester = new CurrentUser(call.TenantId, call.RequestedBy, call.RequestedByName, teams, []);
         var pipeline = scope.ServiceProvider.GetRequiredService<ToolCallPipeline>();
         var request = new ToolCallRequest(requester, call.SessionId, call.Tool, call.Arguments.RootElement.Clone());
         var response = await pipeline.RunApprovedAsync(request, call, cancellationToken);
@@ -123,10 +129,6 @@ internal sealed class ApprovedCallExecutor(
 
         foreach (var tenant in tenants)
         {
-            await using var scope = scopes.CreateAsyncScope();
-            scope.ServiceProvider.GetRequiredService<TenantContext>().Set(tenant);
-            var audit = scope.ServiceProvider.GetRequiredService<AuditChain>();
-            var time = scope.ServiceProvider.GetRequiredService<TimeProvider>();
             await audit.AppendAsync(tenant, async (unit, ct) =>
             {
                 var now = time.GetUtcNow();

@@ -1,5 +1,4 @@
 using HarnessServer.Audit;
-using HarnessServer.Pipeline;
 using HarnessServer.Sessions;
 using HarnessServer.Tools;
 

@@ -2,7 +2,6 @@ using System.Text.Json.Nodes;
 using HarnessServer.Audit;
 using HarnessServer.Data;
 using HarnessServer.Sessions;
-using HarnessServer.Tenancy;
 using Microsoft.EntityFrameworkCore;
 using Npgsql;
 
@@ -17,7 +16,8 @@ namespace HarnessServer.Pipeline;
 /// </summary>
 internal sealed class InterruptedCallRecovery(
     DatabaseSources sources,
-    IServiceScopeFactory scopes,
+    AuditChain audit,
+    TimeProvider time,
     ILogger<InterruptedCallRecovery> logger) : IHostedService
 {
     public async Task StartAsync(CancellationToken cancellationToken)
@@ -57,10 +57,6 @@ internal sealed class InterruptedCallRecovery(
 
         try
         {
-            await using var scope = scopes.CreateAsyncScope();
-            scope.ServiceProvider.GetRequiredService<TenantContext>().Set(call.Tenant);
-            var audit = scope.ServiceProvider.GetRequiredService<AuditChain>();
-            var time = scope.ServiceProvider.GetRequiredService<TimeProvider>();
             await audit.AppendAsync(call.Tenant, async (unit, ct) =>
             {
                 var changed = await unit.Db.ToolCalls

@@ -1,5 +1,5 @@
 using System.Diagnostics;
-using HarnessServer.Http;
+using HarnessServer.Errors;
 using HarnessServer.Observability;
 using HarnessServer.Sandbox;
 using HarnessServer.Sessions;
@@ -42,7 +42,7 @@ internal sealed class ToolCallPipeline(
         // A call is stored and audited before anything else happens; one that cannot be is refused outright.
         if (request.Tool.Length > Data.Limits.Identifier)
         {
-            throw new HarnessProblemException(StatusCodes.Status400BadRequest, "invalid_tool_name",
+            throw new HarnessError(ErrorKind.Invalid, "invalid_tool_name",
                 $"A tool name has at most {Data.Limits.Identifier} characters; no tool is named like this.");
         }
 
@@ -179,12 +179,12 @@ internal sealed class ToolCallPipeline(
             // Another tenant's session, or another user's, does not exist for this caller.
             if (entered.Session is not { } session || (ownerOnly && session.OwnerUserId != caller.UserId))
             {
-                throw new HarnessProblemException(StatusCodes.Status404NotFound, "session_not_found", $"Session {sessionId} does not exist.");
+                throw new HarnessError(ErrorKind.NotFound, "session_not_found", $"Session {sessionId} does not exist.");
             }
 
             if (session.Status == SessionStatus.Paused && ownerOnly)
             {
-                throw new HarnessProblemException(StatusCodes.Status409Conflict, "session_paused",
+                throw new HarnessError(ErrorKind.Conflict, "session_paused",
                     $"Session {sessionId} is paused; resume it before calling tools.");
             }
 
@@ -200,7 +200,7 @@ internal sealed class ToolCallPipeline(
 
 /// <summary>Arguments no stage could treat consistently (400), with every offending path.</summary>
 internal sealed class InvalidArgumentsException(string detail, IReadOnlyList<Tools.ArgumentError> errors)
-    : HarnessProblemException(StatusCodes.Status400BadRequest, "invalid_arguments", detail)
+    : HarnessError(ErrorKind.Invalid, "invalid_arguments", detail)
 {
     public override IReadOnlyDictionary<string, object?> Extensions => new Dictionary<string, object?> { ["arguments"] = errors };
 }

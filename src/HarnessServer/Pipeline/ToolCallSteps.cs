@@ -2,7 +2,6 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using HarnessServer.Approvals;
 using HarnessServer.Audit;
-using HarnessServer.Data;
 using HarnessServer.Policies;
 using HarnessServer.Sandbox;
 using HarnessServer.Sessions;

@@ -1,7 +1,7 @@
 using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
-using HarnessServer.Api;
+using HarnessServer.Errors;
 using HarnessServer.Pipeline;
 using HarnessServer.Sandbox;
 using HarnessServer.Tools;
@@ -49,7 +49,7 @@ internal sealed class ToolExecutors(BubblewrapSandbox sandbox, HttpFetchTool htt
         {
             return ToolOutcome.Failure(e.Code, e.Message);
         }
-        catch (Http.HarnessProblemException e) when (e is not Audit.AuditUnavailableException)
+        catch (Errors.HarnessError e) when (e is not Audit.AuditUnavailableException)
         {
             // A refusal of the tool itself (not a member of the namespace, content too large) is the call's result.
             return ToolOutcome.Failure(e.Code, e.Message);

@@ -1,6 +1,4 @@
-using HarnessServer.Approvals;
 using HarnessServer.Data;
-using HarnessServer.Pipeline;
 using HarnessServer.Sessions;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Metadata.Builders;

@@ -1,9 +1,7 @@
 using System.Collections.Concurrent;
 using System.Threading.Channels;
-using HarnessServer.Api;
 using HarnessServer.Audit;
 using HarnessServer.Data;
-using HarnessServer.Pipeline;
 using HarnessServer.Tenancy;
 using Microsoft.EntityFrameworkCore;
 
@@ -19,11 +17,11 @@ internal sealed class SessionEvents
     public const string Kind = "call";
 
     private readonly ConcurrentDictionary<Guid, ConcurrentDictionary<Subscription, byte>> _subscribers = new();
-    private readonly IServiceScopeFactory _scopes;
+    private readonly TenantDbContextFactory _contexts;
 
-    public SessionEvents(ChangeFeed feed, IServiceScopeFactory scopes)
+    public SessionEvents(ChangeFeed feed, TenantDbContextFactory contexts)
     {
-        _scopes = scopes;
+        _contexts = contexts;
         feed.Changed += (kind, key) =>
         {
             if (kind == Kind && key is not null && Parse(key) is { } change && _subscribers.ContainsKey(change.Session))
@@ -60,9 +58,7 @@ internal sealed class SessionEvents
 
     private async Task DeliverAsync(string tenant, Guid session, Guid callId)
     {
-        await using var scope = _scopes.CreateAsyncScope();
-        scope.ServiceProvider.GetRequiredService<TenantContext>().Set(tenant);
-        var db = scope.ServiceProvider.GetRequiredService<HarnessDbContext>();
+        await using var db = _contexts.Create(tenant);
         var call = await db.ToolCalls.AsNoTracking().FirstOrDefaultAsync(c => c.Id == callId && c.SessionId == session);
         if (call is null || !_subscribers.TryGetValue(session, out var subscribers))
         {

@@ -1,6 +1,5 @@
 using System.Text.Json;
 using HarnessServer.Data;
-using HarnessServer.Pipeline;
 
 namespace HarnessServer.Sessions;
 

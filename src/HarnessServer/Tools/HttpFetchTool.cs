@@ -2,7 +2,6 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text;
 using System.Text.Json.Nodes;
-using HarnessServer.Pipeline;
 using Microsoft.Extensions.Options;
 
 namespace HarnessServer.Tools;

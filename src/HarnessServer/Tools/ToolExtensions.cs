@@ -7,6 +7,7 @@ internal static class ToolExtensions
     {
         var services = builder.Services;
         services.AddSingleton<ToolRegistry>();
+        services.AddSingleton<ToolAdministration>();
         services.AddOptions<HttpFetchOptions>().BindConfiguration("Harness:HttpFetch")
             .Validate(o => o.MaxResponseBytes > 0 && o.TimeoutSeconds > 0 && o.MaxRedirects >= 0, "Harness:HttpFetch limits must be positive.")
             .ValidateOnStart();

@@ -30,6 +30,7 @@ public sealed class FolderDependencyTests
         "Tenancy",       // the tenant a scope is bound to
         "Http",          // problem details, limits, health
         "Observability", // the ActivitySource and Meter
+        "Errors",        // the domain's refusals (HarnessError), which Http maps to problem details
     ];
 
     private static readonly Lazy<IReadOnlyList<(string From, string To, string Detail)>> Edges = new(ReadEdges);
