@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Provision the host (Debian 12 / bookworm) for the harness:
-#   PostgreSQL 15 server + dev headers, pgvector, bubblewrap, build tools, setpriv.
+#   PostgreSQL 15 server + dev headers, pgvector, bubblewrap, build tools, setpriv, and (npm, under .data/tools)
+#   the OpenAPI linter the tests run.
 # Idempotent: when everything is present it runs no apt-get at all and exits quickly.
 set -euo pipefail
 
@@ -9,6 +10,7 @@ PG_MAJOR=15
 PG_CONFIG=/usr/lib/postgresql/$PG_MAJOR/bin/pg_config
 VECTOR_CONTROL=/usr/share/postgresql/$PG_MAJOR/extension/vector.control
 TRIXIE_SRC_LIST=/etc/apt/sources.list.d/harness-trixie-src.sources
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 REQUIRED_PACKAGES=(postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR bubblewrap build-essential util-linux)
 
 log() { echo "provision: $*" >&2; }
@@ -164,6 +166,19 @@ fi
 if [ "$(id -u)" -eq 0 ] && ! id harness-pg >/dev/null 2>&1; then
   log "step: create system user harness-pg"
   useradd --system --no-create-home --shell /usr/sbin/nologin harness-pg
+fi
+
+# --- 4. the OpenAPI linter the tests run (npm, project-local) ---------------------
+REDOCLY_VERSION=2.77.0
+REDOCLY_DIR="$REPO_ROOT/.data/tools/redocly"
+if [ -x "$REDOCLY_DIR/node_modules/.bin/redocly" ] && grep -q "\"version\": \"$REDOCLY_VERSION\"" "$REDOCLY_DIR/node_modules/@redocly/cli/package.json" 2>/dev/null; then
+  log "redocly: already installed ($REDOCLY_VERSION)"
+else
+  command -v npm >/dev/null 2>&1 || die "npm is required for the OpenAPI lint (Node.js ships with this machine image)"
+  log "step: install @redocly/cli $REDOCLY_VERSION under .data/tools/redocly"
+  mkdir -p "$REDOCLY_DIR"
+  npm install --prefix "$REDOCLY_DIR" --no-audit --no-fund --loglevel=error "@redocly/cli@$REDOCLY_VERSION" >/dev/null
+  [ -x "$REDOCLY_DIR/node_modules/.bin/redocly" ] || die "redocly install finished but its binary is missing"
 fi
 
 log "done"

@@ -26,18 +26,23 @@ internal static class PolicyEndpoints
 
         var admin = app.MapGroup("/v1/admin/policies").RequireAuthorization(HarnessPolicies.Admin).WithTags("Policies");
         admin.MapGet("/org", (HttpContext http, HarnessDbContext db, CurrentUser user, CancellationToken ct) =>
-            GetLevelAsync(http, db, user, PolicyLevelKey.Org, ct)).WithName("GetOrgPolicy");
+            GetLevelAsync(http, db, user, PolicyLevelKey.Org, ct)).WithName("GetOrgPolicy")
+            .WithSummary("The org level as stored, its version as the ETag.");
         admin.MapGet("/teams/{team}", (string team, HttpContext http, HarnessDbContext db, CurrentUser user, CancellationToken ct) =>
-            GetLevelAsync(http, db, user, PolicyLevelKey.Team(team), ct)).WithName("GetTeamPolicy");
+            GetLevelAsync(http, db, user, PolicyLevelKey.Team(team), ct)).WithName("GetTeamPolicy")
+            .WithSummary("A team's level as stored, its version as the ETag.");
         admin.MapGet("/users/{userId}", (string userId, HttpContext http, HarnessDbContext db, CurrentUser user, CancellationToken ct) =>
-            GetLevelAsync(http, db, user, PolicyLevelKey.User(userId), ct)).WithName("GetUserPolicy");
+            GetLevelAsync(http, db, user, PolicyLevelKey.User(userId), ct)).WithName("GetUserPolicy")
+            .WithSummary("A user's level as stored, its version as the ETag.");
         admin.MapPut("/org", (HttpContext http, PolicyService policies, AuditChain audit, CurrentUser user, TimeProvider time, CancellationToken ct) =>
             PutLevelAsync(http, policies, audit, user, time, PolicyLevelKey.Org, ct)).WithName("PutOrgPolicy")
             .WithSummary("Replace the org level (YAML or JSON); 400 with the error's location, 412 on a stale If-Match.");
         admin.MapPut("/teams/{team}", (string team, HttpContext http, PolicyService policies, AuditChain audit, CurrentUser user, TimeProvider time, CancellationToken ct) =>
-            PutLevelAsync(http, policies, audit, user, time, PolicyLevelKey.Team(team), ct)).WithName("PutTeamPolicy");
+            PutLevelAsync(http, policies, audit, user, time, PolicyLevelKey.Team(team), ct)).WithName("PutTeamPolicy")
+            .WithSummary("Replace a team's level (YAML or JSON); 400 with the error's location, 412 on a stale If-Match.");
         admin.MapPut("/users/{userId}", (string userId, HttpContext http, PolicyService policies, AuditChain audit, CurrentUser user, TimeProvider time, CancellationToken ct) =>
-            PutLevelAsync(http, policies, audit, user, time, PolicyLevelKey.User(userId), ct)).WithName("PutUserPolicy");
+            PutLevelAsync(http, policies, audit, user, time, PolicyLevelKey.User(userId), ct)).WithName("PutUserPolicy")
+            .WithSummary("Replace a user's level (YAML or JSON); 400 with the error's location, 412 on a stale If-Match.");
         admin.MapGet("/history", HistoryAsync).WithName("GetPolicyHistory")
             .WithSummary("Every stored version of a level (?level=org|team:x|user:y): who, when, origin, and the line diff from the previous.");
 

@@ -16,11 +16,12 @@ internal static class ToolEndpoints
     {
         var group = app.MapGroup("/v1/admin/tools").RequireAuthorization(HarnessPolicies.Admin).WithTags("Tools");
         group.MapGet("/", ListAsync).WithName("ListTools").WithSummary("The tenant's registry: built-ins and admin-defined tools.");
-        group.MapGet("/{name}", GetAsync).WithName("GetTool");
+        group.MapGet("/{name}", GetAsync).WithName("GetTool").WithSummary("One tool of the registry, its newest version.");
         group.MapPost("/", CreateAsync).WithName("CreateTool").WithSummary("Define a command tool (argv template, JSON Schema).");
         group.MapPut("/{name}", ReplaceAsync).WithName("ReplaceTool")
             .WithSummary("Replace a tool; for a built-in only its description and enabled flag can change.");
-        group.MapDelete("/{name}", DeleteAsync).WithName("DeleteTool");
+        group.MapDelete("/{name}", DeleteAsync).WithName("DeleteTool")
+            .WithSummary("Delete an admin-defined tool (a built-in is disabled with PUT instead); audited.");
 
         var fetch = app.MapGroup("/v1/admin/http-fetch/domains").RequireAuthorization(HarnessPolicies.Admin).WithTags("Tools");
         fetch.MapGet("/", async (CurrentUser user, HttpFetchAllowList allowList, CancellationToken ct) => TypedResults.Ok(await allowList.GetAsync(user.TenantId, ct)))

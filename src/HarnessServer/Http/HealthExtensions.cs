@@ -27,7 +27,8 @@ internal static class HealthExtensions
         app.MapOpenApi().AllowAnonymous();
         if (app.Environment.IsDevelopment())
         {
-            app.MapScalarApiReference().AllowAnonymous();
+            // Self-hosted and possibly air-gapped: the page loads nothing from the vendor's hosts (no web fonts).
+            app.MapScalarApiReference(options => options.DisableDefaultFonts()).AllowAnonymous();
         }
 
         return app;

@@ -35,7 +35,7 @@ internal static class HttpExtensions
         var maxBody = builder.Configuration.GetValue<long?>("Harness:MaxRequestBodyBytes") ?? 10 * 1024 * 1024;
         builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = maxBody);
         builder.WebHost.UseShutdownTimeout(TimeSpan.FromSeconds(30));
-        builder.Services.AddOpenApi();
+        builder.Services.AddOpenApi(options => OpenApiConventions.Configure(options, builder.Configuration));
         builder.Services.AddHarnessHealth();
         builder.Services.AddSingleton(TimeProvider.System);
         return builder;
