@@ -17,15 +17,20 @@ internal sealed record CheckpointManifest(IReadOnlyList<ManifestEntry> Entries, 
     public int Files => Entries.Count(e => e.Kind == "file");
 }
 
+/// <summary>A capture: the checkpoint's name (its root tree's hash), what it holds, and how many files had to be read.</summary>
+internal sealed record CapturedCheckpoint(string Hash, CheckpointManifest Manifest, int FilesRead);
+
 /// <summary>
 /// Content-addressed, deduplicated snapshots of session workspaces. Blobs live under
 /// <c>&lt;WorkspacesPath&gt;/.objects/&lt;tenant&gt;/&lt;aa&gt;/&lt;sha256&gt;</c> (root-only, outside every sandbox mount), so a file
-/// that did not change since the last checkpoint costs one hash and no storage, and a checkpoint's own cost is the
-/// trees of the folders that changed. Files are read through <see cref="Workspace.Walk"/>, which never follows links. A restore builds the
+/// that did not change since the last checkpoint costs no storage, and a checkpoint's own cost is the trees of the
+/// folders that changed. Files are read through <see cref="Workspace.Walk"/>, which never follows links. A restore builds the
 /// tree in a folder the sandbox cannot reach and swaps it in with two renames, so it never writes through anything
 /// the sandbox controls, and it leaves exactly the manifest's files (what is not in it is gone).
-/// Every file is hashed at every checkpoint: a stat-based shortcut (size, mtime) would trust times the sandbox user
-/// can set, and hashing a few hundred small files takes milliseconds.
+/// A file whose stamp (device, inode, size, mtime, ctime, mode) is the one recorded at the workspace's last capture
+/// in this process is not read again (<see cref="CheckpointIndex"/>); the sandbox user can set mtime but not ctime,
+/// so the shortcut trusts nothing the sandbox controls. Captures and restores hold the tenant store's lock shared,
+/// the collector (<see cref="CheckpointCollector"/>) holds it exclusively.
 /// </summary>
 internal sealed class WorkspaceCheckpoints(WorkspaceRoot workspaces)
 {
@@ -33,15 +38,23 @@ internal sealed class WorkspaceCheckpoints(WorkspaceRoot workspaces)
     private const uint BlobMode = 0b110_000_000; // 0600
     private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
 
+    /// <summary>The last capture of each workspace, in this process.</summary>
+    internal CheckpointIndex Index { get; } = new();
+
     /// <summary>Captures the workspace; returns the hash of its root tree (the checkpoint's name) and its manifest.</summary>
-    public (string Hash, CheckpointManifest Manifest) Capture(string tenant, Workspace workspace)
+    public CapturedCheckpoint Capture(string tenant, Workspace workspace)
     {
         var store = StoreOf(tenant);
-        var root = new TreeNode();
+        using var guard = CheckpointStore.Lock(store, exclusive: false);
+        var epoch = CheckpointStore.Epoch(store);
+        var previous = Index.Take(workspace.FullPath, epoch);
+        var next = new CheckpointIndex.Entry(epoch, CheckpointIndex.Now());
+        var root = new TreeNode { Path = "" };
         var folders = new Dictionary<string, TreeNode>(StringComparer.Ordinal) { [""] = root };
         var entries = new List<ManifestEntry>();
         var skipped = new List<SkippedEntry>();
-        foreach (var entry in workspace.Walk())
+        var read = 0;
+        foreach (var entry in workspace.Walk(previous is null ? null : (path, stamp) => previous.Known(path, stamp, store) is null))
         {
             if (entry.Skipped is not null)
             {
@@ -52,22 +65,42 @@ internal sealed class WorkspaceCheckpoints(WorkspaceRoot workspaces)
             var slash = entry.Path.LastIndexOf('/');
             var parent = folders[slash < 0 ? "" : entry.Path[..slash]];
             var name = entry.Path[(slash + 1)..];
-            if (entry.File is null)
+            if (entry.Kind == "directory")
             {
-                var folder = new TreeNode { Mode = entry.Mode };
+                var folder = new TreeNode { Mode = entry.Mode, Path = entry.Path };
                 folders[entry.Path] = folder;
                 parent.Folders.Add(name, folder);
                 entries.Add(new ManifestEntry(entry.Path, "directory", null, entry.Mode, 0));
                 continue;
             }
 
-            using var file = entry.File;
-            var (hash, size) = StoreBlob(store, file);
+            string hash;
+            long size;
+            if (entry.File is { } file)
+            {
+                using (file)
+                {
+                    (hash, size) = StoreBlob(store, file);
+                }
+
+                read++;
+                parent.Changed = true;
+            }
+            else
+            {
+                // The walk opened nothing: the index knows this stamp's content, and its blob is in the store.
+                (hash, size) = (previous!.Known(entry.Path, entry.Stamp, store)!, entry.Size);
+            }
+
+            next.Files[entry.Path] = new CheckpointIndex.IndexedFile(entry.Stamp, hash);
             parent.Files.Add(name, new TreeEntry(name, "file", hash, entry.Mode, size));
             entries.Add(new ManifestEntry(entry.Path, "file", hash, entry.Mode, size));
         }
 
-        return (StoreTree(store, root, skipped), new CheckpointManifest(entries, skipped));
+        var rootHash = StoreTree(store, root, skipped, previous, next).Hash;
+        CheckpointStore.Pending(store, rootHash);
+        Index.Put(workspace.FullPath, next);
+        return new CapturedCheckpoint(rootHash, new CheckpointManifest(entries, skipped), read);
     }
 
     /// <summary>The flat manifest of a checkpoint, read back from its trees.</summary>
@@ -92,10 +125,13 @@ internal sealed class WorkspaceCheckpoints(WorkspaceRoot workspaces)
         }
 
         var store = StoreOf(tenant);
+        using var guard = CheckpointStore.Lock(store, exclusive: false);
         var manifest = Load(tenant, treeHash);
-        using (workspaces.Open(tenant, sessionId, user))
+        using (var workspace = workspaces.Open(tenant, sessionId, user))
         {
             // Opening checks the tenant and session names; the paths below are then plain children of the root.
+            // Every inode is new after the swap below: the workspace's index would only miss.
+            Index.Forget(workspace.FullPath);
         }
 
         var tenantFolder = Path.Combine(workspaces.FullPath, tenant);
@@ -149,20 +185,36 @@ internal sealed class WorkspaceCheckpoints(WorkspaceRoot workspaces)
     }
 
     // One folder is one tree blob (like git's trees): a checkpoint after a one-file change stores that file, its
-    // folder's tree and the trees above it; every unchanged folder's tree is shared with the checkpoint before.
-    private static string StoreTree(string store, TreeNode node, IReadOnlyList<SkippedEntry>? skipped)
+    // folder's tree and the trees above it; every unchanged folder's tree is shared with the checkpoint before, and a
+    // folder whose files were all known, whose mode and number of entries are the same and whose folders are all
+    // unchanged is the tree it was, so it is neither serialised nor hashed again.
+    private static (string Hash, bool Reused) StoreTree(string store, TreeNode node, IReadOnlyList<SkippedEntry>? skipped,
+        CheckpointIndex.Entry? previous, CheckpointIndex.Entry next)
     {
         var entries = node.Files.Values.ToList();
+        var unchanged = !node.Changed;
         foreach (var (name, folder) in node.Folders)
         {
-            entries.Add(new TreeEntry(name, "directory", StoreTree(store, folder, null), folder.Mode, 0));
+            var (hash, reused) = StoreTree(store, folder, null, previous, next);
+            unchanged &= reused;
+            entries.Add(new TreeEntry(name, "directory", hash, folder.Mode, 0));
+        }
+
+        var count = entries.Count;
+        var skippedHere = skipped is { Count: > 0 } ? skipped : null;
+        if (unchanged && previous?.Folder(node.Path) is { } known && known.Mode == node.Mode && known.Entries == count
+            && known.Skipped.SequenceEqual(skippedHere ?? []))
+        {
+            next.Folders[node.Path] = known;
+            return (known.Hash, true);
         }
 
         entries.Sort((a, b) => string.CompareOrdinal(a.Name, b.Name));
-        var bytes = JsonSerializer.SerializeToUtf8Bytes(new Tree(entries, skipped is { Count: > 0 } ? skipped : null), Json);
-        var hash = Convert.ToHexStringLower(SHA256.HashData(bytes));
-        WriteBlob(store, hash, bytes);
-        return hash;
+        var bytes = JsonSerializer.SerializeToUtf8Bytes(new Tree(entries, skippedHere), Json);
+        var treeHash = Convert.ToHexStringLower(SHA256.HashData(bytes));
+        WriteBlob(store, treeHash, bytes);
+        next.Folders[node.Path] = new CheckpointIndex.IndexedFolder(node.Mode, count, treeHash, skippedHere ?? []);
+        return (treeHash, false);
     }
 
     private static Tree ReadTree(string store, string hash) =>
@@ -193,7 +245,10 @@ internal sealed class WorkspaceCheckpoints(WorkspaceRoot workspaces)
 
     private sealed class TreeNode
     {
+        public required string Path { get; init; }
         public uint Mode { get; init; }
+        /// <summary>A file of this folder (not of its folders) was read: its tree may differ.</summary>
+        public bool Changed { get; set; }
         public SortedDictionary<string, TreeNode> Folders { get; } = new(StringComparer.Ordinal);
         public SortedDictionary<string, TreeEntry> Files { get; } = new(StringComparer.Ordinal);
     }
@@ -211,7 +266,7 @@ internal sealed class WorkspaceCheckpoints(WorkspaceRoot workspaces)
             : 0;
     }
 
-    private string StoreOf(string tenant)
+    internal string StoreOf(string tenant)
     {
         if (!OperatingSystem.IsLinux())
         {
@@ -322,7 +377,7 @@ internal sealed class WorkspaceCheckpoints(WorkspaceRoot workspaces)
         File.Move(temporary, path, overwrite: true);
     }
 
-    private static string BlobPath(string store, string hash)
+    internal static string BlobPath(string store, string hash)
     {
         if (hash.Length != 64 || !hash.All(char.IsAsciiHexDigitLower))
         {

@@ -85,7 +85,7 @@ public sealed class WorkspaceCheckpointTests : IDisposable
         File.CreateSymbolicLink(WorkspacePath("link.txt"), secret);
 
         using var workspace = _root.Open(Tenant, _session, User);
-        var (_, manifest) = _checkpoints.Capture(Tenant, workspace);
+        var manifest = _checkpoints.Capture(Tenant, workspace).Manifest;
 
         Assert.Empty(manifest.Entries);
         Assert.Equal("link.txt", Assert.Single(manifest.Skipped).Path);
@@ -135,6 +135,163 @@ public sealed class WorkspaceCheckpointTests : IDisposable
 
         Assert.Equal(Capture(), Capture());
     }
+
+    // Changes a stat cache could miss, each made after the index recorded a settled workspace: a capture helped by the
+    // index must name exactly the checkpoint a capture that reads everything names, and a restore must undo it exactly.
+    [Theory]
+    [InlineData("rewrite with the same size and modification time")]
+    [InlineData("mode change")]
+    [InlineData("file replaced by a symbolic link")]
+    [InlineData("file replaced by a directory")]
+    [InlineData("directory replaced by a file")]
+    [InlineData("deletion")]
+    [InlineData("new empty directory")]
+    [InlineData("two files of one size swap names")]
+    [InlineData("file replaced by a hard link to another")]
+    public void A_capture_helped_by_the_index_sees_every_change_and_the_restore_is_exact(string change)
+    {
+        _checkpoints.Index.RacyWindow = TimeSpan.FromMilliseconds(50);
+        using (var workspace = _root.Open(Tenant, _session, User))
+        {
+            workspace.Write("a.txt", "aaaa");
+            workspace.Write("b.txt", "bbbb");
+            workspace.Write("src/c.txt", "cccc");
+            workspace.Write("src/deep/d.txt", "dddd");
+        }
+
+        Thread.Sleep(120);
+        var before = Picture();
+        var first = CaptureFull();
+        var warm = CaptureFull();
+        Assert.Equal(first.Hash, warm.Hash);
+        Assert.Equal(0, warm.FilesRead);
+
+        var a = WorkspacePath("a.txt");
+        switch (change)
+        {
+            case "rewrite with the same size and modification time":
+                var modified = File.GetLastWriteTimeUtc(a);
+                File.WriteAllText(a, "AAAA");
+                File.SetLastWriteTimeUtc(a, modified);
+                break;
+            case "mode change":
+                File.SetUnixFileMode(a, File.GetUnixFileMode(a) | UnixFileMode.UserExecute);
+                break;
+            case "file replaced by a symbolic link":
+                File.Delete(a);
+                File.CreateSymbolicLink(a, "b.txt");
+                break;
+            case "file replaced by a directory":
+                File.Delete(a);
+                Directory.CreateDirectory(a);
+                break;
+            case "directory replaced by a file":
+                Directory.Delete(WorkspacePath("src/deep"), recursive: true);
+                File.WriteAllText(WorkspacePath("src/deep"), "dddd");
+                break;
+            case "deletion":
+                File.Delete(WorkspacePath("src/c.txt"));
+                break;
+            case "new empty directory":
+                Directory.CreateDirectory(WorkspacePath("src/empty"));
+                break;
+            case "two files of one size swap names":
+                File.Move(a, WorkspacePath("swap"));
+                File.Move(WorkspacePath("b.txt"), a);
+                File.Move(WorkspacePath("swap"), WorkspacePath("b.txt"));
+                break;
+            case "file replaced by a hard link to another":
+                File.Delete(a);
+                Assert.Equal(0, Link(WorkspacePath("b.txt"), a));
+                break;
+        }
+
+        var changed = CaptureFull();
+        Assert.NotEqual(first.Hash, changed.Hash);
+        Assert.Equal(ColdCapture().Hash, changed.Hash);
+        Assert.NotEqual(before, Picture());
+
+        _checkpoints.Restore(Tenant, _session, first.Hash, User);
+        Assert.Equal(before, Picture());
+        Assert.Equal(first.Hash, CaptureFull().Hash);
+        _checkpoints.Restore(Tenant, _session, changed.Hash, User);
+        if (change == "file replaced by a symbolic link")
+        {
+            // Links are skipped, not captured (README, known limits): the restore leaves no a.txt at all.
+            Assert.False(Path.Exists(a));
+            Assert.Empty(ColdCapture().Manifest.Skipped);
+        }
+        else
+        {
+            Assert.Equal(changed.Hash, ColdCapture().Hash);
+        }
+    }
+
+    [Fact]
+    public void A_file_changed_just_before_the_capture_that_recorded_it_is_read_again()
+    {
+        using (var workspace = _root.Open(Tenant, _session, User))
+        {
+            workspace.Write("fresh.txt", "fresh");
+        }
+
+        // Within the racy window a rewrite in the same timestamp tick would keep the stamp, so the index cannot vouch.
+        Assert.Equal(1, CaptureFull().FilesRead);
+        Assert.Equal(1, CaptureFull().FilesRead);
+        _checkpoints.Index.RacyWindow = TimeSpan.Zero;
+        Assert.Equal(0, CaptureFull().FilesRead);
+    }
+
+    [Fact]
+    public void A_process_without_an_index_reads_every_file_once()
+    {
+        using (var workspace = _root.Open(Tenant, _session, User))
+        {
+            workspace.Write("a.txt", "a");
+            workspace.Write("src/b.txt", "b");
+        }
+
+        _checkpoints.Index.RacyWindow = TimeSpan.Zero;
+        var first = CaptureFull();
+        Assert.Equal(2, first.FilesRead);
+        Assert.Equal(0, CaptureFull().FilesRead);
+        var restarted = ColdCapture();
+        Assert.Equal(2, restarted.FilesRead);
+        Assert.Equal(first.Hash, restarted.Hash);
+    }
+
+    private CapturedCheckpoint CaptureFull()
+    {
+        using var workspace = _root.Open(Tenant, _session, User);
+        return _checkpoints.Capture(Tenant, workspace);
+    }
+
+    private CapturedCheckpoint ColdCapture()
+    {
+        using var workspace = _root.Open(Tenant, _session, User);
+        return new WorkspaceCheckpoints(_root).Capture(Tenant, workspace);
+    }
+
+    // Every path under the workspace with its kind, permission bits and content (or link target).
+    private string Picture()
+    {
+        var lines = new List<string>();
+        foreach (var path in Directory.EnumerateFileSystemEntries(WorkspacePath(), "*", new EnumerationOptions { RecurseSubdirectories = true, AttributesToSkip = 0 }))
+        {
+            var info = new FileInfo(path);
+            var relative = Path.GetRelativePath(WorkspacePath(), path);
+            var mode = File.GetUnixFileMode(path);
+            lines.Add(info.LinkTarget is { } target ? $"{relative} link {target}"
+                : Directory.Exists(path) ? $"{relative} dir {mode}"
+                : $"{relative} file {mode} {Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(path)))}");
+        }
+
+        lines.Sort(StringComparer.Ordinal);
+        return string.Join('\n', lines);
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "link", SetLastError = true)]
+    private static extern int Link(string existing, string created);
 
     private static int OwnerOf(string path)
     {
