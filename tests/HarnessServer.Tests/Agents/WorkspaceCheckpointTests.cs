@@ -170,9 +170,13 @@ public sealed class WorkspaceCheckpointTests : IDisposable
         switch (change)
         {
             case "rewrite with the same size and modification time":
-                var modified = File.GetLastWriteTimeUtc(a);
+                // To the nanosecond, as the sandbox user could with touch -d: only ctime still shows the rewrite.
+                var modified = StatOf(a);
                 File.WriteAllText(a, "AAAA");
-                File.SetLastWriteTimeUtc(a, modified);
+                var times = new[] { new Timespec(0, UtimeOmit), new Timespec(modified.ModifiedSeconds, modified.ModifiedNanoseconds) };
+                Assert.Equal(0, Utimensat(Libc.AT_FDCWD, a, times, 0));
+                var rewritten = StatOf(a);
+                Assert.Equal((modified.Modified, modified.Size), (rewritten.Modified, rewritten.Size));
                 break;
             case "mode change":
                 File.SetUnixFileMode(a, File.GetUnixFileMode(a) | UnixFileMode.UserExecute);
@@ -289,6 +293,22 @@ public sealed class WorkspaceCheckpointTests : IDisposable
         lines.Sort(StringComparer.Ordinal);
         return string.Join('\n', lines);
     }
+
+    private static Libc.Statx StatOf(string path)
+    {
+        using var handle = new Microsoft.Win32.SafeHandles.SafeFileHandle(
+            Libc.Openat2(Libc.AT_FDCWD, path, Libc.O_RDONLY | Libc.O_CLOEXEC, 0, 0), ownsHandle: true);
+        Assert.Equal(0, Libc.Stat(handle, out var stat));
+        return stat;
+    }
+
+    private const long UtimeOmit = (1L << 30) - 2;
+
+    [System.Runtime.InteropServices.StructLayout(System.Runtime.InteropServices.LayoutKind.Sequential)]
+    private readonly record struct Timespec(long Seconds, long Nanoseconds);
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "utimensat", SetLastError = true)]
+    private static extern int Utimensat(int dirfd, string path, Timespec[] times, int flags);
 
     [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "link", SetLastError = true)]
     private static extern int Link(string existing, string created);
