@@ -48,6 +48,11 @@ internal static class AgentExtensions
 
         services.AddSingleton<WorkspaceCheckpoints>();
         services.AddScoped<IToolCallStep, CheckpointStep>();
+        services.AddOptions<CheckpointOptions>().BindConfiguration("Harness:Checkpoints").ValidateOnStart()
+            .Validate(o => o.CollectInterval > TimeSpan.Zero && o.KeepPerSession >= 0,
+                "Harness:Checkpoints:CollectInterval must be positive and KeepPerSession at least 0 (0 keeps every checkpoint).");
+        services.AddSingleton<CheckpointCollector>();
+        services.AddHostedService(sp => sp.GetRequiredService<CheckpointCollector>());
         return builder;
     }
 }

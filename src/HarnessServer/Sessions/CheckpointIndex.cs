@@ -77,13 +77,13 @@ internal sealed class CheckpointIndex
 
     internal sealed record IndexedFolder(uint Mode, int Entries, string Hash, IReadOnlyList<SkippedEntry> Skipped);
 
-    internal sealed class Entry(string epoch, long recordedAt)
+    internal sealed class Entry(string epoch, long recordedAt, Entry? sizedLike = null)
     {
         public string Epoch { get; } = epoch;
         /// <summary>When the capture that recorded this entry began, before it looked at any file.</summary>
         public long RecordedAt { get; } = recordedAt;
-        public Dictionary<string, IndexedFile> Files { get; } = new(StringComparer.Ordinal);
-        public Dictionary<string, IndexedFolder> Folders { get; } = new(StringComparer.Ordinal);
+        public Dictionary<string, IndexedFile> Files { get; } = new(sizedLike?.Files.Count ?? 0, StringComparer.Ordinal);
+        public Dictionary<string, IndexedFolder> Folders { get; } = new(sizedLike?.Folders.Count ?? 0, StringComparer.Ordinal);
         public long LastUsed { get; set; }
         public long RacyNanoseconds { get; set; }
         /// <summary>No collection ran since this entry was recorded: its blobs and trees are all in the store.</summary>

@@ -264,6 +264,96 @@ public sealed class WorkspaceCheckpointTests : IDisposable
         Assert.Equal(first.Hash, restarted.Hash);
     }
 
+    [Fact]
+    public async Task Collection_removes_only_blobs_no_kept_checkpoint_reaches()
+    {
+        using (var workspace = _root.Open(Tenant, _session, User))
+        {
+            workspace.Write("shared.txt", "in every checkpoint");
+            workspace.Write("src/b.txt", "first");
+        }
+
+        var first = Picture();
+        var a = CaptureFull().Hash;
+        Write("src/b.txt", "second, only in the collected checkpoint");
+        var b = CaptureFull().Hash;
+        Write("src/b.txt", "third");
+        var third = Picture();
+        var c = CaptureFull().Hash;
+        var before = _checkpoints.StoredBytes(Tenant);
+
+        // Two hours on, the pending records of the three captures have expired: only committed rows (a, c) count.
+        var collected = await _checkpoints.CollectAsync(Tenant, DateTimeOffset.UtcNow.AddHours(2), _ => Task.FromResult<IReadOnlyCollection<string>>([a, c]), default);
+
+        // b's root tree, its src tree and the blob of "second, ..." were reachable only from b.
+        Assert.Equal(3, collected.Deleted);
+        Assert.True(_checkpoints.StoredBytes(Tenant) < before);
+        Assert.Throws<FileNotFoundException>(() => _checkpoints.Load(Tenant, b));
+        _checkpoints.Restore(Tenant, _session, a, User);
+        Assert.Equal(first, Picture());
+        _checkpoints.Restore(Tenant, _session, c, User);
+        Assert.Equal(third, Picture());
+        var gone = Assert.Throws<HarnessServer.Http.HarnessProblemException>(() => _checkpoints.Restore(Tenant, _session, b, User));
+        Assert.Equal("checkpoint_not_found", gone.Code);
+    }
+
+    [Fact]
+    public async Task A_capture_whose_row_has_not_committed_yet_is_not_collected()
+    {
+        Write("a.txt", "captured, row still on its way");
+        var pending = CaptureFull().Hash;
+        var expected = Picture();
+
+        var collected = await _checkpoints.CollectAsync(Tenant, DateTimeOffset.UtcNow, _ => Task.FromResult<IReadOnlyCollection<string>>([]), default);
+
+        Assert.Equal(0, collected.Deleted);
+        Write("a.txt", "changed");
+        _checkpoints.Restore(Tenant, _session, pending, User);
+        Assert.Equal(expected, Picture());
+    }
+
+    [Fact]
+    public async Task A_collection_waits_for_a_capture_in_progress()
+    {
+        Write("a.txt", "a");
+        var store = _checkpoints.StoreOf(Tenant);
+        Task<CollectedBlobs> collection;
+        using (CheckpointStore.Lock(store, exclusive: false))
+        {
+            collection = Task.Run(() => _checkpoints.CollectAsync(Tenant, DateTimeOffset.UtcNow, _ => Task.FromResult<IReadOnlyCollection<string>>([]), default));
+            await Task.Delay(300);
+            Assert.False(collection.IsCompleted);
+        }
+
+        await collection.WaitAsync(TimeSpan.FromSeconds(10));
+    }
+
+    [Fact]
+    public async Task After_a_collection_the_index_stores_again_what_it_knew_but_the_store_lost()
+    {
+        _checkpoints.Index.RacyWindow = TimeSpan.Zero;
+        Write("a.txt", "unchanged across the collection");
+        CaptureFull();
+        Assert.Equal(0, CaptureFull().FilesRead);
+
+        // Nothing committed, nothing pending: the store is emptied under the index's feet.
+        var emptied = await _checkpoints.CollectAsync(Tenant, DateTimeOffset.UtcNow.AddHours(2), _ => Task.FromResult<IReadOnlyCollection<string>>([]), default);
+        Assert.True(emptied.Deleted >= 2);
+
+        var expected = Picture();
+        var again = CaptureFull();
+        Assert.Equal(1, again.FilesRead);
+        Write("a.txt", "changed");
+        _checkpoints.Restore(Tenant, _session, again.Hash, User);
+        Assert.Equal(expected, Picture());
+    }
+
+    private void Write(string path, string content)
+    {
+        using var workspace = _root.Open(Tenant, _session, User);
+        workspace.Write(path, content);
+    }
+
     private CapturedCheckpoint CaptureFull()
     {
         using var workspace = _root.Open(Tenant, _session, User);
