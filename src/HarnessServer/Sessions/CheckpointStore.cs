@@ -7,7 +7,7 @@ namespace HarnessServer.Sessions;
 /// The coordination files of a tenant's checkpoint store, all beside its blobs and root-only:
 /// <c>.lock</c> (<c>flock(2)</c>: captures and restores shared, a collection exclusive, across server processes),
 /// <c>.epoch</c> (changed by every collection, so an index recorded before one checks its blobs still exist) and
-/// <c>.pending/</c> (the root tree of each capture, written before the capture returns and kept for
+/// <c>.pending/</c> (the root tree of each capture, recorded before the capture returns and kept for
 /// <see cref="PendingLifetime"/>, so a collection never takes the blobs of a checkpoint whose row is still on its way
 /// to the database).
 /// </summary>
@@ -64,19 +64,25 @@ internal static class CheckpointStore
         File.Move(temporary, Path.Combine(store, ".epoch"), overwrite: true);
     }
 
-    /// <summary>Records a capture's root tree until its row has surely committed (or surely never will).</summary>
-    public static void Pending(string store, string rootHash)
+    /// <summary>
+    /// Records a capture's root tree until its row has surely committed (or surely never will): one file per root,
+    /// named by it and aged by its mtime, so repeated captures of an unchanged workspace touch one file instead of
+    /// creating one each. The caller holds the lock shared.
+    /// </summary>
+    public static void Pending(string store, string rootHash, DateTimeOffset now)
     {
         if (!OperatingSystem.IsLinux())
         {
             throw new PlatformNotSupportedException("Workspace checkpoints need Linux.");
         }
 
-        var folder = PendingFolder(store);
-        var name = $"{DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()}-{Guid.NewGuid():N}";
-        using var output = new FileStream(Path.Combine(folder, name),
-            new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, UnixCreateMode = (UnixFileMode)BlobMode });
-        output.Write(System.Text.Encoding.ASCII.GetBytes(rootHash));
+        var path = Path.Combine(PendingFolder(store), rootHash);
+        if (!File.Exists(path))
+        {
+            new FileStream(path, new FileStreamOptions { Mode = FileMode.Create, Access = FileAccess.Write, UnixCreateMode = (UnixFileMode)BlobMode }).Dispose();
+        }
+
+        File.SetLastWriteTimeUtc(path, now.UtcDateTime);
     }
 
     /// <summary>The root trees of recent captures; removes the records older than <see cref="PendingLifetime"/>. Exclusive lock held.</summary>
@@ -86,11 +92,9 @@ internal static class CheckpointStore
         foreach (var file in Directory.EnumerateFiles(PendingFolder(store)))
         {
             var name = Path.GetFileName(file);
-            var dash = name.IndexOf('-');
-            if (dash > 0 && long.TryParse(name.AsSpan(0, dash), out var at)
-                && now - DateTimeOffset.FromUnixTimeMilliseconds(at) < PendingLifetime)
+            if (name.Length == 64 && name.All(char.IsAsciiHexDigitLower) && now - File.GetLastWriteTimeUtc(file) < PendingLifetime)
             {
-                roots.Add(File.ReadAllText(file).Trim());
+                roots.Add(name);
             }
             else
             {

@@ -111,7 +111,7 @@ internal sealed class WorkspaceCheckpoints(WorkspaceRoot workspaces)
         }
 
         var rootHash = StoreTree(store, root, skipped, previous, next).Hash;
-        CheckpointStore.Pending(store, rootHash);
+        CheckpointStore.Pending(store, rootHash, DateTimeOffset.UtcNow);
         Index.Put(workspace.FullPath, next);
         return new CapturedCheckpoint(rootHash, new CheckpointManifest(entries, skipped), read);
     }

@@ -302,7 +302,10 @@ public sealed class WorkspaceCheckpointTests : IDisposable
     {
         Write("a.txt", "captured, row still on its way");
         var pending = CaptureFull().Hash;
+        Assert.Equal(pending, CaptureFull().Hash);
         var expected = Picture();
+        // One record per root, touched again by the same root: an idle session's calls create no files.
+        Assert.Equal([pending], Directory.GetFiles(Path.Combine(_checkpoints.StoreOf(Tenant), ".pending")).Select(Path.GetFileName));
 
         var collected = await _checkpoints.CollectAsync(Tenant, DateTimeOffset.UtcNow, _ => Task.FromResult<IReadOnlyCollection<string>>([]), default);
 
