@@ -1,6 +1,6 @@
 using System.Security.Cryptography;
 using System.Text.Json;
-using HarnessServer.Http;
+using HarnessServer.Errors;
 using HarnessServer.Sandbox;
 
 namespace HarnessServer.Sessions;
@@ -514,7 +514,7 @@ internal sealed class WorkspaceCheckpoints(WorkspaceRoot workspaces)
         return Path.Combine(store, hash[..2], hash);
     }
 
-    private static HarnessProblemException Collected(string treeHash) => new(StatusCodes.Status404NotFound, "checkpoint_not_found",
+    private static HarnessError Collected(string treeHash) => new(ErrorKind.NotFound, "checkpoint_not_found",
         $"Checkpoint {treeHash} is no longer kept: it was pruned and its content collected.");
 
     // Workspaces, their modes and owners are Linux's (bubblewrap, openat2); the platform analyzer wants the check in each method.

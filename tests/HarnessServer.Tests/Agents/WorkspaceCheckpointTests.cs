@@ -293,7 +293,7 @@ public sealed class WorkspaceCheckpointTests : IDisposable
         Assert.Equal(first, Picture());
         _checkpoints.Restore(Tenant, _session, c, User);
         Assert.Equal(third, Picture());
-        var gone = Assert.Throws<HarnessServer.Http.HarnessProblemException>(() => _checkpoints.Restore(Tenant, _session, b, User));
+        var gone = Assert.Throws<HarnessServer.Errors.HarnessError>(() => _checkpoints.Restore(Tenant, _session, b, User));
         Assert.Equal("checkpoint_not_found", gone.Code);
     }
 
