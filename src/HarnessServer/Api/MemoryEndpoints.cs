@@ -12,10 +12,11 @@ using Microsoft.AspNetCore.Http.HttpResults;
 namespace HarnessServer.Api;
 
 /// <summary>
-/// <c>/v1/memory</c>: membership of the namespace first (the store), then the policy on <c>memory.save</c> (writes and
-/// deletes) or <c>memory.search</c> (searches and listings) with the namespace as argument, then the operation. An
-/// <c>ask</c> on a write or search is held for approval as a tool call outside a session (<see cref="MemoryRequests"/>);
-/// a listing or delete under <c>ask</c> is refused, since neither is a tool call an approver could decide.
+/// <c>/v1/memory</c>: membership of the namespace first (the store). A write or a search is then the tool call
+/// <c>memory.save</c> or <c>memory.search</c> outside a session, run through the same pipeline as every other call
+/// (validated, decided, held for approval on <c>ask</c>, executed, audited; <see cref="MemoryRequests"/>). A listing
+/// or a delete is no tool call: it is decided by the same policy on <c>memory.search</c> or <c>memory.save</c> with
+/// the namespace as argument, and refused under <c>ask</c>, since there is nothing an approver could be shown.
 /// </summary>
 internal static class MemoryEndpoints
 {
@@ -56,16 +57,10 @@ internal static class MemoryEndpoints
     }
 
     private static async Task<Results<Created<MemorySaveResult>, Accepted<MemoryRequestView>, ProblemHttpResult>> SaveAsync(
-        string @namespace, SaveMemoryRequest request, CurrentUser user, MemoryStore store, IMemoryPolicy policy, MemoryRequests requests,
-        CancellationToken cancellationToken)
+        string @namespace, SaveMemoryRequest request, CurrentUser user, MemoryStore store, MemoryRequests requests, CancellationToken cancellationToken)
     {
+        // Membership of the namespace first, then what could not be stored: neither becomes a recorded call.
         var scope = await store.ResolveAsync(user, @namespace, cancellationToken);
-        var outcome = await policy.DecideAsync(user, MemoryStore.SaveTool, scope.Namespace.ToString(), cancellationToken);
-        if (Denied(outcome, MemoryStore.SaveTool, scope) is { } denied)
-        {
-            return denied;
-        }
-
         var metadata = request.Metadata switch
         {
             null or { ValueKind: JsonValueKind.Null } => null,
@@ -73,13 +68,8 @@ internal static class MemoryEndpoints
             { } value => throw new HarnessError(ErrorKind.Invalid, "invalid_metadata",
                 $"metadata must be a JSON object; it is {value.ValueKind.ToString().ToLowerInvariant()}."),
         };
-        if (outcome.Effect == MemoryPolicyEffect.Allow)
-        {
-            return TypedResults.Created((string?)null, await store.SaveAsync(user, scope, request.Content, metadata, request.ExpiresAt, cancellationToken));
-        }
-
-        // An approver is only asked about a write that could be stored.
         store.CheckSave(request.Content, metadata, request.ExpiresAt);
+
         var arguments = new JsonObject { ["namespace"] = scope.Namespace.ToString(), ["content"] = request.Content };
         if (metadata is not null)
         {
@@ -91,40 +81,29 @@ internal static class MemoryEndpoints
             arguments["expiresAt"] = expiresAt.ToString("O", CultureInfo.InvariantCulture);
         }
 
-        var submitted = await requests.SubmitAsync(user, MemoryStore.SaveTool, arguments, cancellationToken);
-        return submitted.Status switch
+        var call = await requests.SubmitAsync(user, MemoryStore.SaveTool, arguments, cancellationToken);
+        return call.Status switch
         {
-            ToolCallStatus.PendingApproval => await HeldAsync(submitted, user, requests, cancellationToken),
-            ToolCallStatus.Succeeded => TypedResults.Created((string?)null, submitted.Result.Deserialize<MemorySaveResult>(AuditViews.Json)!),
-            _ => Unsuccessful(submitted),
+            ToolCallStatus.Succeeded => TypedResults.Created((string?)null, call.Result.Deserialize<MemorySaveResult>(AuditViews.Json)!),
+            ToolCallStatus.PendingApproval => await HeldAsync(call, user, requests, cancellationToken),
+            _ => Unsuccessful(call, scope),
         };
     }
 
     private static async Task<Results<Ok<MemorySearchResult>, Accepted<MemoryRequestView>, ProblemHttpResult>> SearchAsync(
-        string @namespace, SearchMemoryRequest request, CurrentUser user, MemoryStore store, IMemoryPolicy policy, MemoryRequests requests,
-        CancellationToken cancellationToken)
+        string @namespace, SearchMemoryRequest request, CurrentUser user, MemoryStore store, MemoryRequests requests, CancellationToken cancellationToken)
     {
         var scope = await store.ResolveAsync(user, @namespace, cancellationToken);
-        var outcome = await policy.DecideAsync(user, MemoryStore.SearchTool, scope.Namespace.ToString(), cancellationToken);
-        if (Denied(outcome, MemoryStore.SearchTool, scope) is { } denied)
-        {
-            return denied;
-        }
-
         var k = request.K ?? MemoryStore.DefaultK;
-        if (outcome.Effect == MemoryPolicyEffect.Allow)
-        {
-            return TypedResults.Ok(await store.SearchAsync(user, scope, request.Query, k, cancellationToken));
-        }
-
         store.CheckSearch(request.Query, k);
+
         var arguments = new JsonObject { ["namespace"] = scope.Namespace.ToString(), ["query"] = request.Query, ["k"] = k };
-        var submitted = await requests.SubmitAsync(user, MemoryStore.SearchTool, arguments, cancellationToken);
-        return submitted.Status switch
+        var call = await requests.SubmitAsync(user, MemoryStore.SearchTool, arguments, cancellationToken);
+        return call.Status switch
         {
-            ToolCallStatus.PendingApproval => await HeldAsync(submitted, user, requests, cancellationToken),
-            ToolCallStatus.Succeeded => TypedResults.Ok(submitted.Result.Deserialize<MemorySearchResult>(AuditViews.Json)!),
-            _ => Unsuccessful(submitted),
+            ToolCallStatus.Succeeded => TypedResults.Ok(call.Result.Deserialize<MemorySearchResult>(AuditViews.Json)!),
+            ToolCallStatus.PendingApproval => await HeldAsync(call, user, requests, cancellationToken),
+            _ => Unsuccessful(call, scope),
         };
     }
 
@@ -192,10 +171,11 @@ internal static class MemoryEndpoints
         ToolCallResponse submitted, CurrentUser user, MemoryRequests requests, CancellationToken cancellationToken) =>
         TypedResults.Accepted(MemoryRequests.Location(submitted.Id), await requests.FindAsync(user, submitted.Id, cancellationToken));
 
-    // The pipeline decided the held request again with the tenant's policy, and did not hold it.
-    private static ProblemHttpResult Unsuccessful(ToolCallResponse call) => call.Status switch
+    // The pipeline decided the call and did not run it (denied, rejected), or ran it and it failed.
+    private static ProblemHttpResult Unsuccessful(ToolCallResponse call, MemoryScope scope) => call.Status switch
     {
-        ToolCallStatus.Denied => Problems.Result(StatusCodes.Status403Forbidden, "denied", call.Error?.Message ?? "Denied by policy.", "Denied by policy"),
+        ToolCallStatus.Denied => Problems.Result(StatusCodes.Status403Forbidden, "denied",
+            call.Decision?.Reason ?? call.Error?.Message ?? $"Policy denies {call.Tool} on '{scope.Namespace}'.", "Denied by policy"),
         ToolCallStatus.Rejected => Problems.Result(StatusCodes.Status400BadRequest, call.Error?.Code ?? "rejected", call.Error?.Message ?? "The request was rejected."),
         _ => Problems.Result(StatusCodes.Status422UnprocessableEntity, call.Error?.Code ?? "failed", call.Error?.Message ?? "The request failed."),
     };
