@@ -26,7 +26,7 @@ internal sealed class CheckpointStep(WorkspaceCheckpoints checkpoints, AuditChai
             return;
         }
 
-        (string Hash, CheckpointManifest Manifest) captured;
+        CapturedCheckpoint captured;
         try
         {
             captured = checkpoints.Capture(context.Caller.TenantId, context.Workspace);
@@ -37,7 +37,7 @@ internal sealed class CheckpointStep(WorkspaceCheckpoints checkpoints, AuditChai
             return;
         }
 
-        var (hash, manifest) = captured;
+        var (hash, manifest, _) = captured;
         context.Checkpoint = (Guid.CreateVersion7(), hash);
         var row = new AuditCommand("""
             INSERT INTO workspace_checkpoints (id, tenant_id, session_id, tool_call_id, tool, tree_hash, files, bytes, skipped, created_at)

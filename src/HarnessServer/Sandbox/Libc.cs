@@ -17,7 +17,7 @@ internal static partial class Libc
     public const int ENOENT = 2, EINTR = 4, ENXIO = 6, EAGAIN = 11, EACCES = 13, EEXIST = 17, EXDEV = 18,
         ENOTDIR = 20, EISDIR = 21, ENAMETOOLONG = 36, ENOSYS = 38, ELOOP = 40, EPERM = 1;
 
-    public const ulong O_RDONLY = 0, O_WRONLY = 1, O_CREAT = 0x40, O_EXCL = 0x80, O_NOCTTY = 0x100,
+    public const ulong O_RDONLY = 0, O_WRONLY = 1, O_RDWR = 2, O_CREAT = 0x40, O_EXCL = 0x80, O_NOCTTY = 0x100,
         O_NONBLOCK = 0x800, O_CLOEXEC = 0x80000, O_PATH = 0x200000;
 
     // These two differ between x86-64 and the Arm ports of Linux.
@@ -52,9 +52,19 @@ internal static partial class Libc
         [FieldOffset(20)] public uint Uid;
         [FieldOffset(24)] public uint Gid;
         [FieldOffset(28)] public ushort Mode;
+        [FieldOffset(32)] public ulong Inode;
         [FieldOffset(40)] public ulong Size;
+        [FieldOffset(96)] public long ChangedSeconds;
+        [FieldOffset(104)] public uint ChangedNanoseconds;
+        [FieldOffset(112)] public long ModifiedSeconds;
+        [FieldOffset(120)] public uint ModifiedNanoseconds;
+        [FieldOffset(136)] public uint DeviceMajor;
+        [FieldOffset(140)] public uint DeviceMinor;
 
         public readonly ushort Type => (ushort)(Mode & S_IFMT);
+        public readonly long Changed => ChangedSeconds * 1_000_000_000 + ChangedNanoseconds;
+        public readonly long Modified => ModifiedSeconds * 1_000_000_000 + ModifiedNanoseconds;
+        public readonly ulong Device => ((ulong)DeviceMajor << 32) | DeviceMinor;
     }
 
     [LibraryImport(Library, EntryPoint = "syscall", SetLastError = true)]
@@ -133,6 +143,15 @@ internal static partial class Libc
     /// <summary><c>statx</c> of the open file itself.</summary>
     public static int Stat(SafeFileHandle file, out Statx buffer) =>
         StatxCore(file, "", AT_EMPTY_PATH, STATX_BASIC_STATS, out buffer) == 0 ? 0 : -Marshal.GetLastPInvokeError();
+
+    [LibraryImport(Library, EntryPoint = "flock", SetLastError = true)]
+    private static partial int FlockCore(SafeFileHandle fd, int operation);
+
+    public const int LOCK_SH = 1, LOCK_EX = 2, LOCK_NB = 4;
+
+    /// <summary><c>flock(2)</c>: 0, or -errno (<c>EWOULDBLOCK</c> is <see cref="EAGAIN"/> with <see cref="LOCK_NB"/>).</summary>
+    public static int Flock(SafeFileHandle file, int operation) =>
+        FlockCore(file, operation) == 0 ? 0 : -Marshal.GetLastPInvokeError();
 
     [LibraryImport(Library, EntryPoint = "fdopendir", SetLastError = true)]
     public static partial nint Fdopendir(int fd);

@@ -2,24 +2,40 @@ using Microsoft.Win32.SafeHandles;
 
 namespace HarnessServer.Sandbox;
 
-/// <summary>One entry met while walking a workspace for a checkpoint.</summary>
-internal sealed record SnapshotEntry(string Path, string Kind, uint Mode, long Size, SafeFileHandle? File, string? Skipped);
+/// <summary>
+/// What says a file is the one seen before without reading it, as git's index does: the kernel sets the change time
+/// (<c>ctime</c>) on every write, chmod, rename or link and no caller can set it back, so a rewrite that restores size
+/// and modification time still shows. Times are nanoseconds since the epoch.
+/// </summary>
+internal readonly record struct FileStamp(ulong Device, ulong Inode, long Size, long Modified, long Changed, uint Mode)
+{
+    public static FileStamp Of(in Libc.Statx stat) =>
+        new(stat.Device, stat.Inode, (long)stat.Size, stat.Modified, stat.Changed, stat.Mode);
+}
+
+/// <summary>
+/// One entry met while walking a workspace for a checkpoint. A regular file comes with its open handle when the
+/// walk's caller asked for its content, and without one (<see cref="File"/> null, <see cref="Skipped"/> null) when the
+/// caller already knows the content of a file with this <see cref="Stamp"/>.
+/// </summary>
+internal sealed record SnapshotEntry(string Path, string Kind, uint Mode, long Size, FileStamp Stamp, SafeFileHandle? File, string? Skipped);
 
 internal sealed partial class Workspace
 {
     /// <summary>
     /// Walks the workspace for a checkpoint the way <see cref="Search"/> does: every directory and file is opened
     /// confined beneath the root and never through a link, so a link the sandbox planted (even one swapped in during
-    /// the walk) is reported as skipped rather than followed into a host file. Regular files come with their open
-    /// handle (the caller reads and disposes it); directories come before their contents, in ordinal order.
+    /// the walk) is reported as skipped rather than followed into a host file. Directories come before their
+    /// contents, in ordinal order. A regular file is opened only when <paramref name="needsContent"/> says so for its
+    /// path and stamp (every file when it is null); the caller reads and disposes the handle.
     /// </summary>
-    public IEnumerable<SnapshotEntry> Walk()
+    public IEnumerable<SnapshotEntry> Walk(Func<string, FileStamp, bool>? needsContent = null)
     {
         var root = OpenDirectory("", ".");
-        return WalkDirectory(root, "", 0);
+        return WalkDirectory(root, "", 0, needsContent);
     }
 
-    private IEnumerable<SnapshotEntry> WalkDirectory(SafeFileHandle directory, string prefix, int depth)
+    private IEnumerable<SnapshotEntry> WalkDirectory(SafeFileHandle directory, string prefix, int depth, Func<string, FileStamp, bool>? needsContent)
     {
         using var _ = directory;
         var entries = ReadEntries(directory);
@@ -38,45 +54,50 @@ internal sealed partial class Workspace
                     var fd = Libc.Openat2(directory, name, Libc.O_RDONLY | Libc.O_DIRECTORY | Libc.O_CLOEXEC, 0, Confined);
                     if (fd < 0)
                     {
-                        yield return new SnapshotEntry(relative, "directory", 0, 0, null, $"cannot be opened: {Libc.Describe(-fd)}");
+                        yield return new SnapshotEntry(relative, "directory", 0, 0, default, null, $"cannot be opened: {Libc.Describe(-fd)}");
                         continue;
                     }
 
-                    yield return new SnapshotEntry(relative, "directory", (uint)stat.Mode & 0b111_111_111, 0, null, null);
-                    foreach (var child in WalkDirectory(new SafeFileHandle(fd, ownsHandle: true), relative, depth + 1))
+                    yield return new SnapshotEntry(relative, "directory", (uint)stat.Mode & 0b111_111_111, 0, FileStamp.Of(stat), null, null);
+                    foreach (var child in WalkDirectory(new SafeFileHandle(fd, ownsHandle: true), relative, depth + 1, needsContent))
                     {
                         yield return child;
                     }
 
                     break;
                 case Libc.S_IFDIR:
-                    yield return new SnapshotEntry(relative, "directory", 0, 0, null, $"deeper than {MaxDepth} levels");
+                    yield return new SnapshotEntry(relative, "directory", 0, 0, default, null, $"deeper than {MaxDepth} levels");
+                    break;
+                case Libc.S_IFREG when MayRead(stat) && needsContent?.Invoke(relative, FileStamp.Of(stat)) == false:
+                    // Known content: nothing is opened, so nothing can be followed.
+                    yield return new SnapshotEntry(relative, "file", (uint)stat.Mode & 0b111_111_111, (long)stat.Size, FileStamp.Of(stat), null, null);
                     break;
                 case Libc.S_IFREG:
                     var file = Libc.Openat2(directory, name,
                         Libc.O_RDONLY | Libc.O_NONBLOCK | Libc.O_NOCTTY | Libc.O_CLOEXEC | Libc.O_NOFOLLOW, 0, Confined);
                     if (file < 0)
                     {
-                        yield return new SnapshotEntry(relative, "file", 0, 0, null, $"cannot be opened: {Libc.Describe(-file)}");
+                        yield return new SnapshotEntry(relative, "file", 0, 0, default, null, $"cannot be opened: {Libc.Describe(-file)}");
                         continue;
                     }
 
                     var handle = new SafeFileHandle(file, ownsHandle: true);
-                    // Decide on what was actually opened: the name may have been swapped since the stat.
+                    // Decide on what was actually opened: the name may have been swapped since the stat. Its stamp is
+                    // taken before the content is read, so a write during the read changes the stamp the next walk sees.
                     if (Libc.Stat(handle, out var opened) != 0 || opened.Type != Libc.S_IFREG || !MayRead(opened))
                     {
                         handle.Dispose();
-                        yield return new SnapshotEntry(relative, "file", 0, 0, null, "changed kind during the walk, or is a hard link to a file the sandbox does not own");
+                        yield return new SnapshotEntry(relative, "file", 0, 0, default, null, "changed kind during the walk, or is a hard link to a file the sandbox does not own");
                         continue;
                     }
 
-                    yield return new SnapshotEntry(relative, "file", (uint)opened.Mode & 0b111_111_111, (long)opened.Size, handle, null);
+                    yield return new SnapshotEntry(relative, "file", (uint)opened.Mode & 0b111_111_111, (long)opened.Size, FileStamp.Of(opened), handle, null);
                     break;
                 case Libc.S_IFLNK:
-                    yield return new SnapshotEntry(relative, "symlink", 0, 0, null, "symbolic links are not captured");
+                    yield return new SnapshotEntry(relative, "symlink", 0, 0, default, null, "symbolic links are not captured");
                     break;
                 default:
-                    yield return new SnapshotEntry(relative, "other", 0, 0, null, "not a regular file, directory or link");
+                    yield return new SnapshotEntry(relative, "other", 0, 0, default, null, "not a regular file, directory or link");
                     break;
             }
         }

@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using System.Text.Json;
+using HarnessServer.Errors;
 using HarnessServer.Sandbox;
 
 namespace HarnessServer.Sessions;
@@ -17,15 +18,23 @@ internal sealed record CheckpointManifest(IReadOnlyList<ManifestEntry> Entries, 
     public int Files => Entries.Count(e => e.Kind == "file");
 }
 
+/// <summary>What a collection kept (blobs reachable from a root) and removed.</summary>
+internal sealed record CollectedBlobs(int Kept, int Deleted, long Bytes);
+
+/// <summary>A capture: the checkpoint's name (its root tree's hash), what it holds, and how many files had to be read.</summary>
+internal sealed record CapturedCheckpoint(string Hash, CheckpointManifest Manifest, int FilesRead);
+
 /// <summary>
 /// Content-addressed, deduplicated snapshots of session workspaces. Blobs live under
 /// <c>&lt;WorkspacesPath&gt;/.objects/&lt;tenant&gt;/&lt;aa&gt;/&lt;sha256&gt;</c> (root-only, outside every sandbox mount), so a file
-/// that did not change since the last checkpoint costs one hash and no storage, and a checkpoint's own cost is the
-/// trees of the folders that changed. Files are read through <see cref="Workspace.Walk"/>, which never follows links. A restore builds the
+/// that did not change since the last checkpoint costs no storage, and a checkpoint's own cost is the trees of the
+/// folders that changed. Files are read through <see cref="Workspace.Walk"/>, which never follows links. A restore builds the
 /// tree in a folder the sandbox cannot reach and swaps it in with two renames, so it never writes through anything
 /// the sandbox controls, and it leaves exactly the manifest's files (what is not in it is gone).
-/// Every file is hashed at every checkpoint: a stat-based shortcut (size, mtime) would trust times the sandbox user
-/// can set, and hashing a few hundred small files takes milliseconds.
+/// A file whose stamp (device, inode, size, mtime, ctime, mode) is the one recorded at the workspace's last capture
+/// in this process is not read again (<see cref="CheckpointIndex"/>); the sandbox user can set mtime but not ctime,
+/// so the shortcut trusts nothing the sandbox controls. Captures and restores hold the tenant store's lock shared,
+/// the collector (<see cref="CheckpointCollector"/>) holds it exclusively.
 /// </summary>
 internal sealed class WorkspaceCheckpoints(WorkspaceRoot workspaces)
 {
@@ -33,15 +42,27 @@ internal sealed class WorkspaceCheckpoints(WorkspaceRoot workspaces)
     private const uint BlobMode = 0b110_000_000; // 0600
     private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
 
+    /// <summary>The last capture of each workspace, in this process.</summary>
+    internal CheckpointIndex Index { get; } = new();
+
     /// <summary>Captures the workspace; returns the hash of its root tree (the checkpoint's name) and its manifest.</summary>
-    public (string Hash, CheckpointManifest Manifest) Capture(string tenant, Workspace workspace)
+    public CapturedCheckpoint Capture(string tenant, Workspace workspace)
     {
         var store = StoreOf(tenant);
-        var root = new TreeNode();
+        using var guard = CheckpointStore.Lock(store, exclusive: false);
+        var epoch = CheckpointStore.Epoch(store);
+        var previous = Index.Take(workspace.FullPath, epoch);
+        var next = new CheckpointIndex.Entry(epoch, CheckpointIndex.Now(), previous);
+        var root = new TreeNode { Path = "" };
         var folders = new Dictionary<string, TreeNode>(StringComparer.Ordinal) { [""] = root };
+        var byParentPath = folders.GetAlternateLookup<ReadOnlySpan<char>>();
+        var parent = root;
         var entries = new List<ManifestEntry>();
         var skipped = new List<SkippedEntry>();
-        foreach (var entry in workspace.Walk())
+        var read = 0;
+        // The walk asks just before it yields the entry, so the answer is the one for the entry that follows.
+        string? known = null;
+        foreach (var entry in workspace.Walk(previous is null ? null : (path, stamp) => (known = previous.Known(path, stamp, store)) is null))
         {
             if (entry.Skipped is not null)
             {
@@ -50,24 +71,49 @@ internal sealed class WorkspaceCheckpoints(WorkspaceRoot workspaces)
             }
 
             var slash = entry.Path.LastIndexOf('/');
-            var parent = folders[slash < 0 ? "" : entry.Path[..slash]];
-            var name = entry.Path[(slash + 1)..];
-            if (entry.File is null)
+            var parentPath = slash < 0 ? ReadOnlySpan<char>.Empty : entry.Path.AsSpan(0, slash);
+            if (!parentPath.SequenceEqual(parent.Path))
             {
-                var folder = new TreeNode { Mode = entry.Mode };
+                parent = byParentPath[parentPath];
+            }
+
+            var name = entry.Path[(slash + 1)..];
+            if (entry.Kind == "directory")
+            {
+                var folder = new TreeNode { Mode = entry.Mode, Path = entry.Path };
                 folders[entry.Path] = folder;
-                parent.Folders.Add(name, folder);
+                parent.Folders.Add((name, folder));
                 entries.Add(new ManifestEntry(entry.Path, "directory", null, entry.Mode, 0));
                 continue;
             }
 
-            using var file = entry.File;
-            var (hash, size) = StoreBlob(store, file);
-            parent.Files.Add(name, new TreeEntry(name, "file", hash, entry.Mode, size));
+            string hash;
+            long size;
+            if (entry.File is { } file)
+            {
+                using (file)
+                {
+                    (hash, size) = StoreBlob(store, file);
+                }
+
+                read++;
+                parent.Changed = true;
+            }
+            else
+            {
+                // The walk opened nothing: the index knows this stamp's content, and its blob is in the store.
+                (hash, size) = (known!, entry.Size);
+            }
+
+            next.Files[entry.Path] = new CheckpointIndex.IndexedFile(entry.Stamp, hash);
+            parent.Files.Add(new TreeEntry(name, "file", hash, entry.Mode, size));
             entries.Add(new ManifestEntry(entry.Path, "file", hash, entry.Mode, size));
         }
 
-        return (StoreTree(store, root, skipped), new CheckpointManifest(entries, skipped));
+        var rootHash = StoreTree(store, root, skipped, previous, next).Hash;
+        CheckpointStore.Pending(store, rootHash, DateTimeOffset.UtcNow);
+        Index.Put(workspace.FullPath, next);
+        return new CapturedCheckpoint(rootHash, new CheckpointManifest(entries, skipped), read);
     }
 
     /// <summary>The flat manifest of a checkpoint, read back from its trees.</summary>
@@ -92,10 +138,23 @@ internal sealed class WorkspaceCheckpoints(WorkspaceRoot workspaces)
         }
 
         var store = StoreOf(tenant);
-        var manifest = Load(tenant, treeHash);
-        using (workspaces.Open(tenant, sessionId, user))
+        using var guard = CheckpointStore.Lock(store, exclusive: false);
+        CheckpointManifest manifest;
+        try
+        {
+            manifest = Load(tenant, treeHash);
+        }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+        {
+            // Pruned and collected between the caller's read of its row and this lock.
+            throw Collected(treeHash);
+        }
+
+        using (var workspace = workspaces.Open(tenant, sessionId, user))
         {
             // Opening checks the tenant and session names; the paths below are then plain children of the root.
+            // Every inode is new after the swap below: the workspace's index would only miss.
+            Index.Forget(workspace.FullPath);
         }
 
         var tenantFolder = Path.Combine(workspaces.FullPath, tenant);
@@ -117,7 +176,13 @@ internal sealed class WorkspaceCheckpoints(WorkspaceRoot workspaces)
                 else
                 {
                     Directory.CreateDirectory(Path.GetDirectoryName(path)!);
-                    File.Copy(BlobPath(store, entry.Hash!), path);
+                    var blob = BlobPath(store, entry.Hash!);
+                    if (!File.Exists(blob))
+                    {
+                        throw Collected(treeHash);
+                    }
+
+                    File.Copy(blob, path);
                     File.SetUnixFileMode(path, (UnixFileMode)(entry.Mode & 0b111_111_111));
                 }
             }
@@ -148,21 +213,134 @@ internal sealed class WorkspaceCheckpoints(WorkspaceRoot workspaces)
         Directory.Delete(retired, recursive: true);
     }
 
-    // One folder is one tree blob (like git's trees): a checkpoint after a one-file change stores that file, its
-    // folder's tree and the trees above it; every unchanged folder's tree is shared with the checkpoint before.
-    private static string StoreTree(string store, TreeNode node, IReadOnlyList<SkippedEntry>? skipped)
+    /// <summary>The tenants that have a checkpoint store.</summary>
+    public IEnumerable<string> Tenants()
     {
-        var entries = node.Files.Values.ToList();
-        foreach (var (name, folder) in node.Folders)
+        var objects = Path.Combine(workspaces.FullPath, ".objects");
+        return Directory.Exists(objects)
+            ? Directory.EnumerateDirectories(objects).Select(Path.GetFileName).Where(t => t is { Length: > 0 } && t[0] != '.').Select(t => t!).Order(StringComparer.Ordinal).ToList()
+            : [];
+    }
+
+    /// <summary>
+    /// Deletes every blob of the tenant's store that no root reaches: the roots are the committed checkpoints'
+    /// (read by <paramref name="committedRoots"/> while the store is locked, so no capture is between its walk and its
+    /// pending record) and the captures recorded pending within <see cref="CheckpointStore.PendingLifetime"/> of
+    /// <paramref name="now"/>. Leftover temporary files of a crashed capture older than that go too. A new epoch
+    /// then makes every index recorded before check that its blobs still exist.
+    /// </summary>
+    public async Task<CollectedBlobs> CollectAsync(string tenant, DateTimeOffset now,
+        Func<CancellationToken, Task<IReadOnlyCollection<string>>> committedRoots, CancellationToken cancellationToken)
+    {
+        var store = StoreOf(tenant);
+        using var guard = CheckpointStore.Lock(store, exclusive: true);
+        var roots = CheckpointStore.RecentRoots(store, now);
+        roots.AddRange(await committedRoots(cancellationToken));
+        var reachable = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var root in roots)
         {
-            entries.Add(new TreeEntry(name, "directory", StoreTree(store, folder, null), folder.Mode, 0));
+            Mark(store, root, reachable, depth: 0);
         }
 
+        var (deleted, bytes) = (0, 0L);
+        foreach (var folder in Directory.EnumerateDirectories(store))
+        {
+            var name = Path.GetFileName(folder);
+            if (name.Length != 2 || !name.All(char.IsAsciiHexDigitLower))
+            {
+                continue;
+            }
+
+            foreach (var blob in Directory.EnumerateFiles(folder))
+            {
+                if (!reachable.Contains(Path.GetFileName(blob)))
+                {
+                    bytes += new FileInfo(blob).Length;
+                    File.Delete(blob);
+                    deleted++;
+                }
+            }
+        }
+
+        foreach (var incoming in Directory.EnumerateFiles(store, ".incoming-*"))
+        {
+            if (now - File.GetLastWriteTimeUtc(incoming) > CheckpointStore.PendingLifetime)
+            {
+                File.Delete(incoming);
+            }
+        }
+
+        CheckpointStore.NewEpoch(store);
+        return new CollectedBlobs(reachable.Count, deleted, bytes);
+    }
+
+    // Trees shared between checkpoints are marked once: the walk is O(distinct trees), not O(checkpoints x files).
+    private static void Mark(string store, string treeHash, HashSet<string> reachable, int depth)
+    {
+        if (depth > 256 || !reachable.Add(treeHash))
+        {
+            return;
+        }
+
+        Tree tree;
+        try
+        {
+            tree = ReadTree(store, treeHash);
+        }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+        {
+            // A root whose tree is gone (a capture that failed half way) reaches nothing more.
+            return;
+        }
+
+        foreach (var entry in tree.Entries)
+        {
+            if (entry.Kind == "directory")
+            {
+                Mark(store, entry.Hash, reachable, depth + 1);
+            }
+            else
+            {
+                reachable.Add(entry.Hash);
+            }
+        }
+    }
+
+    // One folder is one tree blob (like git's trees): a checkpoint after a one-file change stores that file, its
+    // folder's tree and the trees above it; every unchanged folder's tree is shared with the checkpoint before, and a
+    // folder whose files were all known, whose mode and number of entries are the same and whose folders are all
+    // unchanged is the tree it was, so it is neither serialised nor hashed again.
+    private static (string Hash, bool Reused) StoreTree(string store, TreeNode node, IReadOnlyList<SkippedEntry>? skipped,
+        CheckpointIndex.Entry? previous, CheckpointIndex.Entry next)
+    {
+        var unchanged = !node.Changed;
+        var folders = new TreeEntry[node.Folders.Count];
+        for (var i = 0; i < folders.Length; i++)
+        {
+            var (name, folder) = node.Folders[i];
+            var (hash, reused) = StoreTree(store, folder, null, previous, next);
+            unchanged &= reused;
+            folders[i] = new TreeEntry(name, "directory", hash, folder.Mode, 0);
+        }
+
+        var count = node.Files.Count + folders.Length;
+        var skippedHere = skipped is { Count: > 0 } ? skipped : null;
+        if (unchanged && previous?.Folder(node.Path) is { } known && known.Mode == node.Mode && known.Entries == count
+            && known.Skipped.SequenceEqual(skippedHere ?? []))
+        {
+            next.Folders[node.Path] = known;
+            return (known.Hash, true);
+        }
+
+        var entries = new List<TreeEntry>(count);
+        entries.AddRange(node.Files);
+        entries.AddRange(folders);
         entries.Sort((a, b) => string.CompareOrdinal(a.Name, b.Name));
-        var bytes = JsonSerializer.SerializeToUtf8Bytes(new Tree(entries, skipped is { Count: > 0 } ? skipped : null), Json);
-        var hash = Convert.ToHexStringLower(SHA256.HashData(bytes));
-        WriteBlob(store, hash, bytes);
-        return hash;
+        var bytes = JsonSerializer.SerializeToUtf8Bytes(new Tree(entries, skippedHere), Json);
+        var treeHash = Convert.ToHexStringLower(SHA256.HashData(bytes));
+        WriteBlob(store, treeHash, bytes);
+        next.Folders[node.Path] = new CheckpointIndex.IndexedFolder(node.Mode, count, treeHash, skippedHere ?? []);
+        return (treeHash, false);
     }
 
     private static Tree ReadTree(string store, string hash) =>
@@ -193,9 +371,13 @@ internal sealed class WorkspaceCheckpoints(WorkspaceRoot workspaces)
 
     private sealed class TreeNode
     {
+        public required string Path { get; init; }
         public uint Mode { get; init; }
-        public SortedDictionary<string, TreeNode> Folders { get; } = new(StringComparer.Ordinal);
-        public SortedDictionary<string, TreeEntry> Files { get; } = new(StringComparer.Ordinal);
+        /// <summary>A file of this folder (not of its folders) was read: its tree may differ.</summary>
+        public bool Changed { get; set; }
+        // The walk yields each folder's entries in ordinal order.
+        public List<(string Name, TreeNode Node)> Folders { get; } = [];
+        public List<TreeEntry> Files { get; } = [];
     }
 
     private sealed record TreeEntry(string Name, string Kind, string Hash, uint Mode, long Size);
@@ -211,7 +393,7 @@ internal sealed class WorkspaceCheckpoints(WorkspaceRoot workspaces)
             : 0;
     }
 
-    private string StoreOf(string tenant)
+    internal string StoreOf(string tenant)
     {
         if (!OperatingSystem.IsLinux())
         {
@@ -322,7 +504,7 @@ internal sealed class WorkspaceCheckpoints(WorkspaceRoot workspaces)
         File.Move(temporary, path, overwrite: true);
     }
 
-    private static string BlobPath(string store, string hash)
+    internal static string BlobPath(string store, string hash)
     {
         if (hash.Length != 64 || !hash.All(char.IsAsciiHexDigitLower))
         {
@@ -331,6 +513,9 @@ internal sealed class WorkspaceCheckpoints(WorkspaceRoot workspaces)
 
         return Path.Combine(store, hash[..2], hash);
     }
+
+    private static HarnessError Collected(string treeHash) => new(ErrorKind.NotFound, "checkpoint_not_found",
+        $"Checkpoint {treeHash} is no longer kept: it was pruned and its content collected.");
 
     // Workspaces, their modes and owners are Linux's (bubblewrap, openat2); the platform analyzer wants the check in each method.
     private static PlatformNotSupportedException Unsupported() => new("Workspace checkpoints need Linux.");
