@@ -17,11 +17,15 @@ internal sealed class ArgumentMatcher(string name, PolicyGlob[] globs)
 
     public bool IsCommand { get; } = name == "command";
 
-    public bool IsMatch(ReadOnlySpan<char> value, bool crossesSlash)
+    /// <summary>
+    /// Whether any glob matches <paramref name="value"/>; with <paramref name="spelledOut"/> above 0, only a glob
+    /// whose literal prefix covers that many characters counts (a rule naming a code-running word).
+    /// </summary>
+    public bool IsMatch(ReadOnlySpan<char> value, bool crossesSlash, int spelledOut = 0)
     {
         foreach (var glob in Globs)
         {
-            if (glob.IsMatch(value, crossesSlash))
+            if (glob.LiteralPrefixLength >= spelledOut && glob.IsMatch(value, crossesSlash))
             {
                 return true;
             }
@@ -38,6 +42,7 @@ internal sealed class CompiledRule
     {
         Tool = PolicyGlob.Parse(rule.Tool);
         Args = [.. rule.Args.Select(a => new ArgumentMatcher(a.Key, [.. a.Value.Select(PolicyGlob.Parse)]))];
+        ConstrainsCommand = Array.Exists(Args, a => a.IsCommand);
         Effect = rule.Effect;
         // Only org rules can lock; the parser refuses the others, and a hand-built rule must not gain the power.
         Locked = rule.Locked && level == PolicyLevel.Org;
@@ -54,6 +59,9 @@ internal sealed class CompiledRule
     };
 
     public ArgumentMatcher[] Args { get; }
+
+    /// <summary>Whether the rule has a <c>command</c> matcher; one without matches every shell line.</summary>
+    public bool ConstrainsCommand { get; }
 
     public PolicyEffect Effect { get; }
 

@@ -64,6 +64,29 @@ internal sealed class PolicyGlob
     /// <summary>The exact text a literal pattern matches (the pattern with its escapes removed).</summary>
     public string LiteralText => _literal;
 
+    /// <summary>
+    /// How many leading characters of a matching text the pattern spells out literally, before its first wildcard
+    /// (<see cref="int.MaxValue"/> for a literal pattern). A shell rule names a code-running word only when the word
+    /// ends within this prefix.
+    /// </summary>
+    public int LiteralPrefixLength => _shape switch
+    {
+        Shape.Literal => int.MaxValue,
+        Shape.PrefixThenStar or Shape.PrefixThenDoubleStar => _literal.Length,
+        _ => LeadingLiteralTokens(),
+    };
+
+    private int LeadingLiteralTokens()
+    {
+        var count = 0;
+        while (count < _tokens.Length && _tokens[count].Kind == Kind.Literal)
+        {
+            count++;
+        }
+
+        return count;
+    }
+
     public static PolicyGlob Parse(string pattern) =>
         TryParse(pattern, out var glob, out var error) ? glob : throw new ArgumentException(error, nameof(pattern));
 

@@ -31,7 +31,7 @@ internal sealed class ToolExecutors(BubblewrapSandbox sandbox, HttpFetchTool htt
                     {
                         WorkspacePath = context.Workspace.FullPath,
                         User = context.Workspace.Owner,
-                        Command = Text(arguments, "command"),
+                        Command = ShellCommandToRun(context, arguments),
                         TimeoutSeconds = arguments.TryGetProperty("timeoutSeconds", out var t) ? Integer(t) : null,
                     }, cancellationToken)),
                     BuiltInTools.HttpFetch => await http.FetchAsync(
@@ -52,6 +52,14 @@ internal sealed class ToolExecutors(BubblewrapSandbox sandbox, HttpFetchTool htt
             // A refusal of the tool itself (not a member of the namespace, content too large) is the call's result.
             return ToolOutcome.Failure(e.Code, e.Message);
         }
+    }
+
+    // The words that run are the words decided: the decided line (globs expanded) rendered with every word quoted.
+    // A line the parser cannot classify ran the decision only under a rule without a command matcher, as written.
+    private static string ShellCommandToRun(ToolCallContext context, JsonElement arguments)
+    {
+        var decided = context.ShellLine ?? Text(arguments, "command");
+        return Policies.ShellLine.Render(decided) ?? decided;
     }
 
     // The HTTP memory route holds a write with its metadata and expiry as these same arguments.
