@@ -17,15 +17,25 @@ internal sealed class ArgumentMatcher(string name, PolicyGlob[] globs)
 
     public bool IsCommand { get; } = name == "command";
 
-    /// <summary>
-    /// Whether any glob matches <paramref name="value"/>; with <paramref name="spelledOut"/> above 0, only a glob
-    /// whose literal prefix covers that many characters counts (a rule naming a code-running word).
-    /// </summary>
-    public bool IsMatch(ReadOnlySpan<char> value, bool crossesSlash, int spelledOut = 0)
+    public bool IsMatch(ReadOnlySpan<char> value, bool crossesSlash)
     {
         foreach (var glob in Globs)
         {
-            if (glob.LiteralPrefixLength >= spelledOut && glob.IsMatch(value, crossesSlash))
+            if (glob.IsMatch(value, crossesSlash))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    /// <summary>Whether a glob matches <paramref name="value"/> spelling out the characters <paramref name="from"/> to <paramref name="to"/> literally.</summary>
+    public bool IsMatchSpelling(ReadOnlySpan<char> value, bool crossesSlash, int from, int to)
+    {
+        foreach (var glob in Globs)
+        {
+            if (glob.IsMatchSpelling(value, crossesSlash, from, to))
             {
                 return true;
             }

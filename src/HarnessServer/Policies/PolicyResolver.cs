@@ -117,7 +117,7 @@ internal sealed class PolicyResolver
                 var program = words[simple.FirstWord];
                 var bareStart = program.Start + text.Slice(program.Start, program.Length).LastIndexOf('/') + 1;
                 var bareProgram = text[bareStart..(simple.TextStart + simple.TextLength)];
-                var decision = DecideCall(plan, new CallView(args, path, hasPath, command, true, bareProgram, simple.TriggerEnd));
+                var decision = DecideCall(plan, new CallView(args, path, hasPath, command, true, bareProgram, simple.TriggerStart, simple.TriggerEnd));
                 if (i == 0 || decision.Effect > worst.Effect)
                 {
                     worst = decision;
@@ -215,9 +215,12 @@ internal sealed class PolicyResolver
                 // "/bin/rm x" must not slip past a deny "rm *": ask and deny rules also see the bare program name.
                 // Allow rules do not, or "./git" (any script in the workspace) would pass for "git". An allow rule
                 // admits a command that runs other code only when its glob spells the deciding word out.
-                if (rule.Effect == PolicyEffect.Allow
-                        ? arg.IsMatch(call.Command, crossesSlash: true, call.TriggerEnd)
-                        : arg.IsMatch(call.Command, crossesSlash: true) || arg.IsMatch(call.BareProgramCommand, crossesSlash: true))
+                var matched = rule.Effect != PolicyEffect.Allow
+                    ? arg.IsMatch(call.Command, crossesSlash: true) || arg.IsMatch(call.BareProgramCommand, crossesSlash: true)
+                    : call.TriggerEnd > 0
+                        ? arg.IsMatchSpelling(call.Command, crossesSlash: true, call.TriggerStart, call.TriggerEnd)
+                        : arg.IsMatch(call.Command, crossesSlash: true);
+                if (matched)
                 {
                     continue;
                 }
@@ -386,8 +389,10 @@ internal sealed class PolicyResolver
             ReadOnlySpan<char> command,
             bool hasCommand,
             ReadOnlySpan<char> bareProgramCommand = default,
+            int triggerStart = 0,
             int triggerEnd = 0)
         {
+            TriggerStart = triggerStart;
             TriggerEnd = triggerEnd;
             BareProgramCommand = bareProgramCommand;
             Args = args;
@@ -407,7 +412,9 @@ internal sealed class PolicyResolver
 
         public bool HasCommand { get; }
 
-        /// <summary>Where in <see cref="Command"/> the word that makes it run other code ends (0: none).</summary>
+        /// <summary>Where in <see cref="Command"/> the word that makes it run other code starts and ends (end 0: none).</summary>
+        public int TriggerStart { get; }
+
         public int TriggerEnd { get; }
 
         /// <summary>The simple command with its program's directory removed ("/bin/rm x" as "rm x").</summary>

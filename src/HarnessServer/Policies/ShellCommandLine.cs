@@ -56,8 +56,8 @@ internal readonly record struct ShellWord(int Start, int Length, Range Source, b
 /// One simple command of a parsed line, or the command a wrapper (<c>timeout 5 make</c>, <c>env git log</c>) runs:
 /// its words, their text joined by one space (<see cref="TextStart"/>, <see cref="TextLength"/>), where it was
 /// written, the operator after it, and what <see cref="ShellPrograms"/> found: the word that makes it run other
-/// code (<see cref="TriggerWord"/>, -1 for none) and how far into the text a rule must spell it out
-/// (<see cref="TriggerEnd"/>) to name it.
+/// code (<see cref="TriggerWord"/>, -1 for none) and the part of the text a rule must spell out literally to name
+/// it (<see cref="TriggerStart"/> to <see cref="TriggerEnd"/>).
 /// </summary>
 internal struct ShellCommand
 {
@@ -72,6 +72,7 @@ internal struct ShellCommand
     public int Parent;
 
     public int TriggerWord;
+    public int TriggerStart;
     public int TriggerEnd;
 
     /// <summary>Index of the <see cref="ShellPrograms"/> entry whose reason explains the trigger.</summary>

@@ -106,6 +106,7 @@ internal static class ShellPrograms
         new(ShellProgramKind.Special, ["git --exec-path"], "git --exec-path makes git run its subcommands from a folder the agent can write"),
         new(ShellProgramKind.Special, ["git --upload-pack", "git --receive-pack", "git --exec", "git -u", "git clone -c"], "the option names a program git runs (or configuration for the new repository)"),
         new(ShellProgramKind.Special, ["git rebase --exec", "git rebase -x", "git bisect run", "git submodule foreach", "git filter-branch", "git difftool", "git mergetool", "git send-email", "git instaweb", "git grep -O"], "the git command runs a shell command or a configured tool"),
+        new(ShellProgramKind.Special, ["git --output"], "git --output writes its output to a file the policy never sees as a path"),
         new(ShellProgramKind.Special, ["git config"], "git config writes configuration that later git commands run (aliases, filter and diff drivers)"),
         new(ShellProgramKind.Special, ["sed"], "a sed script's e command and e/w flags run commands and write files, and -f reads a script the policy never sees"),
         new(ShellProgramKind.Special, ["awk", "gawk", "mawk", "nawk"], "an awk program's system(), pipes and @load run commands, and -f reads a program the policy never sees"),
@@ -199,6 +200,7 @@ internal static class ShellPrograms
         if (found.Word >= 0)
         {
             command.TriggerWord = command.FirstWord + found.Word;
+            command.TriggerStart = found.Start;
             command.TriggerEnd = found.End;
             command.Form = form;
         }
@@ -215,6 +217,7 @@ internal static class ShellPrograms
             if (command.TriggerWord < 0)
             {
                 command.TriggerWord = command.FirstWord + inner;
+                command.TriggerStart = 0;
                 command.TriggerEnd = command.TextLength;
                 command.Form = form;
             }
@@ -460,6 +463,12 @@ internal static class ShellPrograms
             {
                 form = ByName["git rebase --exec"];
                 return Trigger.At(args, j, word.Length);
+            }
+
+            if (word.StartsWith("--output"))
+            {
+                form = ByName["git --output"];
+                return Trigger.At(args, j, "--output".Length);
             }
 
             var program = word.StartsWith("--upload-pack") || word.StartsWith("--receive-pack") || word.StartsWith("--exec")
@@ -778,14 +787,14 @@ internal static class ShellPrograms
         return 0;
     }
 
-    /// <summary>The word that runs code (index within the command) and where in the command's text it ends.</summary>
-    private readonly record struct Trigger(int Word, int End)
+    /// <summary>The word that runs code (index within the command) and where in the command's text it is.</summary>
+    private readonly record struct Trigger(int Word, int Start, int End)
     {
-        public static Trigger None => new(-1, 0);
+        public static Trigger None => new(-1, 0, 0);
 
-        public static Trigger At(Words args, int word, int length) => new(word, args.Offset(word) + length);
+        public static Trigger At(Words args, int word, int length) => new(word, args.Offset(word), args.Offset(word) + length);
 
-        public static Trigger Whole(Words args) => new(0, args.TextLength);
+        public static Trigger Whole(Words args) => new(0, 0, args.TextLength);
     }
 
     /// <summary>The words of one command as spans, and their offsets within its text.</summary>
