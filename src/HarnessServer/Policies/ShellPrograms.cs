@@ -136,6 +136,14 @@ internal static class ShellPrograms
         "--get", "--get-all", "--get-regexp", "--get-urlmatch", "--list", "-l", "--get-color", "--get-colorbool",
     };
 
+    // Keys "git config KEY VALUE" may set because no git command runs a program from them.
+    private static readonly HashSet<string> GitConfigSafeKeys = new(StringComparer.OrdinalIgnoreCase)
+    {
+        "user.name", "user.email", "init.defaultBranch", "pull.rebase", "pull.ff", "push.default", "push.autoSetupRemote",
+        "core.autocrlf", "core.filemode", "core.ignorecase", "core.quotepath", "core.safecrlf", "color.ui", "merge.ff",
+        "rebase.autoStash", "fetch.prune", "advice.detachedHead", "branch.autoSetupMerge", "status.showUntrackedFiles",
+    };
+
     private static readonly HashSet<string> FindActions = new(StringComparer.Ordinal)
     {
         "-exec", "-execdir", "-ok", "-okdir", "-delete", "-fprint", "-fprint0", "-fprintf", "-fls",
@@ -424,22 +432,30 @@ internal static class ShellPrograms
                 }
             }
 
-            // "git config name" reads one key; a value or any other option may write.
+            // "git config name" reads one key, "git config user.email x" sets a key no program is run from; any
+            // other value or option may write configuration that runs code.
             var positional = 0;
             var options = false;
+            var key = -1;
             for (var j = i + 1; j < args.Count; j++)
             {
+                if (args[j] is "--local")
+                {
+                    continue;
+                }
+
                 if (args[j].StartsWith("-"))
                 {
                     options = true;
                 }
-                else
+                else if (positional++ == 0)
                 {
-                    positional++;
+                    key = j;
                 }
             }
 
-            if (positional == 1 && !options)
+            if (!options && (positional == 1
+                || (positional == 2 && GitConfigSafeKeys.GetAlternateLookup<ReadOnlySpan<char>>().Contains(args[key]))))
             {
                 return Trigger.None;
             }

@@ -68,7 +68,7 @@ public sealed class ShellCorpusTests
         { "tail -n +2 data.csv | sort -t, -k2", A }, { "cat file.txt | tr -d '\\r'", A }, { "sed 's/\\t/ /g' f", A },
         { "awk 'BEGIN { FS = \":\" } { print $1 }' /etc/passwd", A }, { "python3 -m http.server 8000", A },
         { "python3 -W ignore script.py", A }, { "echo {}", A }, { "git commit -m \"fix 🐛 in parser\"", A },
-        { "echo ünïcödé", A },
+        { "echo ünïcödé", A }, { "git config user.email agent@example.com", A }, { "git config --local user.name 'Agent Smith'", A },
 
         { "rm file.txt", Q }, { "rm -f *.pyc", Q }, { "git reset --hard HEAD~1", Q }, { "git clean -fd", Q },
 
@@ -84,7 +84,7 @@ public sealed class ShellCorpusTests
         { "nohup npm start &", D }, { "(cd src && ls)", D }, { "for f in *.py; do echo $f; done", D },
         { "if [ -f x ]; then echo y; fi", D }, { "node -e \"console.log(1)\"", D }, { "timeout 10 python3 -c \"x\"", D },
         { "env NODE_ENV=test npm test", D }, { "NODE_ENV=test npm test", D }, { "git log --output=out.txt", D },
-        { "echo \"unterminated", D }, { "git config alias.st status", D },
+        { "echo \"unterminated", D }, { "git config alias.st status", D }, { "git config core.pager less", D }, { "git config --add user.name x", D },
     };
 
     [Fact]
