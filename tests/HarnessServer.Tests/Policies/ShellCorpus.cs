@@ -9,27 +9,14 @@ namespace HarnessServer.Tests.Policies;
 /// </summary>
 internal static class ShellCorpus
 {
-    public const string OrgPolicy = """
-        default: deny
-        rules:
-          - tool: shell.exec
-            effect: allow
-            args:
-              command: ["ls", "ls *", "cat *", "echo *", "pwd", "grep *", "rg *", "head *", "tail *", "wc *", "find *",
-                        "sed *", "awk *", "sort *", "uniq *", "cut *", "tr *", "diff *", "git *", "python3 *", "pytest*",
-                        "npm test*", "npm run *", "npm install*", "node *", "dotnet build*", "dotnet test*", "cargo build*",
-                        "cargo test*", "go test *", "go build *", "make test", "sh build.sh", "tar *", "mkdir *", "cp *",
-                        "mv *", "cd *", "which *", "jq *", "test *", "true", "date*", "du *", "stat *", "file *",
-                        "basename *", "dirname *", "realpath *", "printf *", "tee *", "chmod *", "xargs grep *",
-                        "timeout *", "zip *", "unzip *", "env", "whoami", "uname *", "sha256sum *", "tree*", "less *"]
-          - tool: shell.exec
-            effect: ask
-            args: { command: ["rm *", "git reset --hard*", "git clean*"] }
-          - tool: shell.exec
-            effect: deny
-            args: { command: ["rm -rf *", "curl *", "wget *", "git push*", "sudo *"] }
-            reason: "destructive or network commands are never run"
-        """;
+    public static readonly string OrgPolicy = File.ReadAllText(System.IO.Path.Combine(AppContext.BaseDirectory, "Policies", "shell-corpus-policy.yaml"));
+
+    /// <summary>The corpus file <c>shell-corpus.tsv</c> beside this file: each line with its expected effect.</summary>
+    public static IEnumerable<(string Line, string Effect)> Lines() =>
+        File.ReadLines(System.IO.Path.Combine(AppContext.BaseDirectory, "Policies", "shell-corpus.tsv"))
+            .Where(l => l.Length > 0 && !l.StartsWith('#'))
+            .Select(l => l.Split('\t', 2))
+            .Select(p => (p[1], p[0]));
 
     public static readonly PolicyResolver Resolver = Compile(OrgPolicy).For("agent", []);
 

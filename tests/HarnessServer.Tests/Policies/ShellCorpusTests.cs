@@ -10,82 +10,21 @@ namespace HarnessServer.Tests.Policies;
 /// </summary>
 public sealed class ShellCorpusTests
 {
-    private const string A = "allow", Q = "ask", D = "deny";
+    private const string A = "allow";
 
-    public static TheoryData<string, string> Lines => new()
+    public static TheoryData<string, string> Lines
     {
-        { "ls", A }, { "ls -la", A }, { "ls *.cs", A }, { "ls -la src/", A }, { "pwd", A },
-        { "cat README.md", A }, { "cat src/*.py", A }, { "echo \"hello world\"", A }, { "echo 'single quoted'", A },
-        { "echo hello\\ world", A }, { "git status", A }, { "git status --short", A }, { "git diff", A },
-        { "git diff --stat HEAD~1", A }, { "git log --oneline -20", A }, { "git log --pretty=format:\"%h %s\" -n 5", A },
-        { "git add -A", A }, { "git add src/app.py tests/test_app.py", A }, { "git commit -m \"fix the bug\"", A },
-        { "git commit -am 'Add feature X'", A }, { "git commit -m \"fix: handle empty input (closes #12)\"", A },
-        { "git checkout -b feature/login", A }, { "git switch main", A }, { "git branch -a", A }, { "git show HEAD", A },
-        { "git show HEAD:src/main.py", A }, { "git stash", A }, { "git stash pop", A },
-        { "git rev-parse --abbrev-ref HEAD", A }, { "git blame -L 10,20 src/app.py", A },
-        { "git grep -n \"TODO\" -- src", A }, { "git remote -v", A }, { "git fetch origin", A },
-        { "git pull --rebase", A }, { "git merge --no-ff feature", A }, { "git rebase main", A },
-        { "git tag v1.0.0", A }, { "git config user.name", A }, { "git config --get remote.origin.url", A },
-        { "git -C sub status", A }, { "git --no-pager log -5", A }, { "git log -p -- src/app.py", A },
-        { "git diff --name-only main...HEAD", A }, { "git cherry-pick abc123", A },
-        { "git restore --staged file.txt", A }, { "git ls-files | grep test", A }, { "grep -rn \"foo bar\" src", A },
-        { "grep -rn 'def main' .", A }, { "grep -R --include=*.py \"import os\" .", A }, { "grep -c \"error\" log.txt", A },
-        { "grep -E \"^(foo|bar)\" file.txt", A }, { "grep -v '^#' config.ini", A }, { "rg \"fn main\" --type rust", A },
-        { "rg -n TODO src/", A }, { "head -n 20 src/main.py", A }, { "tail -f log.txt", A },
-        { "tail -n 50 build.log", A }, { "wc -l src/*.py", A }, { "find . -name \"*.py\"", A },
-        { "find . -type f -name '*.md' | head -20", A }, { "find src -maxdepth 2 -type d", A },
-        { "find . -name \"*.log\" -mtime +7", A }, { "sed -n '1,20p' file.txt", A }, { "sed 's/foo/bar/g' input.txt", A },
-        { "sed -i 's/old_name/new_name/g' src/app.py", A }, { "sed -n '/start/,/end/p' file", A },
-        { "sed -e 's/a/b/' -e 's/c/d/' f", A }, { "awk '{print $1}' data.txt", A },
-        { "awk -F, '{sum += $3} END {print sum}' data.csv", A }, { "awk 'NR==1' file", A },
-        { "sort data.txt | uniq -c | sort -rn", A }, { "cut -d: -f1 file.txt", A }, { "tr a-z A-Z", A },
-        { "diff -u old.txt new.txt", A }, { "python3 script.py", A }, { "python3 -m pytest", A },
-        { "python3 -m pytest -k \"a and b\"", A }, { "python3 -m pytest tests/test_api.py::test_login -v", A },
-        { "python3 -m pip install -r requirements.txt", A }, { "python3 -m venv .venv", A },
-        { "python3 manage.py migrate", A }, { "python3 --version", A }, { "pytest -x -q", A },
-        { "pytest tests/ -k \"not slow\"", A }, { "npm test", A }, { "npm test -- --watch=false", A },
-        { "npm run build", A }, { "npm run lint -- --fix", A }, { "npm install", A },
-        { "npm install --save-dev typescript", A }, { "node index.js", A }, { "node --version", A },
-        { "dotnet build", A }, { "dotnet test --filter \"FullyQualifiedName~Shell\"", A },
-        { "dotnet build -c Release && dotnet test", A }, { "cargo build --release", A }, { "cargo test -- --nocapture", A },
-        { "go test ./...", A }, { "go build -o bin/app ./cmd/app", A }, { "make test", A }, { "sh build.sh", A },
-        { "tar -czf archive.tar.gz src", A }, { "tar -xzf archive.tar.gz", A }, { "tar tf archive.tar", A },
-        { "mkdir -p src/components", A }, { "cp -r src backup", A }, { "mv old.txt new.txt", A },
-        { "cd src && ls", A }, { "cd frontend && npm test", A }, { "cd .. && ls", A }, { "which python3", A },
-        { "jq '.dependencies' package.json", A }, { "jq -r '.[] | .name' data.json", A },
-        { "test -f README.md && echo exists", A }, { "true", A }, { "date +%Y-%m-%d", A }, { "du -sh .", A },
-        { "stat README.md", A }, { "file image.png", A }, { "basename /workspace/src/app.py", A },
-        { "dirname src/app.py", A }, { "realpath .", A }, { "printf '%s\\n' a b c", A },
-        { "echo \"done\" | tee -a log.txt", A }, { "chmod +x build.sh", A },
-        { "grep -rl \"foo\" . | xargs grep -n bar", A }, { "timeout 60 pytest -x", A }, { "zip -r out.zip src", A },
-        { "unzip -o out.zip", A }, { "env", A }, { "whoami", A }, { "uname -a", A }, { "sha256sum dist/*.tar.gz", A },
-        { "tree -L 2", A }, { "less README.md", A }, { "git log --oneline | head -5", A },
-        { "git status && git diff --stat", A }, { "git add . && git commit -m \"wip\"", A }, { "ls; pwd", A },
-        { "sed -i.bak 's/a/b/' f", A }, { "echo \"it's\"", A }, { "echo 'say \"hi\"'", A },
-        { "git commit -m \"feat: add 'quoted' word\"", A }, { "echo 'price: $5'", A }, { "git log --grep=\"fix\"", A },
-        { "grep -rn 'TODO\\|FIXME' .", A }, { "ls | wc -l", A }, { "cat package.json | jq .scripts", A },
-        { "git diff HEAD -- '*.py'", A }, { "ls -la && echo \"---\" && pwd", A }, { "git stash list | head -3", A },
-        { "tail -n +2 data.csv | sort -t, -k2", A }, { "cat file.txt | tr -d '\\r'", A }, { "sed 's/\\t/ /g' f", A },
-        { "awk 'BEGIN { FS = \":\" } { print $1 }' /etc/passwd", A }, { "python3 -m http.server 8000", A },
-        { "python3 -W ignore script.py", A }, { "echo {}", A }, { "git commit -m \"fix 🐛 in parser\"", A },
-        { "echo ünïcödé", A }, { "git config user.email agent@example.com", A }, { "git config --local user.name 'Agent Smith'", A },
+        get
+        {
+            var lines = new TheoryData<string, string>();
+            foreach (var (line, effect) in ShellCorpus.Lines())
+            {
+                lines.Add(line, effect);
+            }
 
-        { "rm file.txt", Q }, { "rm -f *.pyc", Q }, { "git reset --hard HEAD~1", Q }, { "git clean -fd", Q },
-
-        { "rm -rf node_modules", D }, { "curl https://example.com", D }, { "git push origin main", D },
-        { "sudo apt-get install jq", D }, { "echo hi; rm -rf /", D }, { "ls -la | grep \"\\.py\"", D },
-        { "echo $HOME", D }, { "cat <<< \"hi\"", D }, { "ls > out.txt", D }, { "npm test 2>&1 | tail -20", D },
-        { "mkdir -p build && cd build && cmake ..", D }, { "python3 -c \"print(1)\"", D }, { "bash -c \"ls\"", D },
-        { "sh deploy.sh", D }, { "make", D }, { "make build", D }, { "npx prettier --write .", D },
-        { "python3 - <<EOF", D }, { "git -c user.name=x commit -m y", D }, { "find . -name \"*.pyc\" -delete", D },
-        { "find . -name \"*.py\" -exec grep -l foo {} +", D }, { "ls -la ~/", D }, { "cat ~/.bashrc", D },
-        { "echo \"price: \\$5\"", D }, { "grep -rn \"TODO\\|FIXME\" .", D }, { "echo -e \"a\\tb\"", D }, { "history", D },
-        { "export PATH=$PATH:/x", D }, { "source venv/bin/activate && pytest", D }, { ". .venv/bin/activate", D },
-        { "nohup npm start &", D }, { "(cd src && ls)", D }, { "for f in *.py; do echo $f; done", D },
-        { "if [ -f x ]; then echo y; fi", D }, { "node -e \"console.log(1)\"", D }, { "timeout 10 python3 -c \"x\"", D },
-        { "env NODE_ENV=test npm test", D }, { "NODE_ENV=test npm test", D }, { "git log --output=out.txt", D },
-        { "echo \"unterminated", D }, { "git config alias.st status", D }, { "git config core.pager less", D }, { "git config --add user.name x", D },
-    };
+            return lines;
+        }
+    }
 
     [Fact]
     public void The_corpus_has_at_least_150_lines_and_mostly_ordinary_work()
