@@ -33,7 +33,7 @@ internal sealed partial class BubblewrapLauncher(IOptions<SandboxOptions> option
 
     // Programs that read configuration the agent could write, and run programs from it, are told to read none: git's
     // system and global files are off, and command-line-level settings (which beat the repository's .git/config)
-    // turn off hooks, fsmonitor, pagers, editors, ssh and credential helpers and signing. See README, "Sandbox".
+    // turn off hooks, fsmonitor, pagers, editors, ssh and credential helpers and signing. See docs/sandbox.md.
     private static readonly (string Name, string Value)[] ProgramEnvironment = BuildProgramEnvironment(
         [
             ("core.hooksPath", "/dev/null"),
