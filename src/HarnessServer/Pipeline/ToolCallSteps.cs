@@ -74,6 +74,7 @@ internal sealed class DecideStep(PolicyService policies) : IToolCallStep
         }
 
         var resolver = await policies.ResolverForAsync(context.Caller, cancellationToken);
+        context.Resolver = resolver;
         // Paths are normalised against the root the tools resolve them against: the file tools and the sandbox both
         // see the workspace at /workspace, never at its host path.
         var arguments = ToolArguments.Flatten(context.Request.Arguments);

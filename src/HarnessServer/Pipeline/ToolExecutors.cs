@@ -27,8 +27,10 @@ internal sealed class ToolExecutors(BubblewrapSandbox sandbox, HttpFetchTool htt
                 {
                     BuiltInTools.FsRead => Json(context.Workspace.Read(Text(arguments, "path"))),
                     BuiltInTools.FsWrite => Json(context.Workspace.Write(Text(arguments, "path"), Text(arguments, "content"))),
-                    BuiltInTools.FsList => Json(context.Workspace.List(Text(arguments, "path"))),
-                    BuiltInTools.FsSearch => Json(context.Workspace.Search(Text(arguments, "pattern"), OptionalText(arguments, "path"), cancellationToken)),
+                    BuiltInTools.FsList => ToolOutcome.Success(ReachedFiles.List(
+                        context.Workspace.List(Text(arguments, "path")), context.Workspace.ResolveBeneath(Text(arguments, "path")), context.Resolver!)),
+                    BuiltInTools.FsSearch => ToolOutcome.Success(ReachedFiles.Search(
+                        context.Workspace.Search(Text(arguments, "pattern"), OptionalText(arguments, "path"), cancellationToken), context.Resolver!)),
                     BuiltInTools.ShellExec => Shell(await sandbox.RunAsync(new SandboxCommand
                     {
                         WorkspacePath = context.Workspace.FullPath,

@@ -16,6 +16,7 @@ public sealed class ShellPolicyHttpTests(ShellPolicyHttpTests.ShellApplication a
     public const string Shipped = "shipped";
     public const string Open = "open";
     public const string Corpus = "corpus";
+    public const string Reach = "reach";
 
     public sealed class ShellApplication : HarnessApplication
     {
@@ -29,6 +30,18 @@ public sealed class ShellPolicyHttpTests(ShellPolicyHttpTests.ShellApplication a
             await PutAsync(Shipped, "users/alice", File.ReadAllText(Path.Combine(policies, "users", "alice.yaml")));
             await PutAsync(Open, "org", "default: deny\nrules:\n  - tool: \"*\"\n    effect: allow\n");
             await PutAsync(Corpus, "org", ShellCorpus.OrgPolicy + "\n  - tool: \"fs.*\"\n    effect: allow\n");
+            await PutAsync(Reach, "org", """
+                default: deny
+                rules:
+                  - tool: "fs.*"
+                    effect: allow
+                  - tool: shell.exec
+                    effect: allow
+                  - tool: "fs.*"
+                    effect: deny
+                    args: { path: "secrets/**" }
+                    reason: "secrets stay unread"
+                """);
         }
 
         private async Task PutAsync(string tenant, string level, string yaml)
@@ -155,5 +168,32 @@ public sealed class ShellPolicyHttpTests(ShellPolicyHttpTests.ShellApplication a
         Assert.Equal("succeeded", call.GetProperty("status").GetString());
         Assert.Equal("succeeded", status.GetProperty("status").GetString());
         Assert.DoesNotContain("pwned", list.GetProperty("result").GetProperty("stdout").GetString());
+    }
+
+    private static async Task<JsonElement> ToolAsync(HttpClient client, Guid session, string tool, object arguments) =>
+        (await (await client.PostAsJsonAsync($"/v1/sessions/{session}/tool-calls", new { tool, arguments })).JsonAsync(HttpStatusCode.OK)).GetProperty("result");
+
+    [Fact]
+    public async Task Search_and_list_withhold_files_that_a_sub_path_rule_keeps_from_fs_read()
+    {
+        using var user = app.ClientFor("rhea", Reach);
+        var session = await NewSessionAsync(user);
+        await WriteAsync(user, session, "src/a.txt", "needle\n");
+        Assert.Equal("succeeded", (await ShellAsync(user, session, "mkdir -p secrets/deep && echo needle > secrets/key && echo needle > secrets/deep/k2")).GetProperty("status").GetString());
+
+        var everywhere = await ToolAsync(user, session, "fs.search", new { pattern = "needle" });
+        var beneath = await ToolAsync(user, session, "fs.search", new { pattern = "needle", path = "secrets" });
+        var root = await ToolAsync(user, session, "fs.list", new { path = "." });
+        var secrets = await ToolAsync(user, session, "fs.list", new { path = "secrets" });
+
+        Assert.Equal(["src/a.txt"], everywhere.GetProperty("matches").EnumerateArray().Select(m => m.GetProperty("path").GetString()));
+        Assert.Equal(2, everywhere.GetProperty("withheld").GetInt32());
+        Assert.Contains("would be deny: secrets stay unread", everywhere.GetProperty("withheldReason").GetString());
+        Assert.Empty(beneath.GetProperty("matches").EnumerateArray());
+        Assert.Equal(2, beneath.GetProperty("withheld").GetInt32());
+        Assert.Equal(["secrets", "src"], root.GetProperty("entries").EnumerateArray().Select(e => e.GetProperty("name").GetString()));
+        Assert.False(root.TryGetProperty("withheld", out _));
+        Assert.Empty(secrets.GetProperty("entries").EnumerateArray());
+        Assert.Equal(2, secrets.GetProperty("withheld").GetInt32());
     }
 }
