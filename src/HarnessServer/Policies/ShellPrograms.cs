@@ -313,6 +313,12 @@ internal static class ShellPrograms
 
             if (word[0] == '-' && word.Length > 1)
             {
+                // "-Wdefault::DeprecationWarning", "-Ilib": the rest of the word is the option's value.
+                if (AttachedValue(entry.ArgumentOptions, word))
+                {
+                    continue;
+                }
+
                 if (ShortTrigger(entry.Triggers, word) is var end and > 0)
                 {
                     return Trigger.At(args, i, end);
@@ -469,10 +475,10 @@ internal static class ShellPrograms
             var word = args[j];
             var run = sub switch
             {
-                "rebase" => word is "-x" || word.StartsWith("--exec"),
+                "rebase" => word is "-x" || Long(word, "--exec"),
                 "bisect" => j == i + 1 && word is "run",
                 "submodule" => word is "foreach",
-                "grep" => word is "-O" || word.StartsWith("-O") || word.StartsWith("--open-files-in-pager"),
+                "grep" => word is "-O" || word.StartsWith("-O") || Long(word, "--open-files-in-pager"),
                 _ => false,
             };
             if (run)
@@ -481,15 +487,15 @@ internal static class ShellPrograms
                 return Trigger.At(args, j, word.Length);
             }
 
-            if (word.StartsWith("--output"))
+            if (Long(word, "--output"))
             {
                 form = ByName["git --output"];
                 return Trigger.At(args, j, "--output".Length);
             }
 
-            var program = word.StartsWith("--upload-pack") || word.StartsWith("--receive-pack") || word.StartsWith("--exec")
+            var program = Long(word, "--upload-pack") || Long(word, "--receive-pack") || Long(word, "--exec")
                 || (word is "-u" && sub is "clone" or "fetch" or "ls-remote" or "archive")
-                || (sub is "clone" && (word is "-c" || word.StartsWith("--config") || word.StartsWith("--template")));
+                || (sub is "clone" && (word is "-c" || Long(word, "--config") || Long(word, "--template")));
             if (program)
             {
                 form = ByName["git --upload-pack"];
@@ -512,14 +518,15 @@ internal static class ShellPrograms
             {
                 sandboxed = true;
             }
-            else if (word is "-f" || word.StartsWith("--file") || (word.Length > 1 && word[0] == '-' && word[1] != '-' && word.Contains('f')))
+            else if (word is "-f" || Long(word, "--file") || (word.Length > 1 && word[0] == '-' && word[1] != '-' && word.Contains('f')))
             {
                 return Trigger.At(args, i, word.Length);
             }
-            else if (word is "-e" or "--expression" || word.StartsWith("--expression="))
+            else if (word is "-e" || Long(word, "--expression"))
             {
                 scripts = true;
-                var script = word.StartsWith("--expression=") ? word["--expression=".Length..] : i + 1 < args.Count ? args[++i] : [];
+                var equals = word.IndexOf('=');
+                var script = word is not "-e" && equals > 0 ? word[(equals + 1)..] : i + 1 < args.Count ? args[++i] : [];
                 if (!sandboxed && !IsQuietSedScript(script))
                 {
                     return Trigger.At(args, i, word.Length);
@@ -675,8 +682,8 @@ internal static class ShellPrograms
 
             if (word.Length > 1 && word[0] == '-')
             {
-                var runs = word is "-f" or "-E" or "-l" or "-i" or "-e" || word.StartsWith("--file") || word.StartsWith("--exec")
-                    || word.StartsWith("--load") || word.StartsWith("--include") || word.StartsWith("--source") || (word[1] is 'f' or 'E' or 'l' or 'i' or 'e' && word.Length == 2);
+                var runs = Long(word, "--file") || Long(word, "--exec") || Long(word, "--load") || Long(word, "--include")
+                    || Long(word, "--source") || word[1] is 'f' or 'E' or 'l' or 'i' or 'e';
                 if (runs)
                 {
                     return Trigger.At(args, i, word.Length);
@@ -714,7 +721,7 @@ internal static class ShellPrograms
         while (i < args.Count)
         {
             var word = args[i];
-            if (word is "-S" or "--split-string" || word.StartsWith("--split-string=") || (word.Length > 2 && word[0] == '-' && word[1] == 'S'))
+            if (word is "-S" || Long(word, "--split-string") || (word.Length > 2 && word[0] == '-' && word[1] == 'S'))
             {
                 return Trigger.At(args, i, word.Length);
             }
@@ -725,7 +732,7 @@ internal static class ShellPrograms
                 break;
             }
 
-            if (word is "-u" or "-C" or "--unset" or "--chdir")
+            if (word is "-u" or "-C" || (!word.Contains('=') && (Long(word, "--unset") || Long(word, "--chdir"))))
             {
                 i += 2;
                 continue;
@@ -758,11 +765,36 @@ internal static class ShellPrograms
         return Trigger.None;
     }
 
+    // A wrapper's option that takes the next word: spelled out, or (long options) abbreviated as getopt allows.
     private static bool Contains(string[] options, ReadOnlySpan<char> word)
     {
         foreach (var option in options)
         {
-            if (word.SequenceEqual(option))
+            if (word.SequenceEqual(option) || (option.StartsWith("--", StringComparison.Ordinal) && !word.Contains('=') && Long(word, option)))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    /// <summary>
+    /// Whether <paramref name="word"/> is the long option <paramref name="option"/>, with or without <c>=value</c>,
+    /// or an abbreviation of it (<c>--to-comm=x</c>): getopt_long and git accept any unambiguous prefix.
+    /// </summary>
+    private static bool Long(ReadOnlySpan<char> word, string option)
+    {
+        var equals = word.IndexOf('=');
+        var name = equals < 0 ? word : word[..equals];
+        return name.Length > 2 && name.StartsWith("--") && option.AsSpan().StartsWith(name, StringComparison.Ordinal);
+    }
+
+    private static bool AttachedValue(string[] options, ReadOnlySpan<char> word)
+    {
+        foreach (var option in options)
+        {
+            if (option.Length == 2 && word.Length > 2 && word.StartsWith(option, StringComparison.Ordinal))
             {
                 return true;
             }
@@ -776,6 +808,12 @@ internal static class ShellPrograms
     {
         foreach (var trigger in triggers)
         {
+            if (trigger.StartsWith("--", StringComparison.Ordinal) && Long(word, trigger))
+            {
+                var equals = word.IndexOf('=');
+                return equals < 0 ? word.Length : equals;
+            }
+
             if (trigger.Length > 2 && word.StartsWith(trigger, StringComparison.Ordinal)
                 && (word.Length == trigger.Length || word[trigger.Length] == '=' || trigger[1] != '-'))
             {

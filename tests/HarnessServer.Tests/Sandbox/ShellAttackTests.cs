@@ -60,6 +60,11 @@ public sealed class ShellAttackTests(SandboxFixture fixture)
         { "option", "echo a > f", "awk 'BEGIN{print \"x\" | \"touch pwned\"}'", false, Same },
         { "option", "printf 'BEGIN{system(\"touch pwned\")}' > p.awk", "awk -f p.awk", false, Same },
         { "option", "echo a > f", "sort --compress-program=./c -S 1 f", false, null },
+        { "option", "printf 'BEGIN{system(\"touch pwned\")}' > p.awk", "awk -fp.awk", false, Same },
+        { "option", "echo a > f && tar -cf a.tar f && rm f", "tar -xf a.tar --to-comm='touch pwned'", false, Same },
+        { "option", "echo a > f", "tar -cf a.tar --checkpoint=1 --checkpoint-act=exec='touch pwned' f", false, Same },
+        { "option", GitRepo, "git fetch --upload-pa='touch pwned;' .", false, Same },
+        { "option", "echo a > f", "split --filt='touch pwned' f", false, Same },
         { "option", "", "ssh -o ProxyCommand='touch pwned' host", false, null },
         { "option", "", "man -P 'touch pwned' ls", false, null },
 
