@@ -1,10 +1,17 @@
 using BenchmarkDotNet.Running;
 using HarnessServer.Benchmarks;
 
-// `latency` prints per-call percentiles; anything else goes to BenchmarkDotNet (e.g. --filter '*Policy*').
+// `latency` prints per-call percentiles, `shell-corpus <folder>` the shell corpus's; anything else goes to
+// BenchmarkDotNet (e.g. --filter '*Policy*').
 if (args is ["latency"])
 {
     LatencyProbe.Run();
+    return;
+}
+
+if (args is ["shell-corpus", var folder])
+{
+    ShellCorpusProbe.Run(folder);
     return;
 }
 

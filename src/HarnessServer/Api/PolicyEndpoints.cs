@@ -84,7 +84,7 @@ internal static class PolicyEndpoints
             decision.Level.ToString().ToLowerInvariant(),
             decision.Source,
             decision.Index,
-            decision.Reason,
+            decision.Explanation,
             decision.DecidedBy.Locked,
             decision.SimpleCommand,
             decision.Unclassifiable));

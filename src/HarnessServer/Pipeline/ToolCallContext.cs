@@ -30,6 +30,12 @@ internal sealed class ToolCallContext(ToolCallRequest request, Session? session,
 
     public ToolDefinition? Tool { get; set; }
     public PolicyDecision? Decision { get; set; }
+
+    /// <summary>The caller's resolver, set by the decide step: <c>fs.list</c> and <c>fs.search</c> filter what they reach with it.</summary>
+    public PolicyResolver? Resolver { get; set; }
+
+    /// <summary>For <c>shell.exec</c>: the line as decided (its globs expanded), which is the line that runs.</summary>
+    public string? ShellLine { get; set; }
     public Guid? ApprovalId { get; set; }
 
     /// <summary>Rows an earlier stage prepared that commit with the call and its decision (stage 5).</summary>

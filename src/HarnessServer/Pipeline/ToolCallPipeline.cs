@@ -162,7 +162,7 @@ internal sealed class ToolCallPipeline(
             context.CallId,
             context.Request.Tool,
             status,
-            context.Decision is { } d ? new DecisionView(d.Effect.ToString().ToLowerInvariant(), d.Level.ToString().ToLowerInvariant(), d.Source, d.Reason, d.Index) : null,
+            context.Decision is { } d ? new DecisionView(d.Effect.ToString().ToLowerInvariant(), d.Level.ToString().ToLowerInvariant(), d.Source, d.Explanation, d.Index) : null,
             context.ApprovalId,
             context.Result,
             context.Error,

@@ -74,14 +74,24 @@ internal sealed class DecideStep(PolicyService policies) : IToolCallStep
         }
 
         var resolver = await policies.ResolverForAsync(context.Caller, cancellationToken);
+        context.Resolver = resolver;
         // Paths are normalised against the root the tools resolve them against: the file tools and the sandbox both
         // see the workspace at /workspace, never at its host path.
-        var decision = resolver.Decide(context.Request.Tool, ToolArguments.Flatten(context.Request.Arguments), Workspace.MountPoint);
+        var arguments = ToolArguments.Flatten(context.Request.Arguments);
+        if (context.Request.Tool == PolicyResolver.ShellTool && context.Session is not null
+            && arguments.TryGetValue("command", out var line) && line is not null)
+        {
+            // Globs are expanded before the decision, so the paths that will run are the ones decided.
+            context.ShellLine = ShellLine.ExpandGlobs(line, context.Workspace.Glob);
+            arguments["command"] = context.ShellLine;
+        }
+
+        var decision = resolver.Decide(context.Request.Tool, arguments, Workspace.MountPoint);
         context.Decision = decision;
         switch (decision.Effect)
         {
             case PolicyEffect.Deny:
-                context.Settle(ToolCallStatus.Denied, new ToolCallError("denied", decision.Reason ?? "Denied by policy."));
+                context.Settle(ToolCallStatus.Denied, new ToolCallError("denied", decision.Explanation));
                 break;
             // An approved call is decided again when it runs: the approval answers an ask, but a deny that
             // appeared since the request (a new rule, a locked org deny) still wins.
@@ -136,7 +146,7 @@ internal sealed class CommitDecisionStep(AuditChain audit, TimeProvider time, IO
                 RequestedBy = context.Caller.UserId,
                 RequesterTeams = [.. context.Caller.Teams],
                 Tool = context.Request.Tool,
-                Reason = context.Decision?.Reason ?? "Policy requires approval.",
+                Reason = context.Decision?.Explanation ?? "Policy requires approval.",
                 Status = ApprovalStatus.Pending,
                 CreatedAt = now,
                 ExpiresAt = now + approvalOptions.Value.Expiry,

@@ -27,13 +27,15 @@ internal sealed class ToolExecutors(BubblewrapSandbox sandbox, HttpFetchTool htt
                 {
                     BuiltInTools.FsRead => Json(context.Workspace.Read(Text(arguments, "path"))),
                     BuiltInTools.FsWrite => Json(context.Workspace.Write(Text(arguments, "path"), Text(arguments, "content"))),
-                    BuiltInTools.FsList => Json(context.Workspace.List(Text(arguments, "path"))),
-                    BuiltInTools.FsSearch => Json(context.Workspace.Search(Text(arguments, "pattern"), OptionalText(arguments, "path"), cancellationToken)),
+                    BuiltInTools.FsList => ToolOutcome.Success(ReachedFiles.List(
+                        context.Workspace.List(Text(arguments, "path")), context.Workspace.ResolveBeneath(Text(arguments, "path")), context.Resolver!)),
+                    BuiltInTools.FsSearch => ToolOutcome.Success(ReachedFiles.Search(
+                        context.Workspace.Search(Text(arguments, "pattern"), OptionalText(arguments, "path"), cancellationToken), context.Resolver!)),
                     BuiltInTools.ShellExec => Shell(await sandbox.RunAsync(new SandboxCommand
                     {
                         WorkspacePath = context.Workspace.FullPath,
                         User = context.Workspace.Owner,
-                        Command = Text(arguments, "command"),
+                        Command = ShellCommandToRun(context, arguments),
                         TimeoutSeconds = arguments.TryGetProperty("timeoutSeconds", out var t) ? Integer(t) : null,
                     }, cancellationToken)),
                     BuiltInTools.HttpFetch => await http.FetchAsync(
@@ -54,6 +56,14 @@ internal sealed class ToolExecutors(BubblewrapSandbox sandbox, HttpFetchTool htt
             // A refusal of the tool itself (not a member of the namespace, content too large) is the call's result.
             return ToolOutcome.Failure(e.Code, e.Message);
         }
+    }
+
+    // The words that run are the words decided: the decided line (globs expanded) rendered with every word quoted.
+    // A line the parser cannot classify ran the decision only under a rule without a command matcher, as written.
+    private static string ShellCommandToRun(ToolCallContext context, JsonElement arguments)
+    {
+        var decided = context.ShellLine ?? Text(arguments, "command");
+        return Policies.ShellLine.Render(decided) ?? decided;
     }
 
     // The HTTP memory route holds a write with its metadata and expiry as these same arguments.

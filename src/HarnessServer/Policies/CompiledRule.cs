@@ -29,6 +29,20 @@ internal sealed class ArgumentMatcher(string name, PolicyGlob[] globs)
 
         return false;
     }
+
+    /// <summary>Whether a glob matches <paramref name="value"/> spelling out the characters <paramref name="from"/> to <paramref name="to"/> literally.</summary>
+    public bool IsMatchSpelling(ReadOnlySpan<char> value, bool crossesSlash, int from, int to)
+    {
+        foreach (var glob in Globs)
+        {
+            if (glob.IsMatchSpelling(value, crossesSlash, from, to))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
 }
 
 /// <summary>A rule with its globs compiled and its explanation prepared.</summary>
@@ -38,6 +52,7 @@ internal sealed class CompiledRule
     {
         Tool = PolicyGlob.Parse(rule.Tool);
         Args = [.. rule.Args.Select(a => new ArgumentMatcher(a.Key, [.. a.Value.Select(PolicyGlob.Parse)]))];
+        ConstrainsCommand = Array.Exists(Args, a => a.IsCommand);
         Effect = rule.Effect;
         // Only org rules can lock; the parser refuses the others, and a hand-built rule must not gain the power.
         Locked = rule.Locked && level == PolicyLevel.Org;
@@ -54,6 +69,9 @@ internal sealed class CompiledRule
     };
 
     public ArgumentMatcher[] Args { get; }
+
+    /// <summary>Whether the rule has a <c>command</c> matcher; one without matches every shell line.</summary>
+    public bool ConstrainsCommand { get; }
 
     public PolicyEffect Effect { get; }
 

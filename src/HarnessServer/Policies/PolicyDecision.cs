@@ -22,8 +22,37 @@ internal readonly record struct PolicyDecision(PolicyEffect Effect, PolicyRuleIn
     /// <summary>Where in <see cref="CommandLine"/> the deciding simple command is.</summary>
     public Range SimpleCommandRange { get; init; }
 
+    /// <summary>Where in <see cref="CommandLine"/> the deciding word is: the program, or the word that runs other code.</summary>
+    public Range WordRange { get; init; }
+
+    /// <summary>The <see cref="ShellPrograms"/> entry that made the deciding command a code-running form, or -1.</summary>
+    public short Form { get; init; } = -1;
+
     /// <summary>The deciding simple command as written (allocates; for explanations only).</summary>
     public string? SimpleCommand => CommandLine is null || Unclassifiable ? null : CommandLine[SimpleCommandRange].Trim();
+
+    /// <summary>The deciding word as written (allocates; for explanations only).</summary>
+    public string? Word => CommandLine is null || Unclassifiable ? null : CommandLine[WordRange];
+
+    /// <summary>
+    /// <see cref="Reason"/>, and for a shell line which simple command and which word decided it and, for a form
+    /// that runs other code, why only a rule naming it admits it (allocates; for explanations and audit).
+    /// </summary>
+    public string Explanation
+    {
+        get
+        {
+            if (SimpleCommand is not { } command)
+            {
+                return Reason;
+            }
+
+            var form = Form >= 0
+                ? $" ({ShellPrograms.Name(Form)}: {ShellPrograms.Reason(Form)}; only a rule naming this word before any wildcard, or one without a command matcher, allows it)"
+                : "";
+            return $"{Reason}; decided by the simple command '{command}' at the word '{Word}'{form}";
+        }
+    }
 }
 
 /// <summary>A user's effective permissions, shaped for <c>GET /v1/me/permissions</c>.</summary>

@@ -259,7 +259,19 @@ internal sealed class PolicyGlob
         _ => MatchGeneral(text, crossesSlash),
     };
 
-    private bool MatchGeneral(ReadOnlySpan<char> text, bool crossesSlash)
+    /// <summary>
+    /// Whether <paramref name="text"/> matches with the characters from <paramref name="literalFrom"/> to
+    /// <paramref name="literalTo"/> matched by literal characters of the pattern, never by a wildcard: the rule
+    /// spells that word out (a shell rule naming a code-running word).
+    /// </summary>
+    public bool IsMatchSpelling(ReadOnlySpan<char> text, bool crossesSlash, int literalFrom, int literalTo) => _shape switch
+    {
+        Shape.Literal => text.SequenceEqual(_literal),
+        Shape.PrefixThenDoubleStar or Shape.PrefixThenStar => _literal.Length >= literalTo && IsMatch(text, crossesSlash),
+        _ => MatchGeneral(text, crossesSlash, literalFrom, literalTo),
+    };
+
+    private bool MatchGeneral(ReadOnlySpan<char> text, bool crossesSlash, int literalFrom = 0, int literalTo = 0)
     {
         var tokens = _tokens;
         var m = tokens.Length;
@@ -267,11 +279,13 @@ internal sealed class PolicyGlob
         Span<bool> next = stackalloc bool[m + 1];
         current[0] = true;
         FollowEmptyMatches(current);
-        foreach (var c in text)
+        for (var at = 0; at < text.Length; at++)
         {
+            var c = text[at];
             next.Clear();
             var alive = false;
-            var ordinary = crossesSlash || c != '/';
+            var spelled = at >= literalFrom && at < literalTo;
+            var ordinary = !spelled && (crossesSlash || c != '/');
             for (var i = 0; i < m; i++)
             {
                 if (!current[i])
@@ -290,10 +304,10 @@ internal sealed class PolicyGlob
                         next[i + 1] = alive = true;
                         break;
                     case Kind.Star when ordinary:
-                    case Kind.DoubleStar:
+                    case Kind.DoubleStar when !spelled:
                         next[i] = alive = true;
                         break;
-                    case Kind.AnyDirectories:
+                    case Kind.AnyDirectories when !spelled:
                         next[i] = alive = true;
                         if (c == '/')
                         {

@@ -92,29 +92,32 @@ internal sealed class PolicyResolver
 
         if (line.Length > ShellCommandLine.MaxLength)
         {
-            return plan.Unclassifiable(ShellCommandLine.Describe(ShellUnclassifiable.TooLong)) with { CommandLine = line };
+            return UnclassifiableLine(plan, args, path, hasPath, ShellUnclassifiable.TooLong) with { CommandLine = line };
         }
 
-        char[]? rented = null;
+        char[]? rentedText = null;
+        ShellWord[]? rentedWords = null;
         try
         {
-            var normalized = line.Length <= 512 ? stackalloc char[512] : (rented = ArrayPool<char>.Shared.Rent(line.Length));
-            Span<Range> commands = stackalloc Range[ShellCommandLine.MaxCommands];
-            Span<Range> originals = stackalloc Range[ShellCommandLine.MaxCommands];
-            var why = ShellCommandLine.Split(line, normalized, commands, originals, out var count);
+            var text = line.Length <= 512 ? stackalloc char[512] : (rentedText = ArrayPool<char>.Shared.Rent(line.Length));
+            var words = line.Length <= 256 ? stackalloc ShellWord[128] : (rentedWords = ArrayPool<ShellWord>.Shared.Rent(Math.Min(ShellCommandLine.MaxWords, (line.Length / 2) + 1)));
+            Span<ShellCommand> commands = stackalloc ShellCommand[ShellCommandLine.CommandCapacity];
+            var why = ShellCommandLine.Parse(line, text, words, commands, out _, out var count);
             if (why != ShellUnclassifiable.None)
             {
-                return plan.Unclassifiable(ShellCommandLine.Describe(why)) with { CommandLine = line };
+                return UnclassifiableLine(plan, args, path, hasPath, why) with { CommandLine = line };
             }
 
             var worst = default(PolicyDecision);
             var deciding = 0;
             for (var i = 0; i < count; i++)
             {
-                var command = normalized[commands[i]];
-                var program = command.IndexOf(' ') is var space and >= 0 ? command[..space] : command;
-                var bareProgram = command[(program.LastIndexOf('/') + 1)..];
-                var decision = DecideCall(plan, new CallView(args, path, hasPath, command, true, bareProgram));
+                ref readonly var simple = ref commands[i];
+                var command = text.Slice(simple.TextStart, simple.TextLength);
+                var program = words[simple.FirstWord];
+                var bareStart = program.Start + text.Slice(program.Start, program.Length).LastIndexOf('/') + 1;
+                var bareProgram = text[bareStart..(simple.TextStart + simple.TextLength)];
+                var decision = DecideCall(plan, new CallView(args, path, hasPath, command, true, bareProgram, simple.TriggerStart, simple.TriggerEnd));
                 if (i == 0 || decision.Effect > worst.Effect)
                 {
                     worst = decision;
@@ -126,15 +129,47 @@ internal sealed class PolicyResolver
                 }
             }
 
-            return worst with { CommandLine = line, SimpleCommandRange = originals[deciding] };
+            ref readonly var decided = ref commands[deciding];
+            var word = decided.TriggerWord >= 0 ? words[decided.TriggerWord] : words[decided.FirstWord];
+            return worst with
+            {
+                CommandLine = line,
+                SimpleCommandRange = decided.Source,
+                WordRange = word.Source,
+                Form = decided.TriggerWord >= 0 ? decided.Form : (short)-1,
+            };
         }
         finally
         {
-            if (rented is not null)
+            if (rentedText is not null)
             {
-                ArrayPool<char>.Shared.Return(rented);
+                ArrayPool<char>.Shared.Return(rentedText);
+            }
+
+            if (rentedWords is not null)
+            {
+                ArrayPool<ShellWord>.Shared.Return(rentedWords);
             }
         }
+    }
+
+    // The contract: a rule without a command matcher matches every line, classifiable or not; the line gets the most
+    // restrictive of every shell rule of the user, and of the org default only when no such rule is a candidate.
+    private static PolicyDecision UnclassifiableLine(ToolPlan plan, IReadOnlyDictionary<string, string?> args, ReadOnlySpan<char> path, bool hasPath, ShellUnclassifiable why)
+    {
+        var call = new CallView(args, path, hasPath, default, false);
+        foreach (var group in plan.Groups)
+        {
+            foreach (var rule in group)
+            {
+                if (!rule.ConstrainsCommand && Matches(rule, call))
+                {
+                    return plan.Unclassifiable(ShellCommandLine.Describe(why), withDefault: false);
+                }
+            }
+        }
+
+        return plan.Unclassifiable(ShellCommandLine.Describe(why));
     }
 
     // The contract's procedure: locked rules first, then the most specific level with a candidate, the most
@@ -178,9 +213,14 @@ internal sealed class PolicyResolver
             else if (arg.IsCommand && call.HasCommand)
             {
                 // "/bin/rm x" must not slip past a deny "rm *": ask and deny rules also see the bare program name.
-                // Allow rules do not, or "./git" (any script in the workspace) would pass for "git".
-                if (arg.IsMatch(call.Command, crossesSlash: true)
-                    || (rule.Effect != PolicyEffect.Allow && arg.IsMatch(call.BareProgramCommand, crossesSlash: true)))
+                // Allow rules do not, or "./git" (any script in the workspace) would pass for "git". An allow rule
+                // admits a command that runs other code only when its glob spells the deciding word out.
+                var matched = rule.Effect != PolicyEffect.Allow
+                    ? arg.IsMatch(call.Command, crossesSlash: true) || arg.IsMatch(call.BareProgramCommand, crossesSlash: true)
+                    : call.TriggerEnd > 0
+                        ? arg.IsMatchSpelling(call.Command, crossesSlash: true, call.TriggerStart, call.TriggerEnd)
+                        : arg.IsMatch(call.Command, crossesSlash: true);
+                if (matched)
                 {
                     continue;
                 }
@@ -293,18 +333,27 @@ internal sealed class PolicyResolver
         var teams = _teams.SelectMany(t => t.RulesFor(tool)).ToArray();
         CompiledRule[][] groups = [[.. org.Where(r => r.Locked)], user, teams, [.. org.Where(r => !r.Locked)]];
 
-        // An unclassifiable call gets the most restrictive of the org default and every rule for the tool.
+        // An unclassifiable call gets the most restrictive of the org default and every rule for the tool (of the
+        // rules alone when one without a command matcher applies to the line).
         var worst = _policy.OrgDefault;
+        PolicyRuleInfo? worstRule = null;
         foreach (var rule in groups.SelectMany(g => g))
         {
             if (rule.Effect > worst.Effect)
             {
                 worst = rule.Info;
             }
+
+            // On a tie the explanation names a rule without a command matcher: that is the one that matched the line.
+            if (worstRule is null || rule.Effect > worstRule.Effect
+                || (rule.Effect == worstRule.Effect && !rule.ConstrainsCommand && worstRule.Rule?.Args.ContainsKey("command") == true))
+            {
+                worstRule = rule.Info;
+            }
         }
 
         string[] constrained = [.. groups.SelectMany(g => g).SelectMany(r => r.Args).Select(a => a.Name).Distinct(StringComparer.Ordinal)];
-        return new ToolPlan(tool == ShellTool, groups, constrained, _policy.OrgDefault, worst);
+        return new ToolPlan(tool == ShellTool, groups, constrained, _policy.OrgDefault, worst, worstRule ?? worst);
     }
 
     private sealed class ToolPlan(
@@ -312,7 +361,8 @@ internal sealed class PolicyResolver
         CompiledRule[][] groups,
         string[] constrainedArguments,
         PolicyRuleInfo orgDefault,
-        PolicyRuleInfo mostRestrictive)
+        PolicyRuleInfo mostRestrictive,
+        PolicyRuleInfo mostRestrictiveRule)
     {
         public bool IsShell { get; } = isShell;
 
@@ -324,8 +374,10 @@ internal sealed class PolicyResolver
 
         public PolicyRuleInfo Default { get; } = orgDefault;
 
-        public PolicyDecision Unclassifiable(string reason) =>
-            new(mostRestrictive.Effect, mostRestrictive, reason) { Unclassifiable = true };
+        public PolicyDecision Unclassifiable(string reason, bool withDefault = true) =>
+            withDefault
+                ? new(mostRestrictive.Effect, mostRestrictive, reason) { Unclassifiable = true }
+                : new(mostRestrictiveRule.Effect, mostRestrictiveRule, reason) { Unclassifiable = true };
     }
 
     private readonly ref struct CallView
@@ -336,8 +388,12 @@ internal sealed class PolicyResolver
             bool hasPath,
             ReadOnlySpan<char> command,
             bool hasCommand,
-            ReadOnlySpan<char> bareProgramCommand = default)
+            ReadOnlySpan<char> bareProgramCommand = default,
+            int triggerStart = 0,
+            int triggerEnd = 0)
         {
+            TriggerStart = triggerStart;
+            TriggerEnd = triggerEnd;
             BareProgramCommand = bareProgramCommand;
             Args = args;
             Path = path;
@@ -355,6 +411,11 @@ internal sealed class PolicyResolver
         public ReadOnlySpan<char> Command { get; }
 
         public bool HasCommand { get; }
+
+        /// <summary>Where in <see cref="Command"/> the word that makes it run other code starts and ends (end 0: none).</summary>
+        public int TriggerStart { get; }
+
+        public int TriggerEnd { get; }
 
         /// <summary>The simple command with its program's directory removed ("/bin/rm x" as "rm x").</summary>
         public ReadOnlySpan<char> BareProgramCommand { get; }

@@ -1,3 +1,5 @@
+using System.Globalization;
+
 namespace HarnessServer.Policies;
 
 /// <summary>Why a <c>shell.exec</c> command line cannot be split into plain simple commands.</summary>
@@ -8,13 +10,16 @@ internal enum ShellUnclassifiable : byte
     EmptyCommand,
     TooLong,
     TooManyCommands,
+    TooManyWords,
     Redirection,
     HereDocument,
     CommandSubstitution,
     ProcessSubstitution,
     Variable,
-    Quote,
-    Escape,
+    UnterminatedQuote,
+    ExpandingDoubleQuote,
+    QuotedCommandName,
+    TrailingBackslash,
     SubshellOrFunction,
     Group,
     Background,
@@ -28,57 +33,92 @@ internal enum ShellUnclassifiable : byte
     GlobInCommandName,
     CommandNameCharacters,
     ReservedWord,
-    CommandRunner,
-    Shell,
-    InlineCode,
+}
+
+/// <summary>What joins a simple command to the next one.</summary>
+internal enum ShellOperator : byte
+{
+    End,
+    Pipe,
+    And,
+    Or,
+    Sequence,
 }
 
 /// <summary>
-/// Splits a <c>shell.exec</c> command line into simple commands joined by <c>|</c>, <c>&amp;&amp;</c>,
-/// <c>||</c> or <c>;</c>, refusing everything else. Deliberately strict: quotes, backslashes, <c>$</c>, backticks,
-/// <c>#</c>, <c>!</c>, redirections, parentheses, braces, background <c>&amp;</c>, newlines and control characters
-/// anywhere make the line unclassifiable, as do a command name that is not plain (<c>[A-Za-z0-9._+/-]</c>), an
-/// assignment prefix, a shell reserved word, and a program that runs other commands (shells, <c>env</c>,
-/// <c>xargs</c>, <c>sudo</c>, <c>eval</c>, <c>find -exec</c>, interpreters given inline code or reading stdin...),
-/// because such a program would let a rule written for it run anything.
+/// One word of a parsed line: its text with quotes and escapes removed (<see cref="Start"/>, <see cref="Length"/>
+/// in the parser's text buffer), where it was written (<see cref="Source"/>), whether an unquoted <c>*</c>,
+/// <c>?</c> or <c>[</c> makes it a glob, and whether any part of it was quoted or escaped.
+/// </summary>
+internal readonly record struct ShellWord(int Start, int Length, Range Source, bool Glob, bool Quoted);
+
+/// <summary>
+/// One simple command of a parsed line, or the command a wrapper (<c>timeout 5 make</c>, <c>env git log</c>) runs:
+/// its words, their text joined by one space (<see cref="TextStart"/>, <see cref="TextLength"/>), where it was
+/// written, the operator after it, and what <see cref="ShellPrograms"/> found: the word that makes it run other
+/// code (<see cref="TriggerWord"/>, -1 for none) and the part of the text a rule must spell out literally to name
+/// it (<see cref="TriggerStart"/> to <see cref="TriggerEnd"/>).
+/// </summary>
+internal struct ShellCommand
+{
+    public int FirstWord;
+    public int WordCount;
+    public int TextStart;
+    public int TextLength;
+    public Range Source;
+    public ShellOperator Next;
+
+    /// <summary>The command this one is the wrapped part of, or -1 for a simple command of the line.</summary>
+    public int Parent;
+
+    public int TriggerWord;
+    public int TriggerStart;
+    public int TriggerEnd;
+
+    /// <summary>Index of the <see cref="ShellPrograms"/> entry whose reason explains the trigger.</summary>
+    public short Form;
+}
+
+/// <summary>
+/// Parses a <c>shell.exec</c> command line the way <c>sh</c> would split it into words, for the subset the harness
+/// can decide exactly: simple commands of words joined by <c>|</c>, <c>&amp;&amp;</c>, <c>||</c> or <c>;</c>.
+/// Single quotes are literal; double quotes are literal when they hold no <c>$</c>, backquote or backslash; a
+/// backslash outside quotes makes the next character literal. Everything whose meaning depends on the shell's
+/// state at run time (variables, substitutions, redirections, subshells, groups, background jobs, comments,
+/// history, tilde) makes the line unclassifiable, as do quotes, escapes, globs or <c>=</c> in a command name, a
+/// name outside <c>[A-Za-z0-9._+/-]</c> and shell keywords. Unquoted glob characters in arguments are kept and
+/// flagged (<see cref="ShellWord.Glob"/>): the pipeline expands them against the workspace before deciding.
+/// Allocation-free: the caller gives the buffers.
 /// </summary>
 internal static class ShellCommandLine
 {
-    public const int MaxLength = 8192;
+    public const int MaxLength = 65_536;
     public const int MaxCommands = 64;
+    public const int MaxWords = 4096;
 
-    // Programs whose arguments are another command, or builtins that change how later commands resolve.
-    private static readonly HashSet<string> Runners = new(StringComparer.Ordinal)
-    {
-        "env", "xargs", "sudo", "su", "doas", "runuser", "nohup", "timeout", "nice", "ionice", "chroot", "setsid",
-        "stdbuf", "strace", "ltrace", "time", "watch", "exec", "eval", "source", ".", "command", "builtin", "trap",
-        "parallel", "script", "flock", "unbuffer", "taskset", "chrt", "nsenter", "unshare", "bwrap", "firejail",
-        "busybox", "toybox", "fakeroot", "proot", "sg", "newgrp", "systemd-run", "at", "batch", "crontab", "alias",
-        "unalias", "hash", "enable", "export", "declare", "typeset", "local", "readonly", "unset", "shopt", "set", "fc",
-        "coproc", "expect", "ssh", "catchsegv", "valgrind", "gdb", "entr", "inotifywait",
-    };
+    /// <summary>Room for the simple commands and the commands their wrappers run.</summary>
+    public const int CommandCapacity = MaxCommands * 2;
 
-    private static readonly HashSet<string> Shells = new(StringComparer.Ordinal)
-    {
-        "sh", "bash", "rbash", "zsh", "dash", "ksh", "mksh", "pdksh", "ash", "yash", "fish", "csh", "tcsh", "pwsh",
-        "powershell", "nu", "elvish", "xonsh",
-    };
+    private static readonly System.Buffers.SearchValues<char> DoubleQuoteStops = System.Buffers.SearchValues.Create("\"$`\\");
 
     private static readonly HashSet<string> ReservedWords = new(StringComparer.Ordinal)
     {
         "if", "then", "else", "elif", "fi", "case", "esac", "for", "select", "while", "until", "do", "done", "in",
-        "function", "time", "coproc", "[[", "]]",
+        "function", "coproc", "[[", "]]", "{", "}", "!",
     };
 
     /// <summary>
-    /// Splits <paramref name="line"/>. On success writes each simple command, words joined by one space, into
-    /// <paramref name="normalized"/> (at least as long as the line) and its range into <paramref name="commands"/>
-    /// (the normalized range) and <paramref name="originals"/> (the range in the line).
+    /// Parses <paramref name="line"/> into <paramref name="words"/> and <paramref name="commands"/> (at least
+    /// <see cref="CommandCapacity"/>), writing the words' text into <paramref name="text"/> (at least as long as the
+    /// line), then classifies each command with <see cref="ShellPrograms.Classify"/>, appending the commands that
+    /// wrappers run after the line's own.
     /// </summary>
-    public static ShellUnclassifiable Split(
-        ReadOnlySpan<char> line, Span<char> normalized, Span<Range> commands, Span<Range> originals, out int count)
+    public static ShellUnclassifiable Parse(
+        ReadOnlySpan<char> line, Span<char> text, Span<ShellWord> words, Span<ShellCommand> commands,
+        out int wordCount, out int commandCount)
     {
-        count = 0;
+        wordCount = 0;
+        commandCount = 0;
         if (line.Length > MaxLength)
         {
             return ShellUnclassifiable.TooLong;
@@ -96,32 +136,116 @@ internal static class ShellCommandLine
         }
 
         var written = 0;
-        var position = 0;
+        var i = 0;
+        var commandFirstWord = 0;
+        var commandTextStart = 0;
+        var commandSourceStart = 0;
         while (true)
         {
-            var end = NextOperator(line, position, out var operatorLength);
-            if (count == MaxCommands || count >= commands.Length)
+            while (i < line.Length && line[i] is ' ' or '\t')
             {
-                return ShellUnclassifiable.TooManyCommands;
+                i++;
             }
 
-            var start = written;
-            why = Normalize(line[position..end], normalized, ref written);
+            if (i == line.Length || line[i] is ';' or '|' or '&')
+            {
+                if (wordCount == commandFirstWord)
+                {
+                    return ShellUnclassifiable.EmptyCommand;
+                }
+
+                var next = ShellOperator.End;
+                var operatorLength = 0;
+                if (i < line.Length)
+                {
+                    why = Operator(line, i, out next, out operatorLength);
+                    if (why != ShellUnclassifiable.None)
+                    {
+                        return why;
+                    }
+                }
+
+                if (commandCount == MaxCommands)
+                {
+                    return ShellUnclassifiable.TooManyCommands;
+                }
+
+                why = CheckProgram(line, words[commandFirstWord], text);
+                if (why != ShellUnclassifiable.None)
+                {
+                    return why;
+                }
+
+                commands[commandCount++] = new ShellCommand
+                {
+                    FirstWord = commandFirstWord,
+                    WordCount = wordCount - commandFirstWord,
+                    TextStart = commandTextStart,
+                    TextLength = written - commandTextStart,
+                    Source = new Range(commandSourceStart, i),
+                    Next = next,
+                    Parent = -1,
+                    TriggerWord = -1,
+                };
+                if (next == ShellOperator.End)
+                {
+                    break;
+                }
+
+                i += operatorLength;
+                commandFirstWord = wordCount;
+                commandTextStart = written;
+                commandSourceStart = i;
+                continue;
+            }
+
+            if (wordCount == MaxWords)
+            {
+                return ShellUnclassifiable.TooManyWords;
+            }
+
+            if (wordCount > commandFirstWord)
+            {
+                text[written++] = ' ';
+            }
+
+            why = ReadWord(line, ref i, text, ref written, out var word);
             if (why != ShellUnclassifiable.None)
             {
                 return why;
             }
 
-            commands[count] = new Range(start, written);
-            originals[count] = new Range(position, end);
-            count++;
-            if (operatorLength == 0)
+            words[wordCount++] = word;
+        }
+
+        for (var c = 0; c < commandCount; c++)
+        {
+            if (!ShellPrograms.Classify(text, words, ref commands[c], out var inner))
             {
-                return ShellUnclassifiable.None;
+                continue;
             }
 
-            position = end + operatorLength;
+            if (commandCount >= commands.Length || commandCount >= CommandCapacity)
+            {
+                return ShellUnclassifiable.TooManyCommands;
+            }
+
+            ref readonly var outer = ref commands[c];
+            var firstInner = words[inner];
+            commands[commandCount++] = new ShellCommand
+            {
+                FirstWord = inner,
+                WordCount = outer.FirstWord + outer.WordCount - inner,
+                TextStart = firstInner.Start,
+                TextLength = outer.TextStart + outer.TextLength - firstInner.Start,
+                Source = outer.Source,
+                Next = outer.Next,
+                Parent = c,
+                TriggerWord = -1,
+            };
         }
+
+        return ShellUnclassifiable.None;
     }
 
     private static ShellUnclassifiable ScanCharacters(ReadOnlySpan<char> line)
@@ -129,35 +253,55 @@ internal static class ShellCommandLine
         for (var i = 0; i < line.Length; i++)
         {
             var c = line[i];
-            var next = i + 1 < line.Length ? line[i + 1] : '\0';
-            var why = c switch
+            if (c == '\n')
             {
-                '$' => next == '(' ? ShellUnclassifiable.CommandSubstitution : ShellUnclassifiable.Variable,
-                '`' => ShellUnclassifiable.CommandSubstitution,
-                '\'' or '"' => ShellUnclassifiable.Quote,
-                '\\' => ShellUnclassifiable.Escape,
-                '<' => next == '(' ? ShellUnclassifiable.ProcessSubstitution
-                    : next == '<' ? ShellUnclassifiable.HereDocument
-                    : ShellUnclassifiable.Redirection,
-                '>' => next == '(' ? ShellUnclassifiable.ProcessSubstitution : ShellUnclassifiable.Redirection,
-                '(' or ')' => ShellUnclassifiable.SubshellOrFunction,
-                '{' or '}' => ShellUnclassifiable.Group,
-                '\n' => ShellUnclassifiable.Newline,
-                '#' => ShellUnclassifiable.Comment,
-                '!' => ShellUnclassifiable.HistoryOrNegation,
-                '\t' => ShellUnclassifiable.None,
-                _ when char.IsControl(c) || char.GetUnicodeCategory(c) is System.Globalization.UnicodeCategory.Format
-                    or System.Globalization.UnicodeCategory.LineSeparator
-                    or System.Globalization.UnicodeCategory.ParagraphSeparator => ShellUnclassifiable.ControlCharacter,
-                _ => ShellUnclassifiable.None,
-            };
-            if (why != ShellUnclassifiable.None)
-            {
-                return why;
+                return ShellUnclassifiable.Newline;
             }
 
-            if (c == '&')
+            // A paired surrogate is one character (an emoji in a commit message); a lone one cannot reach the
+            // sandbox as the same bytes.
+            if (char.IsHighSurrogate(c) && i + 1 < line.Length && char.IsLowSurrogate(line[i + 1]))
             {
+                i++;
+                continue;
+            }
+
+            if (c != '\t' && (char.IsControl(c) || char.GetUnicodeCategory(c) is UnicodeCategory.Format
+                    or UnicodeCategory.LineSeparator or UnicodeCategory.ParagraphSeparator
+                    or UnicodeCategory.Surrogate or UnicodeCategory.PrivateUse or UnicodeCategory.OtherNotAssigned))
+            {
+                return ShellUnclassifiable.ControlCharacter;
+            }
+        }
+
+        return ShellUnclassifiable.None;
+    }
+
+    private static ShellUnclassifiable Operator(ReadOnlySpan<char> line, int i, out ShellOperator op, out int length)
+    {
+        var next = i + 1 < line.Length ? line[i + 1] : '\0';
+        op = ShellOperator.End;
+        length = 1;
+        switch (line[i])
+        {
+            case ';':
+                if (next is ';' or '&')
+                {
+                    return ShellUnclassifiable.CaseSyntax;
+                }
+
+                op = ShellOperator.Sequence;
+                break;
+            case '|':
+                if (next == '&')
+                {
+                    return ShellUnclassifiable.Redirection;
+                }
+
+                op = next == '|' ? ShellOperator.Or : ShellOperator.Pipe;
+                length = next == '|' ? 2 : 1;
+                break;
+            default:
                 if (next == '>')
                 {
                     return ShellUnclassifiable.Redirection;
@@ -168,253 +312,170 @@ internal static class ShellCommandLine
                     return ShellUnclassifiable.Background;
                 }
 
-                if (i + 2 < line.Length && line[i + 2] == '&')
-                {
-                    return ShellUnclassifiable.Background;
-                }
+                op = ShellOperator.And;
+                length = 2;
+                break;
+        }
 
-                i++;
-            }
-            else if (c == '|')
+        // "a;" and "a &&" end in an operator with nothing after it.
+        return line[(i + length)..].Trim(" \t").IsEmpty ? ShellUnclassifiable.EmptyCommand : ShellUnclassifiable.None;
+    }
+
+    private static ShellUnclassifiable ReadWord(ReadOnlySpan<char> line, ref int i, Span<char> text, ref int written, out ShellWord word)
+    {
+        word = default;
+        var start = written;
+        var source = i;
+        var glob = false;
+        var quoted = false;
+        if (line[i] == '#')
+        {
+            return ShellUnclassifiable.Comment;
+        }
+
+        if (line[i] == '~')
+        {
+            return ShellUnclassifiable.TildeExpansion;
+        }
+
+        while (i < line.Length)
+        {
+            var c = line[i];
+            var next = i + 1 < line.Length ? line[i + 1] : '\0';
+            switch (c)
             {
-                if (next == '&')
+                case ' ' or '\t' or ';' or '|' or '&':
+                    word = new ShellWord(start, written - start, new Range(source, i), glob, quoted);
+                    return ShellUnclassifiable.None;
+                case '\'':
                 {
-                    return ShellUnclassifiable.Redirection;
-                }
-
-                if (next == '|')
-                {
-                    if (i + 2 < line.Length && line[i + 2] is '|' or '&')
+                    var close = line[(i + 1)..].IndexOf('\'');
+                    if (close < 0)
                     {
-                        return ShellUnclassifiable.EmptyCommand;
+                        return ShellUnclassifiable.UnterminatedQuote;
                     }
 
-                    i++;
+                    line.Slice(i + 1, close).CopyTo(text[written..]);
+                    written += close;
+                    i += close + 2;
+                    quoted = true;
+                    continue;
                 }
+
+                case '"':
+                {
+                    var body = line[(i + 1)..];
+                    var close = body.IndexOfAny(DoubleQuoteStops);
+                    if (close < 0)
+                    {
+                        return ShellUnclassifiable.UnterminatedQuote;
+                    }
+
+                    if (body[close] != '"')
+                    {
+                        return ShellUnclassifiable.ExpandingDoubleQuote;
+                    }
+
+                    body[..close].CopyTo(text[written..]);
+                    written += close;
+                    i += close + 2;
+                    quoted = true;
+                    continue;
+                }
+
+                case '\\':
+                    if (next == '\0')
+                    {
+                        return ShellUnclassifiable.TrailingBackslash;
+                    }
+
+                    text[written++] = next;
+                    i += 2;
+                    quoted = true;
+                    continue;
+                case '$':
+                    return next == '(' ? ShellUnclassifiable.CommandSubstitution : ShellUnclassifiable.Variable;
+                case '`':
+                    return ShellUnclassifiable.CommandSubstitution;
+                case '<':
+                    return next == '(' ? ShellUnclassifiable.ProcessSubstitution
+                        : next == '<' ? ShellUnclassifiable.HereDocument
+                        : ShellUnclassifiable.Redirection;
+                case '>':
+                    return next == '(' ? ShellUnclassifiable.ProcessSubstitution : ShellUnclassifiable.Redirection;
+                case '(' or ')':
+                    return ShellUnclassifiable.SubshellOrFunction;
+                case '{' when next == '}':
+                    // "{}" has no comma or "..": no shell expands it (find's placeholder).
+                    text[written++] = '{';
+                    text[written++] = '}';
+                    i += 2;
+                    continue;
+                case '{' or '}':
+                    return ShellUnclassifiable.Group;
+                case '!':
+                    return ShellUnclassifiable.HistoryOrNegation;
+                case '=' or ':' when next == '~':
+                    return ShellUnclassifiable.TildeExpansion;
+                case '*' or '?' or '[':
+                    glob = true;
+                    break;
             }
-            else if (c == ';' && next is ';' or '&')
-            {
-                return ShellUnclassifiable.CaseSyntax;
-            }
+
+            text[written++] = c;
+            i++;
         }
 
+        word = new ShellWord(start, written - start, new Range(source, i), glob, quoted);
         return ShellUnclassifiable.None;
     }
 
-    // ScanCharacters has already refused every '&' that is not part of '&&'.
-    private static int NextOperator(ReadOnlySpan<char> line, int from, out int length)
+    private static ShellUnclassifiable CheckProgram(ReadOnlySpan<char> line, ShellWord program, ReadOnlySpan<char> text)
     {
-        for (var i = from; i < line.Length; i++)
+        var written = line[program.Source];
+        if (program.Quoted)
         {
-            switch (line[i])
-            {
-                case ';':
-                    length = 1;
-                    return i;
-                case '|':
-                    length = i + 1 < line.Length && line[i + 1] == '|' ? 2 : 1;
-                    return i;
-                case '&':
-                    length = 2;
-                    return i;
-            }
+            return ShellUnclassifiable.QuotedCommandName;
         }
 
-        length = 0;
-        return line.Length;
-    }
-
-    private static ShellUnclassifiable Normalize(ReadOnlySpan<char> command, Span<char> destination, ref int written)
-    {
-        var wordIndex = 0;
-        var interpreter = Interpreter.None;
-        var hasScriptArgument = false;
-        while (true)
-        {
-            command = command.TrimStart(" \t");
-            if (command.IsEmpty)
-            {
-                break;
-            }
-
-            var space = command.IndexOfAny(' ', '\t');
-            var word = space < 0 ? command : command[..space];
-            command = space < 0 ? [] : command[space..];
-            var why = wordIndex == 0 ? CheckProgram(word, out interpreter) : CheckArgument(word, interpreter, ref hasScriptArgument);
-            if (why != ShellUnclassifiable.None)
-            {
-                return why;
-            }
-
-            if (wordIndex > 0)
-            {
-                destination[written++] = ' ';
-            }
-
-            word.CopyTo(destination[written..]);
-            written += word.Length;
-            wordIndex++;
-        }
-
-        if (wordIndex == 0)
-        {
-            return ShellUnclassifiable.EmptyCommand;
-        }
-
-        if (interpreter != Interpreter.None && !hasScriptArgument)
-        {
-            return ShellUnclassifiable.InlineCode;
-        }
-
-        return ShellUnclassifiable.None;
-    }
-
-    private enum Interpreter : byte
-    {
-        None,
-        Python,
-        Perl,
-        Ruby,
-        Node,
-        Php,
-        Lua,
-        R,
-        Find,
-    }
-
-    private static ShellUnclassifiable CheckProgram(ReadOnlySpan<char> word, out Interpreter interpreter)
-    {
-        interpreter = Interpreter.None;
+        var word = text.Slice(program.Start, program.Length);
         if (word.Contains('='))
         {
             return ShellUnclassifiable.Assignment;
         }
 
-        if (word.IndexOfAny('*', '?', '[') >= 0 || word.Contains(']'))
+        if (program.Glob || word.Contains(']'))
         {
             return ShellUnclassifiable.GlobInCommandName;
         }
 
-        if (word[0] == '~')
+        if (!IsPlainProgram(word))
         {
-            return ShellUnclassifiable.TildeExpansion;
+            return ShellUnclassifiable.CommandNameCharacters;
+        }
+
+        return ReservedWords.GetAlternateLookup<ReadOnlySpan<char>>().Contains(written)
+            ? ShellUnclassifiable.ReservedWord
+            : ShellUnclassifiable.None;
+    }
+
+    /// <summary>A command name of <c>[A-Za-z0-9._+/-]</c>, not starting with <c>-</c>, not ending in <c>/</c>.</summary>
+    public static bool IsPlainProgram(ReadOnlySpan<char> word)
+    {
+        if (word.IsEmpty || word[0] == '-' || word[^1] == '/')
+        {
+            return false;
         }
 
         foreach (var c in word)
         {
             if (!(char.IsAsciiLetterOrDigit(c) || c is '.' or '_' or '+' or '/' or '-'))
             {
-                return ShellUnclassifiable.CommandNameCharacters;
+                return false;
             }
         }
 
-        if (word[0] == '-')
-        {
-            return ShellUnclassifiable.CommandNameCharacters;
-        }
-
-        var slash = word.LastIndexOf('/');
-        var name = slash < 0 ? word : word[(slash + 1)..];
-        if (slash < 0 && ReservedWords.GetAlternateLookup<ReadOnlySpan<char>>().Contains(name))
-        {
-            return ShellUnclassifiable.ReservedWord;
-        }
-
-        if (name.IsEmpty || Runners.GetAlternateLookup<ReadOnlySpan<char>>().Contains(name))
-        {
-            return ShellUnclassifiable.CommandRunner;
-        }
-
-        if (Shells.GetAlternateLookup<ReadOnlySpan<char>>().Contains(name))
-        {
-            return ShellUnclassifiable.Shell;
-        }
-
-        interpreter = InterpreterOf(name);
-        return ShellUnclassifiable.None;
-    }
-
-    private static Interpreter InterpreterOf(ReadOnlySpan<char> name)
-    {
-        if (name.StartsWith("python") || name.StartsWith("pypy"))
-        {
-            return Interpreter.Python;
-        }
-
-        if (name.StartsWith("perl"))
-        {
-            return Interpreter.Perl;
-        }
-
-        if (name.StartsWith("lua"))
-        {
-            return Interpreter.Lua;
-        }
-
-        return name switch
-        {
-            "ruby" or "irb" or "jruby" => Interpreter.Ruby,
-            "node" or "nodejs" or "bun" or "deno" => Interpreter.Node,
-            "php" => Interpreter.Php,
-            "Rscript" or "R" => Interpreter.R,
-            "find" => Interpreter.Find,
-            _ => Interpreter.None,
-        };
-    }
-
-    private static ShellUnclassifiable CheckArgument(ReadOnlySpan<char> word, Interpreter interpreter, ref bool hasScriptArgument)
-    {
-        if (word[0] == '~' || word.Contains("=~", StringComparison.Ordinal) || word.Contains(":~", StringComparison.Ordinal))
-        {
-            return ShellUnclassifiable.TildeExpansion;
-        }
-
-        if (interpreter == Interpreter.None)
-        {
-            return ShellUnclassifiable.None;
-        }
-
-        if (interpreter == Interpreter.Find)
-        {
-            hasScriptArgument = true;
-            return word is "-exec" or "-execdir" or "-ok" or "-okdir" ? ShellUnclassifiable.CommandRunner : ShellUnclassifiable.None;
-        }
-
-        if (word is "-")
-        {
-            return ShellUnclassifiable.InlineCode;
-        }
-
-        if (word.StartsWith("--"))
-        {
-            return word.StartsWith("--eval") || word.StartsWith("--print") || word.StartsWith("--command") || word.StartsWith("--execute")
-                ? ShellUnclassifiable.InlineCode
-                : ShellUnclassifiable.None;
-        }
-
-        if (word[0] == '-')
-        {
-            var flags = word[1..];
-            var inline = interpreter switch
-            {
-                Interpreter.Python => flags.Contains('c'),
-                Interpreter.Perl or Interpreter.Ruby => flags.IndexOfAny('e', 'E') >= 0,
-                Interpreter.Node => flags.IndexOfAny('e', 'p') >= 0,
-                Interpreter.Php => flags.IndexOfAny("rBERFa") >= 0,
-                Interpreter.Lua or Interpreter.R => flags.Contains('e'),
-                _ => false,
-            };
-            return inline ? ShellUnclassifiable.InlineCode : ShellUnclassifiable.None;
-        }
-
-        // deno's and bun's subcommand that runs inline code
-        if (!hasScriptArgument && interpreter == Interpreter.Node && word is "eval")
-        {
-            return ShellUnclassifiable.InlineCode;
-        }
-
-        hasScriptArgument = true;
-        return ShellUnclassifiable.None;
+        return true;
     }
 
     /// <summary>A human reason for a refusal, preallocated so deciding never formats strings.</summary>
@@ -422,31 +483,31 @@ internal static class ShellCommandLine
     {
         ShellUnclassifiable.Empty => "unclassifiable shell command: the command is empty",
         ShellUnclassifiable.EmptyCommand => "unclassifiable shell command: an operator has no command on one side",
-        ShellUnclassifiable.TooLong => "unclassifiable shell command: longer than 8192 characters",
+        ShellUnclassifiable.TooLong => "unclassifiable shell command: longer than 65,536 characters",
         ShellUnclassifiable.TooManyCommands => "unclassifiable shell command: more than 64 simple commands",
+        ShellUnclassifiable.TooManyWords => "unclassifiable shell command: more than 4,096 words",
         ShellUnclassifiable.Redirection => "unclassifiable shell command: contains a redirection",
-        ShellUnclassifiable.HereDocument => "unclassifiable shell command: contains a here-document",
+        ShellUnclassifiable.HereDocument => "unclassifiable shell command: contains a here-document or here-string",
         ShellUnclassifiable.CommandSubstitution => "unclassifiable shell command: contains command substitution",
         ShellUnclassifiable.ProcessSubstitution => "unclassifiable shell command: contains process substitution",
         ShellUnclassifiable.Variable => "unclassifiable shell command: contains a variable or parameter expansion ('$')",
-        ShellUnclassifiable.Quote => "unclassifiable shell command: contains quotes",
-        ShellUnclassifiable.Escape => "unclassifiable shell command: contains a backslash escape",
+        ShellUnclassifiable.UnterminatedQuote => "unclassifiable shell command: a quote is not closed",
+        ShellUnclassifiable.ExpandingDoubleQuote => "unclassifiable shell command: double quotes hold '$', a backquote or a backslash (use single quotes)",
+        ShellUnclassifiable.QuotedCommandName => "unclassifiable shell command: the command name contains quotes or escapes",
+        ShellUnclassifiable.TrailingBackslash => "unclassifiable shell command: ends with a backslash",
         ShellUnclassifiable.SubshellOrFunction => "unclassifiable shell command: contains a subshell or function definition",
         ShellUnclassifiable.Group => "unclassifiable shell command: contains a command group or brace expansion",
         ShellUnclassifiable.Background => "unclassifiable shell command: runs a background job ('&')",
         ShellUnclassifiable.Newline => "unclassifiable shell command: contains a newline",
         ShellUnclassifiable.ControlCharacter => "unclassifiable shell command: contains a control or invisible character",
-        ShellUnclassifiable.Comment => "unclassifiable shell command: contains '#'",
-        ShellUnclassifiable.HistoryOrNegation => "unclassifiable shell command: contains '!'",
+        ShellUnclassifiable.Comment => "unclassifiable shell command: contains a comment ('#' starting a word)",
+        ShellUnclassifiable.HistoryOrNegation => "unclassifiable shell command: contains an unquoted '!'",
         ShellUnclassifiable.CaseSyntax => "unclassifiable shell command: contains ';;' or ';&'",
         ShellUnclassifiable.TildeExpansion => "unclassifiable shell command: contains tilde expansion",
         ShellUnclassifiable.Assignment => "unclassifiable shell command: starts with a variable assignment",
         ShellUnclassifiable.GlobInCommandName => "unclassifiable shell command: the command name contains a glob",
         ShellUnclassifiable.CommandNameCharacters => "unclassifiable shell command: the command name is not plain ([A-Za-z0-9._+/-])",
         ShellUnclassifiable.ReservedWord => "unclassifiable shell command: uses a shell keyword (if, for, while, ...)",
-        ShellUnclassifiable.CommandRunner => "unclassifiable shell command: runs another command (env, xargs, sudo, eval, find -exec, ...)",
-        ShellUnclassifiable.Shell => "unclassifiable shell command: starts another shell",
-        ShellUnclassifiable.InlineCode => "unclassifiable shell command: runs an interpreter on inline code or standard input",
         _ => "shell command is classifiable",
     };
 }

@@ -28,7 +28,47 @@ internal sealed partial class BubblewrapLauncher(IOptions<SandboxOptions> option
     // host users, hosts or secrets.
     private static readonly string[] EtcFiles = ["/etc/ld.so.cache", "/etc/alternatives", "/etc/localtime"];
 
+    /// <summary>HOME inside the sandbox: an empty folder on the read-only root, so no program finds agent-written dotfiles.</summary>
+    public const string Home = "/empty";
+
+    // Programs that read configuration the agent could write, and run programs from it, are told to read none: git's
+    // system and global files are off, and command-line-level settings (which beat the repository's .git/config)
+    // turn off hooks, fsmonitor, pagers, editors, ssh and credential helpers and signing. See docs/sandbox.md.
+    private static readonly (string Name, string Value)[] ProgramEnvironment = BuildProgramEnvironment(
+        [
+            ("core.hooksPath", "/dev/null"),
+            ("core.fsmonitor", "false"),
+            ("core.pager", "cat"),
+            ("core.editor", "false"),
+            ("sequence.editor", "false"),
+            ("core.sshCommand", "false"),
+            ("core.askPass", ""),
+            ("credential.helper", ""),
+            ("gpg.program", "false"),
+            ("commit.gpgSign", "false"),
+            ("tag.gpgSign", "false"),
+            ("protocol.ext.allow", "never"),
+        ]);
+
     private readonly SandboxOptions _options = options.Value;
+
+    private static (string, string)[] BuildProgramEnvironment((string Key, string Value)[] gitSettings)
+    {
+        List<(string, string)> environment =
+        [
+            ("XDG_CONFIG_HOME", Home), ("GIT_CONFIG_NOSYSTEM", "1"), ("GIT_CONFIG_GLOBAL", "/dev/null"), ("GIT_ATTR_NOSYSTEM", "1"),
+            ("GIT_TERMINAL_PROMPT", "0"), ("GIT_PAGER", "cat"), ("PAGER", "cat"), ("GIT_CONFIG_COUNT", $"{gitSettings.Length}"),
+            ("PIP_CONFIG_FILE", "/dev/null"), ("NPM_CONFIG_USERCONFIG", "/dev/null"), ("NPM_CONFIG_GLOBALCONFIG", "/dev/null"),
+            ("PYTHONNOUSERSITE", "1"),
+        ];
+        for (var i = 0; i < gitSettings.Length; i++)
+        {
+            environment.Add(($"GIT_CONFIG_KEY_{i}", gitSettings[i].Key));
+            environment.Add(($"GIT_CONFIG_VALUE_{i}", gitSettings[i].Value));
+        }
+
+        return [.. environment];
+    }
 
     /// <summary>Runs without consulting the probe: only the probe and <see cref="BubblewrapSandbox"/> call this.</summary>
     public async Task<SandboxResult> RunAsync(SandboxCommand command, CancellationToken cancellationToken)
@@ -162,6 +202,8 @@ internal sealed partial class BubblewrapLauncher(IOptions<SandboxOptions> option
             Add(args, "--ro-bind-try", file, file);
         }
 
+        // HOME is created on the root before it is made read-only.
+        Add(args, "--dir", Home);
         Add(args, "--proc", "/proc", "--dev", "/dev",
             "--size", $"{_options.MaxFileBytes}", "--tmpfs", "/tmp",
             "--bind", command.WorkspacePath, Workspace.MountPoint,
@@ -169,8 +211,13 @@ internal sealed partial class BubblewrapLauncher(IOptions<SandboxOptions> option
             // the only writable places.
             "--remount-ro", "/",
             "--chdir", Workspace.MountPoint,
-            "--clearenv", "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "HOME", Workspace.MountPoint,
+            "--clearenv", "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "HOME", Home,
             "--setenv", "LANG", "C.UTF-8", "--setenv", "TMPDIR", "/tmp");
+        foreach (var (name, value) in ProgramEnvironment)
+        {
+            Add(args, "--setenv", name, value);
+        }
+
         foreach (var (name, value) in command.Environment ?? new Dictionary<string, string>())
         {
             Add(args, "--setenv", name, value);

@@ -19,7 +19,7 @@ internal static class AuditViews
         ["level"] = decision.Level.ToString().ToLowerInvariant(),
         ["source"] = decision.Source,
         ["index"] = decision.Index,
-        ["reason"] = decision.Reason,
+        ["reason"] = decision.Explanation,
     };
 
     /// <summary>The contract's spelling of a status: <c>pending_approval</c>, <c>succeeded</c>, ...</summary>

@@ -115,7 +115,7 @@ public sealed class ToolCallPipelineTests(ToolCallPipelineTests.PipelineApplicat
 
         Assert.Equal("denied", call.GetProperty("status").GetString());
         Assert.Equal("org", call.GetProperty("decision").GetProperty("level").GetString());
-        Assert.Equal("no deleting", call.GetProperty("decision").GetProperty("reason").GetString());
+        Assert.Equal("no deleting; decided by the simple command 'rm keep.txt' at the word 'rm'", call.GetProperty("decision").GetProperty("reason").GetString());
         Assert.Equal("succeeded", read.GetProperty("status").GetString());
     }
 

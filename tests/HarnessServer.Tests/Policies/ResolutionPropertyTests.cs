@@ -140,13 +140,18 @@ public sealed class ResolutionPropertyTests
     }
 
     [Property(MaxTest = 300)]
-    public bool Escaping_paths_and_unclassifiable_lines_are_never_allowed(byte[] codes, bool askDefault)
+    public bool Escaping_paths_are_never_allowed_and_unclassifiable_lines_only_under_a_rule_without_a_command_matcher(byte[] codes, bool askDefault)
     {
-        var policy = Build(codes.Select(c => Decode(c, allowLocks: true)), askDefault ? PolicyEffect.Ask : PolicyEffect.Deny);
+        var rules = codes.Select(c => Decode(c, allowLocks: true)).ToList();
+        var policy = Build(rules, askDefault ? PolicyEffect.Ask : PolicyEffect.Deny);
         var resolver = policy.For("u", Teams);
+        var line = resolver.Decide("shell.exec", new Dictionary<string, string?> { ["command"] = "git log > x" });
+        var unconstrainedAllow = rules.Any(r => r.Rule.Effect == PolicyEffect.Allow && !r.Rule.Args.ContainsKey("command")
+            && PolicyGlob.Parse(r.Rule.Tool).IsMatch("shell.exec") && r.Rule.Args.Count == 0);
 
         return resolver.Decide("fs.write", new Dictionary<string, string?> { ["path"] = "../escape" }).Effect != PolicyEffect.Allow
             && resolver.Decide("fs.write", new Dictionary<string, string?> { ["path"] = "/etc/passwd" }).Effect != PolicyEffect.Allow
-            && resolver.Decide("shell.exec", new Dictionary<string, string?> { ["command"] = "git log > x" }).Effect != PolicyEffect.Allow;
+            && line.Unclassifiable
+            && (line.Effect != PolicyEffect.Allow || unconstrainedAllow);
     }
 }

@@ -155,9 +155,6 @@ public sealed class ShellBypassTests
     [InlineData("cat <<EOF", "here-document")]
     [InlineData("echo <(rm x)", "process substitution")]
     [InlineData("FOO=1 rm x", "assignment")]
-    [InlineData("env rm x", "runs another command")]
-    [InlineData("bash -c rm", "another shell")]
-    [InlineData("python3 -c x", "inline code")]
     [InlineData("echo hi &", "background")]
     public void Explains_why_a_line_is_unclassifiable(string command, string because)
     {
@@ -173,7 +170,6 @@ public sealed class ShellBypassTests
     [InlineData("git log --oneline src/a.txt")]
     [InlineData("git status && git diff | echo done")]
     [InlineData("git  status\t&&  echo   x")]
-    [InlineData("git -c core.pager=less log")]
     [InlineData("git log HEAD~1")]
     [InlineData("echo ünïcödé")]
     [InlineData("echo hi\trm x")]
@@ -201,7 +197,8 @@ public sealed class ShellBypassTests
         var wrapped = resolver.Decide("shell.exec", Command("env rm x"));
         Assert.Equal(PolicyEffect.Deny, wrapped.Effect);
         Assert.Equal(1, wrapped.Index);
-        Assert.Equal(PolicyEffect.Deny, resolver.Decide("shell.exec", Command("xargs rm")).Effect);
+        // xargs runs rm with arguments no rule sees: the broad "*" does not admit it, so the default (ask) decides.
+        Assert.Equal(PolicyEffect.Ask, resolver.Decide("shell.exec", Command("xargs rm")).Effect);
     }
 
     [Theory]
@@ -239,7 +236,7 @@ public sealed class ShellBypassTests
     [Fact]
     public void Overlong_command_line_is_unclassifiable()
     {
-        var decision = DenyByDefault.Decide("shell.exec", Command("echo " + new string('a', 10_000)));
+        var decision = DenyByDefault.Decide("shell.exec", Command("echo " + new string('a', 70_000)));
 
         Assert.Equal(PolicyEffect.Deny, decision.Effect);
         Assert.True(decision.Unclassifiable);

@@ -98,9 +98,15 @@ public sealed class BubblewrapSandboxTests(SandboxFixture fixture) : IDisposable
         var result = await fixture.ShellAsync(_workspace, "env", environment: new Dictionary<string, string> { ["GIT_AUTHOR_NAME"] = "agent" });
 
         Assert.DoesNotContain("hunter2", result.Stdout);
-        Assert.Equal(["GIT_AUTHOR_NAME=agent", "HOME=/workspace", "LANG=C.UTF-8", "PATH=/usr/bin:/bin", "PWD=/workspace", "TMPDIR=/tmp"],
-            result.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).Where(l => !l.StartsWith("SHLVL=") && !l.StartsWith("_=")).Order());
+        // The rest is what programs are told so they read no agent-written configuration (ShellEnvironmentTests).
+        Assert.Equal(["GIT_AUTHOR_NAME=agent", "HOME=/empty", "LANG=C.UTF-8", "PATH=/usr/bin:/bin", "PWD=/workspace", "TMPDIR=/tmp"],
+            result.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries)
+                .Where(l => !l.StartsWith("SHLVL=") && !l.StartsWith("_=") && !HarnessSettings().IsMatch(l))
+                .Order());
     }
+
+    private static System.Text.RegularExpressions.Regex HarnessSettings() =>
+        new("^(GIT_CONFIG_[A-Z_0-9]+|GIT_TERMINAL_PROMPT|GIT_PAGER|GIT_ATTR_NOSYSTEM|XDG_CONFIG_HOME|PAGER|PIP_CONFIG_FILE|NPM_CONFIG_[A-Z]+|PYTHONNOUSERSITE)=");
 
     [Fact]
     public async Task Other_workspaces_are_not_visible_inside()
