@@ -31,7 +31,8 @@ def jcs(value):
     if isinstance(value, list):
         return "[" + ",".join(jcs(v) for v in value) + "]"
     if isinstance(value, dict):
-        keys = sorted(value.keys(), key=lambda k: k.encode("utf-16-be"))
+        # surrogatepass: a name may hold a lone surrogate (escaped as \udxxx in the line), which still sorts by code unit
+        keys = sorted(value.keys(), key=lambda k: k.encode("utf-16-be", "surrogatepass"))
         return "{" + ",".join(jcs_string(k) + ":" + jcs(value[k]) for k in keys) + "}"
     raise TypeError(f"not JSON: {value!r}")
 

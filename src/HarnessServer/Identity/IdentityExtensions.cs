@@ -126,10 +126,10 @@ internal static class IdentityExtensions
                     AuthenticationFailure.Record(context.HttpContext, reason);
                     context.Fail(reason);
                 }
-                else if (user.Oversized(harness.Claims) is { } oversized)
+                else if (user.Unstorable(harness.Claims) is { } unstorable)
                 {
-                    AuthenticationFailure.Record(context.HttpContext, oversized);
-                    context.Fail(oversized);
+                    AuthenticationFailure.Record(context.HttpContext, unstorable);
+                    context.Fail(unstorable);
                 }
             };
             var failed = events.OnAuthenticationFailed;

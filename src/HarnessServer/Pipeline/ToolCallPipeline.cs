@@ -40,6 +40,12 @@ internal sealed class ToolCallPipeline(
                 $"A tool name has at most {Data.Limits.Identifier} characters; no tool is named like this.");
         }
 
+        if (Data.StorableText.Problem(request.Tool) is { } problem)
+        {
+            throw new HarnessProblemException(StatusCodes.Status400BadRequest, "invalid_tool_name",
+                $"The tool name cannot be recorded: {problem}; no tool is named like this.");
+        }
+
         if (Tools.ToolArguments.Unrecordable(request.Arguments) is [var first, ..] errors)
         {
             throw new InvalidArgumentsException($"The arguments cannot be decided or recorded: {first.Path}: {first.Reason}", errors);
