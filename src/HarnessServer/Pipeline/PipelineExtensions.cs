@@ -27,6 +27,9 @@ internal static class PipelineExtensions
         services.AddSingleton<HttpFetchTool>();
         services.AddScoped<ToolExecutors>();
 
+        services.AddOptions<RecoveryOptions>().BindConfiguration("Harness:Recovery")
+            .Validate(o => o.SweepInterval > TimeSpan.Zero, "Harness:Recovery:SweepInterval must be positive.")
+            .ValidateOnStart();
         services.AddOptions<ApprovalOptions>().BindConfiguration("Harness:Approvals")
             .Validate(o => o.Expiry > TimeSpan.Zero && o.PollInterval > TimeSpan.Zero, "Harness:Approvals:Expiry and :PollInterval must be positive.")
             .ValidateOnStart();

@@ -60,8 +60,8 @@ internal sealed partial class BubblewrapLauncher(IOptions<SandboxOptions> option
             }
         }
 
-        var (output, outputCut) = await stdout;
-        var (errors, errorsCut) = await stderr;
+        var (output, outputCut, outputBytes) = await stdout;
+        var (errors, errorsCut, errorBytes) = await stderr;
         clock.Stop();
         cancellationToken.ThrowIfCancellationRequested();
 
@@ -72,7 +72,11 @@ internal sealed partial class BubblewrapLauncher(IOptions<SandboxOptions> option
             logger.LogInformation("Sandboxed command killed at its {Timeout} s time limit.", timeout);
         }
 
-        return new SandboxResult(exitCode, output, errors, outputCut || errorsCut, clock.ElapsedMilliseconds, timedOut, killed);
+        return new SandboxResult(exitCode, output, errors, outputCut || errorsCut, clock.ElapsedMilliseconds, timedOut, killed)
+        {
+            StdoutOutput = outputBytes,
+            StderrOutput = errorBytes,
+        };
     }
 
     private int Validate(SandboxCommand command)
@@ -195,7 +199,7 @@ internal sealed partial class BubblewrapLauncher(IOptions<SandboxOptions> option
     }
 
     /// <summary>Reads a stream to its end, keeping the first <c>MaxOutputBytes</c> and discarding the rest so the child never blocks.</summary>
-    private async Task<(string Text, bool Truncated)> CaptureAsync(Stream stream)
+    private async Task<(string Text, bool Truncated, OutputText Lossless)> CaptureAsync(Stream stream)
     {
         var limit = _options.MaxOutputBytes;
         using var kept = new MemoryStream();
@@ -209,8 +213,10 @@ internal sealed partial class BubblewrapLauncher(IOptions<SandboxOptions> option
             total += read;
         }
 
-        var text = Utf8.GetString(kept.GetBuffer(), 0, (int)kept.Length);
-        return total > limit ? (text + $"\n[output truncated at {limit} bytes]", true) : (text, false);
+        var bytes = kept.GetBuffer().AsSpan(0, (int)kept.Length);
+        var text = Utf8.GetString(bytes);
+        var marker = $"\n[output truncated at {limit} bytes]";
+        return total > limit ? (text + marker, true, OutputText.Of(bytes, marker)) : (text, false, OutputText.Of(bytes));
     }
 
     private static void Add(ICollection<string> args, params string[] values)

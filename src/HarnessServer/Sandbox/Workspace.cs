@@ -103,7 +103,8 @@ internal sealed partial class Workspace : IDisposable
         }
 
         var bytes = ReadAll(file, _options.MaxReadBytes) ?? throw TooLargeToRead(path, null);
-        return new FileContent(Utf8.GetString(bytes), bytes.Length);
+        var content = OutputText.Of(bytes);
+        return new FileContent(content.Value, bytes.Length, content.Base64 ? OutputText.Base64Encoding : null);
     }
 
     /// <summary>
@@ -286,7 +287,8 @@ internal sealed partial class Workspace : IDisposable
     private void SearchFile(SafeFileHandle file, string relative, SearchRun search)
     {
         var bytes = ReadAll(file, _options.MaxReadBytes);
-        if (bytes is null || bytes.AsSpan(0, Math.Min(bytes.Length, 8192)).Contains((byte)0))
+        // A NUL anywhere makes the file binary: its "lines" would put a NUL into a result, which jsonb cannot hold.
+        if (bytes is null || bytes.AsSpan().Contains((byte)0))
         {
             return;
         }

@@ -150,6 +150,104 @@ public sealed class HardeningTests(HardeningApplication app) : IClassFixture<Har
         Assert.Equal(80, await app.CountAsync(
             "SELECT count(*) FROM audit_events WHERE tenant_id = $1 AND type = 'tool_call.executed'", HardeningApplication.OtherTenant));
     }
+
+    // Issue 16, finding 2: a NUL in the output failed the jsonb write; the call had no executed event and stayed
+    // running. Under the shipped policies (acme's org allows "head *").
+    [Fact]
+    public async Task Hardening_output_with_a_NUL_is_stored_as_base64_and_the_call_is_recorded()
+    {
+        using var client = app.ClientFor("binary-output", "acme");
+        var session = await NewSessionAsync(client);
+
+        var call = await (await CallAsync(client, session, new { tool = "shell.exec", arguments = new { command = "head -c 1 /dev/zero" } })).JsonAsync(HttpStatusCode.OK);
+
+        Assert.Equal("succeeded", call.GetProperty("status").GetString());
+        Assert.Equal("AA==", call.GetProperty("result").GetProperty("stdout").GetString());
+        Assert.Equal("base64", call.GetProperty("result").GetProperty("stdoutEncoding").GetString());
+        Assert.False(call.GetProperty("result").TryGetProperty("stderrEncoding", out _));
+        var id = call.GetProperty("id").GetGuid();
+        Assert.Equal("succeeded", await client.WaitForCallStatusAsync(session, id, "succeeded"));
+        Assert.Equal(1, await app.CountAsync(
+            "SELECT count(*) FROM audit_events WHERE tenant_id = 'acme' AND type = 'tool_call.executed' AND payload->>'callId' = $1", id.ToString()));
+        Assert.Equal("AA==", await app.ScalarAsSuperuserAsync<string>("SELECT result->>'stdout' FROM tool_calls WHERE id = $1", id));
+    }
+
+    [Fact]
+    public async Task Hardening_binary_file_is_read_as_base64_without_loss()
+    {
+        using var client = app.ClientFor("binary-file", "acme");
+        var session = await NewSessionAsync(client);
+        await (await CallAsync(client, session, new { tool = "fs.list", arguments = new { path = "." } })).JsonAsync(HttpStatusCode.OK);
+        byte[] bytes = [0x00, 0xFF, 0x41, 0xC3, 0x0A];
+        await File.WriteAllBytesAsync(Path.Combine(app.DataRoot, "workspaces", "acme", session.ToString(), "blob.bin"), bytes);
+        await File.WriteAllTextAsync(Path.Combine(app.DataRoot, "workspaces", "acme", session.ToString(), "text.txt"), "héllo\n");
+
+        var binary = await (await CallAsync(client, session, new { tool = "fs.read", arguments = new { path = "blob.bin" } })).JsonAsync(HttpStatusCode.OK);
+        var text = await (await CallAsync(client, session, new { tool = "fs.read", arguments = new { path = "text.txt" } })).JsonAsync(HttpStatusCode.OK);
+        var head = await (await CallAsync(client, session, new { tool = "shell.exec", arguments = new { command = "head -c 4 blob.bin" } })).JsonAsync(HttpStatusCode.OK);
+
+        Assert.Equal("succeeded", binary.GetProperty("status").GetString());
+        Assert.Equal(bytes, Convert.FromBase64String(binary.GetProperty("result").GetProperty("content").GetString()!));
+        Assert.Equal("base64", binary.GetProperty("result").GetProperty("encoding").GetString());
+        Assert.Equal("héllo\n", text.GetProperty("result").GetProperty("content").GetString());
+        Assert.False(text.GetProperty("result").TryGetProperty("encoding", out _));
+        Assert.Equal(bytes[..4], Convert.FromBase64String(head.GetProperty("result").GetProperty("stdout").GetString()!));
+        var stored = await app.ScalarAsSuperuserAsync<string>("SELECT result->>'content' FROM tool_calls WHERE id = $1", binary.GetProperty("id").GetGuid());
+        Assert.Equal(bytes, Convert.FromBase64String(stored!));
+        await AssertChainValidAsync("acme");
+    }
+
+    // When the result cannot be stored for any reason, what ran is still recorded: the executed event (with the
+    // result's hash) and the final status, instead of a 503 and a call left running.
+    [Fact]
+    public async Task Hardening_a_result_the_database_refuses_still_gets_its_executed_event()
+    {
+        await app.ExecuteAsSuperuserAsync("""
+            CREATE OR REPLACE FUNCTION refuse_poisoned_result() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+              IF NEW.result::text LIKE '%refuse-this-result%' THEN RAISE EXCEPTION 'result refused'; END IF;
+              RETURN NEW;
+            END $$;
+            CREATE TRIGGER refuse_poisoned_result BEFORE UPDATE ON tool_calls FOR EACH ROW EXECUTE FUNCTION refuse_poisoned_result();
+            """);
+        try
+        {
+            using var client = app.ClientFor("refused-result", HardeningApplication.Tenant, ["web"]);
+            var session = await NewSessionAsync(client);
+
+            var call = await (await CallAsync(client, session, new { tool = "shell.exec", arguments = new { command = "echo refuse-this-result" } })).JsonAsync(HttpStatusCode.OK);
+
+            Assert.Equal("succeeded", call.GetProperty("status").GetString());
+            Assert.Equal("result_not_stored", call.GetProperty("error").GetProperty("code").GetString());
+            var id = call.GetProperty("id").GetGuid().ToString();
+            Assert.Equal("Succeeded", await app.ScalarAsSuperuserAsync<string>("SELECT status FROM tool_calls WHERE id = $1::uuid", id));
+            Assert.Equal("false", await app.ScalarAsSuperuserAsync<string>(
+                "SELECT payload->>'resultStored' FROM audit_events WHERE type = 'tool_call.executed' AND payload->>'callId' = $1", id));
+            Assert.NotNull(await app.ScalarAsSuperuserAsync<string>(
+                "SELECT payload->>'resultHash' FROM audit_events WHERE type = 'tool_call.executed' AND payload->>'callId' = $1", id));
+        }
+        finally
+        {
+            await app.ExecuteAsSuperuserAsync("DROP TRIGGER refuse_poisoned_result ON tool_calls; DROP FUNCTION refuse_poisoned_result()");
+        }
+    }
+
+    // A call left running while its process lives on (its executed event could not be written) is found by the
+    // periodic sweep, not only by the next start.
+    [Fact]
+    public async Task Hardening_a_call_left_running_is_found_by_the_periodic_sweep()
+    {
+        using var client = app.ClientFor("left-running", HardeningApplication.Tenant, ["web"]);
+        var session = await NewSessionAsync(client);
+        var call = await (await CallAsync(client, session, new { tool = "shell.exec", arguments = new { command = "echo once" } })).JsonAsync(HttpStatusCode.OK);
+        var id = call.GetProperty("id").GetGuid();
+        await app.ExecuteAsSuperuserAsync("UPDATE tool_calls SET status = 'Running', completed_at = NULL WHERE id = $1", id);
+
+        Assert.Equal("interrupted", await client.WaitForCallStatusAsync(session, id, "interrupted"));
+        Assert.Equal(1, await app.CountAsync(
+            "SELECT count(*) FROM audit_events WHERE type = 'tool_call.interrupted' AND payload->>'callId' = $1", id.ToString()));
+        await AssertChainValidAsync(HardeningApplication.Tenant);
+    }
 }
 
 public sealed class HardeningApplication : HarnessApplication
@@ -167,6 +265,13 @@ public sealed class HardeningApplication : HarnessApplication
             effect: allow
             args: { command: ["echo *", "head *"] }
         """;
+
+    // The shipped policies (policies/acme) are imported, so finding 2 is reproduced under their "head *" rule.
+    protected override void Configure(IDictionary<string, string?> settings)
+    {
+        settings["Harness:PoliciesPath"] = Path.Combine(RepositoryRoot, "policies");
+        settings["Harness:Recovery:SweepInterval"] = "00:00:00.300";
+    }
 
     public override async Task InitializeAsync()
     {
