@@ -53,6 +53,11 @@ internal sealed class ValidateArgumentsStep : IToolCallStep
         }
 
         var errors = ToolArguments.Validate(context.Tool, context.Request.Arguments);
+        if (errors.Count == 0)
+        {
+            errors = ToolArguments.OptionLike(context.Tool, context.Request.Arguments);
+        }
+
         if (errors.Count > 0)
         {
             var first = errors[0];

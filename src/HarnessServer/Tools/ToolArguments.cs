@@ -34,6 +34,63 @@ internal static class ToolArguments
     }
 
     /// <summary>
+    /// Values a command tool would pass where its program reads options: a value starting with <c>-</c> in a placeholder
+    /// entry is refused (<c>{"ref": "--output=/workspace/x"}</c> for <c>git log {ref}</c> is an option, not a ref), unless
+    /// the template puts the placeholder after a fixed <c>--</c> entry or the property's schema lists the value
+    /// explicitly (<c>enum</c> or <c>const</c>). Numbers count by their JSON text (<c>-1</c> starts with <c>-</c>).
+    /// </summary>
+    public static IReadOnlyList<ArgumentError> OptionLike(ToolDefinition tool, JsonElement arguments)
+    {
+        if (tool.Kind != ToolKind.Command || tool.Argv is null || arguments.ValueKind != JsonValueKind.Object)
+        {
+            return [];
+        }
+
+        var errors = new List<ArgumentError>();
+        var afterEndOfOptions = false;
+        foreach (var entry in tool.Argv.Skip(1))
+        {
+            if (ToolEndpoints.Placeholder().Match(entry) is not { Success: true } placeholder)
+            {
+                afterEndOfOptions |= entry == "--";
+                continue;
+            }
+
+            var name = placeholder.Groups[1].Value;
+            if (afterEndOfOptions || !arguments.TryGetProperty(name, out var value) || value.ValueKind == JsonValueKind.Null)
+            {
+                continue;
+            }
+
+            var text = value.ValueKind == JsonValueKind.String ? value.GetString()! : value.GetRawText();
+            if (text.StartsWith('-') && !ListedInSchema(tool.Schema, name, value))
+            {
+                errors.Add(new ArgumentError($"/{Escape(name)}",
+                    $"The value starts with '-', so '{tool.Argv[0]}' would read it as an option. The tool's template must put {{{name}}} after \"--\", or its schema list the value in \"enum\" or \"const\"."));
+            }
+        }
+
+        return errors;
+    }
+
+    private static bool ListedInSchema(JsonElement schema, string name, JsonElement value)
+    {
+        if (!schema.TryGetProperty("properties", out var properties) || properties.ValueKind != JsonValueKind.Object
+            || !properties.TryGetProperty(name, out var property) || property.ValueKind != JsonValueKind.Object)
+        {
+            return false;
+        }
+
+        if (property.TryGetProperty("const", out var constant) && JsonElement.DeepEquals(constant, value))
+        {
+            return true;
+        }
+
+        return property.TryGetProperty("enum", out var listed) && listed.ValueKind == JsonValueKind.Array
+            && listed.EnumerateArray().Any(item => JsonElement.DeepEquals(item, value));
+    }
+
+    /// <summary>
     /// What makes arguments impossible to decide and record faithfully, before any schema sees them: a number outside
     /// double's range (JsonSchema.Net passes 1e400 against <c>"maximum": 86400</c>, and the audit's canonical JSON has
     /// no form for it), a property name given twice (the schema validator, the policy, the executor, the audit and

@@ -248,6 +248,55 @@ public sealed class HardeningTests(HardeningApplication app) : IClassFixture<Har
             "SELECT count(*) FROM audit_events WHERE type = 'tool_call.interrupted' AND payload->>'callId' = $1", id.ToString()));
         await AssertChainValidAsync(HardeningApplication.Tenant);
     }
+
+    private async Task DefineToolAsync(string name, string[] argv, object properties)
+    {
+        using var admin = app.ClientFor("admin", HardeningApplication.Tenant, roles: [HarnessRoles.Admin]);
+        var response = await admin.PostAsync("/v1/admin/tools", new StringContent(JsonSerializer.Serialize(new
+        {
+            name, kind = "command", argv, schema = new { type = "object", properties },
+        }), Encoding.UTF8, "application/json"));
+        await response.JsonAsync(HttpStatusCode.Created);
+    }
+
+    // Issue 16, finding 7: a placeholder value starting with '-' reached the program as an option
+    // (git log {ref} with ref "--output=/workspace/x" writes a file).
+    [Fact]
+    public async Task Hardening_placeholder_value_starting_with_a_dash_is_refused_unless_after_double_dash_or_listed()
+    {
+        await DefineToolAsync("cmd.name", ["basename", "{path}"], new { path = new { type = "string" } });
+        await DefineToolAsync("cmd.ended", ["basename", "--", "{path}"], new { path = new { type = "string" } });
+        await DefineToolAsync("cmd.listed", ["uname", "{flag}"], new { flag = new { type = "string", @enum = new[] { "-s" } } });
+        using var client = app.ClientFor("dash-user", HardeningApplication.Tenant, ["web"]);
+        var session = await NewSessionAsync(client);
+
+        var option = await (await CallAsync(client, session, new { tool = "cmd.name", arguments = new { path = "--help" } })).JsonAsync(HttpStatusCode.OK);
+        var plain = await (await CallAsync(client, session, new { tool = "cmd.name", arguments = new { path = "a/b" } })).JsonAsync(HttpStatusCode.OK);
+        var ended = await (await CallAsync(client, session, new { tool = "cmd.ended", arguments = new { path = "-n" } })).JsonAsync(HttpStatusCode.OK);
+        var listed = await (await CallAsync(client, session, new { tool = "cmd.listed", arguments = new { flag = "-s" } })).JsonAsync(HttpStatusCode.OK);
+
+        Assert.Equal("rejected", option.GetProperty("status").GetString());
+        Assert.Equal("invalid_arguments", option.GetProperty("error").GetProperty("code").GetString());
+        Assert.Contains("starts with '-'", option.GetProperty("error").GetProperty("message").GetString());
+        Assert.Equal("/path", option.GetProperty("error").GetProperty("arguments")[0].GetProperty("path").GetString());
+        Assert.Equal("b\n", plain.GetProperty("result").GetProperty("stdout").GetString());
+        Assert.Equal("-n\n", ended.GetProperty("result").GetProperty("stdout").GetString());
+        Assert.Equal("Linux\n", listed.GetProperty("result").GetProperty("stdout").GetString());
+    }
+
+    // The schema is stored as jsonb and hashed into the tool's digest; a NUL in it failed the write (503).
+    [Fact]
+    public async Task Hardening_tool_schema_a_jsonb_column_cannot_hold_is_a_400()
+    {
+        using var admin = app.ClientFor("admin", HardeningApplication.Tenant, roles: [HarnessRoles.Admin]);
+
+        var response = await admin.PostAsync("/v1/admin/tools", new StringContent(
+            "{\"name\":\"cmd.nul\",\"kind\":\"command\",\"argv\":[\"true\"],\"schema\":{\"type\":\"object\",\"description\":\"a\\u0000b\"}}",
+            Encoding.UTF8, "application/json"));
+
+        var problem = await response.ProblemAsync(HttpStatusCode.BadRequest, "invalid_tool");
+        Assert.Contains("cannot be stored", problem.GetProperty("detail").GetString());
+    }
 }
 
 public sealed class HardeningApplication : HarnessApplication
@@ -264,6 +313,8 @@ public sealed class HardeningApplication : HarnessApplication
           - tool: "shell.exec"
             effect: allow
             args: { command: ["echo *", "head *"] }
+          - tool: "cmd.*"
+            effect: allow
         """;
 
     // The shipped policies (policies/acme) are imported, so finding 2 is reproduced under their "head *" rule.
