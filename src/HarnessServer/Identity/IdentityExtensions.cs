@@ -3,6 +3,7 @@ using Microsoft.Extensions.Options;
 using Microsoft.Identity.Web;
 using Microsoft.IdentityModel.Protocols;
 using Microsoft.IdentityModel.Protocols.OpenIdConnect;
+using Microsoft.IdentityModel.Tokens;
 
 namespace HarnessServer.Identity;
 
@@ -28,6 +29,8 @@ internal static class IdentityExtensions
         {
             throw new InvalidOperationException("Authentication:Audience must not be empty.");
         }
+
+        options.Check();
 
         if (useEntra)
         {
@@ -74,6 +77,21 @@ internal static class IdentityExtensions
     private sealed class ConfigureJwtBearer(HarnessAuthenticationOptions harness, bool useEntra, DevelopmentIssuer? developmentIssuer)
         : IPostConfigureOptions<JwtBearerOptions>
     {
+        // typ is optional (many issuers leave it out); when set it must say access token (RFC 9068) or plain JWT, so
+        // that another kind of token from the same issuer (a logout token, a security event token) is not one.
+        private string ValidateType(string? type, SecurityToken token, TokenValidationParameters parameters)
+        {
+            if (string.IsNullOrEmpty(type) || harness.Types.Contains(type, StringComparer.OrdinalIgnoreCase))
+            {
+                return type ?? "";
+            }
+
+            throw new SecurityTokenInvalidTypeException($"The token type (typ) '{type}' is not accepted; expected one of {string.Join(", ", harness.Types)}.")
+            {
+                InvalidType = type,
+            };
+        }
+
         public void PostConfigure(string? name, JwtBearerOptions options)
         {
             if (name != JwtBearerDefaults.AuthenticationScheme)
@@ -88,6 +106,9 @@ internal static class IdentityExtensions
             options.TokenValidationParameters.RequireExpirationTime = true;
             options.TokenValidationParameters.ValidateLifetime = true;
             options.TokenValidationParameters.ClockSkew = TimeSpan.FromSeconds(30);
+            // Only the algorithms configured, whatever else the issuer's keys could verify (RS384 with an RS256 key).
+            options.TokenValidationParameters.ValidAlgorithms = harness.Algorithms;
+            options.TokenValidationParameters.TypeValidator = ValidateType;
 
             if (!useEntra)
             {
@@ -136,7 +157,10 @@ internal static class IdentityExtensions
             events.OnAuthenticationFailed = async context =>
             {
                 await failed(context);
-                AuthenticationFailure.Record(context.HttpContext, AuthenticationFailure.Reason(context.Exception));
+                var algorithm = context.Exception is SecurityTokenInvalidSignatureException
+                    ? AuthenticationFailure.UnacceptedAlgorithm(context.Request, context.Options.TokenValidationParameters.ValidAlgorithms)
+                    : null;
+                AuthenticationFailure.Record(context.HttpContext, algorithm ?? AuthenticationFailure.Reason(context.Exception));
             };
             events.OnChallenge = AuthenticationFailure.ChallengeAsync;
             options.Events = events;
