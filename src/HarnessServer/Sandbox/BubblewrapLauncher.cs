@@ -166,7 +166,15 @@ internal sealed partial class BubblewrapLauncher(IOptions<SandboxOptions> option
             Add(args, "--ro-bind-try", file, file);
         }
 
-        Add(args, "--proc", "/proc", "--dev", "/dev",
+        Add(args, "--proc", "/proc", "--dev", "/dev");
+        // bubblewrap's /dev is a tmpfs of its own, writable and uncapped (tmpfs pages are charged to no process): it is
+        // made read-only (device nodes still work), and /dev/shm is a size-capped tmpfs of its own, or none.
+        if (_options.ShmBytes > 0)
+        {
+            Add(args, "--size", $"{_options.ShmBytes}", "--perms", "1777", "--tmpfs", "/dev/shm");
+        }
+
+        Add(args, "--remount-ro", "/dev",
             "--size", $"{_options.MaxFileBytes}", "--tmpfs", "/tmp",
             "--bind", command.WorkspacePath, Workspace.MountPoint,
             // The root bubblewrap assembled is a tmpfs; once built it is made read-only so /workspace and /tmp are

@@ -116,6 +116,24 @@ public sealed class BubblewrapSandboxTests(SandboxFixture fixture) : IDisposable
         Assert.EndsWith("done\n", result.Stdout);
     }
 
+    // Issue 16, finding 3: /dev was a writable, uncapped tmpfs; 300 MB went into /dev/shm while /tmp stopped at its
+    // cap. Written as files of MaxFileBytes (each file is capped by RLIMIT_FSIZE too).
+    [Fact]
+    public async Task Dev_is_read_only_and_dev_shm_is_capped()
+    {
+        var files = 300L * 1024 * 1024 / fixture.Options.MaxFileBytes;
+        var result = await fixture.ShellAsync(_workspace,
+            $"for i in $(seq {files}); do head -c {fixture.Options.MaxFileBytes} /dev/zero > /dev/shm/f$i 2>/dev/null || break; done; " +
+            "echo shm=$(cat /dev/shm/* | wc -c); echo x > /dev/planted 2>/dev/null && echo planted; echo ok > /dev/null && echo null-ok; " +
+            "mkdir /dev/d 2>/dev/null && echo mkdir; echo x > /dev/shm/small && echo small-ok", timeoutSeconds: 60);
+
+        var shm = long.Parse(result.Stdout.Split('\n').Single(l => l.StartsWith("shm=", StringComparison.Ordinal))[4..]);
+        Assert.InRange(shm, 1, fixture.Options.ShmBytes);
+        Assert.DoesNotContain("planted", result.Stdout);
+        Assert.DoesNotContain("mkdir", result.Stdout);
+        Assert.Contains("null-ok", result.Stdout);
+    }
+
     [Fact]
     public async Task Huge_output_is_cut_with_a_marker()
     {
