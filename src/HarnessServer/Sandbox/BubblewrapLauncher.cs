@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
+using System.IO.Pipes;
 using System.Text;
 using System.Text.RegularExpressions;
 using Microsoft.Extensions.Options;
@@ -167,6 +168,12 @@ internal sealed partial class BubblewrapLauncher(IOptions<SandboxOptions> option
         }
 
         Add(args, "--proc", "/proc", "--dev", "/dev");
+        // The command runs under SeccompFilter's list; the descriptor is made when the process starts (ForkThread).
+        if (SeccompFilter.Program is not null)
+        {
+            Add(args, "--seccomp", ForkThread.SeccompDescriptor);
+        }
+
         // bubblewrap's /dev is a tmpfs of its own, writable and uncapped (tmpfs pages are charged to no process): it is
         // made read-only (device nodes still work), and /dev/shm is a size-capped tmpfs of its own, or none.
         if (_options.ShmBytes > 0)
@@ -243,6 +250,9 @@ internal sealed partial class BubblewrapLauncher(IOptions<SandboxOptions> option
     /// </summary>
     private static class ForkThread
     {
+        /// <summary>Stands in the arguments for the descriptor of the pipe the seccomp program is read from.</summary>
+        public const string SeccompDescriptor = "{seccomp-fd}";
+
         private static readonly BlockingCollection<(Process Process, TaskCompletionSource Started)> Requests = [];
 
         static ForkThread()
@@ -264,7 +274,11 @@ internal sealed partial class BubblewrapLauncher(IOptions<SandboxOptions> option
             {
                 try
                 {
+                    // The pipe's read end is inheritable only while this one process starts: every sandbox starts on
+                    // this thread, so no other sandbox can inherit (and drain) it.
+                    using var seccomp = SeccompPipe(process.StartInfo.ArgumentList);
                     process.Start();
+                    seccomp?.DisposeLocalCopyOfClientHandle();
                     started.SetResult();
                 }
                 catch (Exception e)
@@ -272,6 +286,22 @@ internal sealed partial class BubblewrapLauncher(IOptions<SandboxOptions> option
                     started.SetException(e);
                 }
             }
+        }
+
+        // The program fits a pipe's buffer, so it is written before bwrap reads it; the write end closes with the pipe.
+        private static AnonymousPipeServerStream? SeccompPipe(IList<string> arguments)
+        {
+            var at = arguments.IndexOf(SeccompDescriptor);
+            if (at < 0)
+            {
+                return null;
+            }
+
+            var pipe = new AnonymousPipeServerStream(PipeDirection.Out, HandleInheritability.Inheritable);
+            arguments[at] = pipe.GetClientHandleAsString();
+            pipe.Write(SeccompFilter.Program);
+            pipe.Flush();
+            return pipe;
         }
     }
 

@@ -134,6 +134,35 @@ public sealed class BubblewrapSandboxTests(SandboxFixture fixture) : IDisposable
         Assert.Contains("null-ok", result.Stdout);
     }
 
+    // Calls an agent never needs are denied with EPERM by the seccomp filter (SeccompFilter has the list). Without it
+    // some already fail for other reasons (ptrace, userfaultfd: EPERM from the host's settings), but keyctl answers
+    // EINVAL and io_uring_setup EFAULT: the kernel code behind them ran. Ordinary calls still work.
+    [Fact]
+    public async Task Denied_system_calls_fail_with_EPERM_inside()
+    {
+        const string script = """
+            import ctypes, os
+            libc = ctypes.CDLL(None, use_errno=True)
+            for name, nr in [("ptrace", 101), ("keyctl", 250), ("bpf", 321), ("userfaultfd", 323), ("mount", 165), ("unshare", 272), ("io_uring_setup", 425), ("perf_event_open", 298)]:
+                ctypes.set_errno(0)
+                r = libc.syscall(nr, 0, 0, 0, 0, 0)
+                print(name, r, ctypes.get_errno())
+            print("getpid", libc.syscall(39) == os.getpid())
+            """;
+        await File.WriteAllTextAsync(Path.Combine(_workspace.FullPath, "calls.py"), script);
+
+        var result = await fixture.ShellAsync(_workspace, "python3 calls.py");
+
+        Assert.True(result.ExitCode == 0, result.Stderr);
+        var lines = result.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        foreach (var name in new[] { "ptrace", "keyctl", "bpf", "userfaultfd", "mount", "unshare", "io_uring_setup", "perf_event_open" })
+        {
+            Assert.Contains($"{name} -1 1", lines);
+        }
+
+        Assert.Contains("getpid True", lines);
+    }
+
     [Fact]
     public async Task Huge_output_is_cut_with_a_marker()
     {
