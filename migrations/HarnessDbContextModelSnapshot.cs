@@ -755,7 +755,7 @@ namespace HarnessServer.Migrations
                     b.ToTable("memory_items", (string)null);
                 });
 
-            modelBuilder.Entity("HarnessServer.Pipeline.ToolCall", b =>
+            modelBuilder.Entity("HarnessServer.Sessions.ToolCall", b =>
                 {
                     b.Property<Guid>("Id")
                         .ValueGeneratedOnAdd()
@@ -1160,7 +1160,7 @@ namespace HarnessServer.Migrations
 
             modelBuilder.Entity("HarnessServer.Approvals.Approval", b =>
                 {
-                    b.HasOne("HarnessServer.Pipeline.ToolCall", null)
+                    b.HasOne("HarnessServer.Sessions.ToolCall", null)
                         .WithMany()
                         .HasForeignKey("ToolCallId")
                         .OnDelete(DeleteBehavior.Cascade)
@@ -1215,7 +1215,7 @@ namespace HarnessServer.Migrations
                         .HasConstraintName("fk_memory_items_tenants_tenant_id");
                 });
 
-            modelBuilder.Entity("HarnessServer.Pipeline.ToolCall", b =>
+            modelBuilder.Entity("HarnessServer.Sessions.ToolCall", b =>
                 {
                     b.HasOne("HarnessServer.Sessions.Session", null)
                         .WithMany()
@@ -1253,7 +1253,7 @@ namespace HarnessServer.Migrations
                         .IsRequired()
                         .HasConstraintName("fk_workspace_checkpoints_sessions_session_id");
 
-                    b.HasOne("HarnessServer.Pipeline.ToolCall", null)
+                    b.HasOne("HarnessServer.Sessions.ToolCall", null)
                         .WithMany()
                         .HasForeignKey("ToolCallId")
                         .OnDelete(DeleteBehavior.Cascade)

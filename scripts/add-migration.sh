@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Adds an EF Core migration to migrations/ (compiled into the server, see README "Data").
+# Adds an EF Core migration to migrations/ (compiled into the server, see docs/operations.md, "Migrations").
 #   scripts/add-migration.sh <Name>
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

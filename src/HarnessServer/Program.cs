@@ -1,4 +1,6 @@
 using HarnessServer.Agents;
+using HarnessServer.Api;
+using HarnessServer.Approvals;
 using HarnessServer.Audit;
 using HarnessServer.Data;
 using HarnessServer.Http;
@@ -6,9 +8,12 @@ using HarnessServer.Identity;
 using HarnessServer.Memory;
 using HarnessServer.Observability;
 using HarnessServer.Pipeline;
+using HarnessServer.Policies;
 using HarnessServer.Sandbox;
-using HarnessServer.Tenancy;
+using HarnessServer.Sessions;
+using HarnessServer.Tools;
 
+// Composition only, bottom layer first; tests/HarnessServer.Tests/Architecture holds the order the folders depend in.
 var builder = WebApplication.CreateBuilder(args);
 
 // Problem details for every error, request limits, JSON defaults.
@@ -17,29 +22,41 @@ builder.AddHarnessHttp();
 // OpenTelemetry traces, metrics and logs; OTLP export when OTEL_EXPORTER_OTLP_ENDPOINT is set.
 builder.AddHarnessObservability();
 
-// JWT bearer against the configured OIDC issuer (or Entra ID), roles as authorization policies.
-builder.AddHarnessIdentity();
-
-// PostgreSQL with pgvector, the tenant-scoped DbContext and migrations.
+// PostgreSQL with pgvector, the tenant-scoped DbContext, migrations and the cross-process change feed.
 builder.AddHarnessData();
 
-// The tenant of the request and just-in-time provisioning of users and teams.
+// JWT bearer against the configured OIDC issuer (or Entra ID), roles as authorization policies, and the request's
+// tenant with just-in-time provisioning of users and teams.
+builder.AddHarnessIdentity();
 builder.AddHarnessTenancy();
 
 // The per-tenant hash-chained audit trail: group-committed appends, signed checkpoints, verify and export.
 builder.AddHarnessAudit();
 
+// Stored policy versions and their compiled matrices; the tool registry.
+builder.AddHarnessPolicies();
+builder.AddHarnessTools();
+
 // Session workspaces, and bubblewrap for every command (probed at start; never unsandboxed).
 builder.AddHarnessSandbox();
 
-// Policies, the tool registry, sessions, approvals and the tool-call pipeline.
-builder.AddHarnessPipeline();
-
-// Agent turns over an OpenAI-compatible model (Semantic Kernel), their recovery, and workspace checkpoints.
-builder.AddHarnessAgents();
+// Sessions, their stored tool calls and event stream, and workspace checkpoints.
+builder.AddHarnessSessions();
 
 // Namespaced memory on pgvector: embeddings (local or an OpenAI-compatible endpoint), search, re-embedding.
 builder.AddHarnessMemory();
+
+// Approvals of held calls.
+builder.AddHarnessApprovals();
+
+// The tool-call pipeline: validate, decide, checkpoint, commit, execute, record; approved and interrupted calls.
+builder.AddHarnessPipeline();
+
+// Agent turns over an OpenAI-compatible model (Semantic Kernel) and their recovery.
+builder.AddHarnessAgents();
+
+// The HTTP routes.
+builder.AddHarnessApi();
 
 var app = builder.Build();
 
@@ -50,11 +67,7 @@ app.UseHarnessTenancy();
 
 app.MapHarnessHealth();
 app.MapHarnessApiReference();
-app.MapIdentity();
-app.MapAudit();
-app.MapHarnessPipeline();
-app.MapAgents();
-app.MapMemory();
+app.MapHarnessApi();
 
 app.Run();
 

@@ -1,12 +1,10 @@
-using HarnessServer.Pipeline;
-using HarnessServer.Sessions;
 using Microsoft.SemanticKernel;
 
 namespace HarnessServer.Agents;
 
 internal static class AgentExtensions
 {
-    /// <summary>The model client, agent turns with their recovery, and workspace checkpoints before changing calls.</summary>
+    /// <summary>The model client, and agent turns with their recovery.</summary>
     public static WebApplicationBuilder AddHarnessAgents(this WebApplicationBuilder builder)
     {
         var services = builder.Services;
@@ -39,15 +37,13 @@ internal static class AgentExtensions
         services.AddScoped<AgentTurns>();
         services.AddScoped<AgentSettingsService>();
         services.AddScoped<MemoryRecall>();
+        services.AddScoped<SessionRollback>();
 
         // The kernel of agent turns: its one function-invocation filter runs every tool function through the pipeline.
         services.AddScoped<IFunctionInvocationFilter, PipelineFunctionFilter>();
         services.AddKernel();
         services.AddSingleton<TurnRecovery>();
         services.AddHostedService(sp => sp.GetRequiredService<TurnRecovery>());
-
-        services.AddSingleton<WorkspaceCheckpoints>();
-        services.AddScoped<IToolCallStep, CheckpointStep>();
         return builder;
     }
 }

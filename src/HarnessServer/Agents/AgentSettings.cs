@@ -1,7 +1,7 @@
 using System.Text.Json.Nodes;
 using HarnessServer.Audit;
 using HarnessServer.Data;
-using HarnessServer.Http;
+using HarnessServer.Errors;
 using HarnessServer.Identity;
 using HarnessServer.Tenancy;
 using Microsoft.EntityFrameworkCore;
@@ -50,7 +50,7 @@ internal sealed class AgentSettingsService(HarnessDbContext db, TenantContext te
     {
         if (body.MemoryItems is < 1 or > MaxMemoryItems)
         {
-            throw new HarnessProblemException(StatusCodes.Status400BadRequest, "invalid_settings",
+            throw new HarnessError(ErrorKind.Invalid, "invalid_settings",
                 $"memoryItems is {body.MemoryItems}; it must be between 1 and {MaxMemoryItems}.");
         }
 

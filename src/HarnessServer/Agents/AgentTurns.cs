@@ -5,7 +5,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using HarnessServer.Audit;
 using HarnessServer.Data;
-using HarnessServer.Http;
+using HarnessServer.Errors;
 using HarnessServer.Identity;
 using HarnessServer.Pipeline;
 using HarnessServer.Policies;
@@ -54,7 +54,7 @@ internal sealed class AgentTurns(
     {
         if (!model.IsConfigured)
         {
-            throw new HarnessProblemException(StatusCodes.Status503ServiceUnavailable, "model_not_configured",
+            throw new HarnessError(ErrorKind.Unavailable, "model_not_configured",
                 "No model is configured: set Harness:Model:Endpoint (and :ApiKey, :Id) to an OpenAI-compatible endpoint.");
         }
 
@@ -62,12 +62,12 @@ internal sealed class AgentTurns(
         var session = await db.Sessions.AsNoTracking().FirstOrDefaultAsync(s => s.Id == sessionId, cancellationToken);
         if (session is null || session.OwnerUserId != user.UserId)
         {
-            throw new HarnessProblemException(StatusCodes.Status404NotFound, "session_not_found", $"Session {sessionId} does not exist.");
+            throw new HarnessError(ErrorKind.NotFound, "session_not_found", $"Session {sessionId} does not exist.");
         }
 
         if (session.Status == SessionStatus.Paused)
         {
-            throw new HarnessProblemException(StatusCodes.Status409Conflict, "session_paused",
+            throw new HarnessError(ErrorKind.Conflict, "session_paused",
                 $"Session {sessionId} is paused; resume it before sending messages.");
         }
 
@@ -311,7 +311,7 @@ internal sealed class AgentTurns(
         {
             result = await turnKernel.InvokeAsync(ToolFunctions.ForCall(call.Tool, call.Function), arguments, cancellationToken);
         }
-        catch (HarnessProblemException e) when (e.Code == "session_paused")
+        catch (HarnessError e) when (e.Code == "session_paused")
         {
             // Paused between our check and the pipeline's: the call did not run; it runs after resume.
             db.AgentMessages.Remove(marker);
@@ -319,11 +319,11 @@ internal sealed class AgentTurns(
             await SaveAsync(turn, "paused", cancellationToken);
             return false;
         }
-        catch (HarnessProblemException e)
+        catch (HarnessError e)
         {
             // The pipeline refused before running anything (arguments it cannot record, the audit chain unavailable):
             // the model hears why, as a rejection when the call itself was at fault.
-            var status = e.Status < StatusCodes.Status500InternalServerError ? "rejected" : "failed";
+            var status = e.Kind is ErrorKind.Unavailable or ErrorKind.UpstreamFailed ? "failed" : "rejected";
             marker.Content = Refusal(call.Tool, e.Code, e.Message, status);
             marker.CallStatus = status;
             marker.Tokens = ContextWindow.EstimateTokens(marker.Content);
@@ -516,7 +516,7 @@ internal sealed class AgentTurns(
         };
     }
 
-    private static HarnessProblemException TurnInProgress(Guid sessionId, string state) =>
-        new(StatusCodes.Status409Conflict, "turn_in_progress",
+    private static HarnessError TurnInProgress(Guid sessionId, string state) =>
+        new(ErrorKind.Conflict, "turn_in_progress",
             $"Session {sessionId} has a turn that is {state}; send the next message once it has finished.");
 }

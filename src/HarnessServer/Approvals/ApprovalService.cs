@@ -1,16 +1,15 @@
 using System.Text.Json.Nodes;
 using HarnessServer.Audit;
 using HarnessServer.Data;
-using HarnessServer.Http;
+using HarnessServer.Errors;
 using HarnessServer.Identity;
-using HarnessServer.Pipeline;
 using HarnessServer.Sessions;
 using Microsoft.EntityFrameworkCore;
 
 namespace HarnessServer.Approvals;
 
 /// <summary>Lists approvals in an approver's scope and records their decisions (audited with the call's update).</summary>
-internal sealed class ApprovalService(HarnessDbContext db, AuditChain audit, TimeProvider time, ApprovedCallExecutor executor)
+internal sealed class ApprovalService(HarnessDbContext db, AuditChain audit, TimeProvider time, ApprovalSignal signal)
 {
     public static ApprovalStatus? ParseStatus(string? status) => status switch
     {
@@ -18,7 +17,7 @@ internal sealed class ApprovalService(HarnessDbContext db, AuditChain audit, Tim
         // By name only: Enum.TryParse would also take any number ("99") as a status.
         _ when Enum.GetNames<ApprovalStatus>().FirstOrDefault(n => string.Equals(n, status, StringComparison.OrdinalIgnoreCase)) is { } name
             => Enum.Parse<ApprovalStatus>(name),
-        _ => throw new HarnessProblemException(StatusCodes.Status400BadRequest, "invalid_status",
+        _ => throw new HarnessError(ErrorKind.Invalid, "invalid_status",
             $"Unknown approval status '{status}'; use pending, approved, rejected or expired."),
     };
 
@@ -50,19 +49,19 @@ internal sealed class ApprovalService(HarnessDbContext db, AuditChain audit, Tim
         // Outside the approver's scope an approval does not exist; admins' scope is the tenant.
         if (found is not { Approval: var approval, Arguments: var arguments } || (!user.IsAdmin && !approval.RequesterTeams.Intersect(user.Teams).Any()))
         {
-            throw new HarnessProblemException(StatusCodes.Status404NotFound, "approval_not_found", $"Approval {id} does not exist.");
+            throw new HarnessError(ErrorKind.NotFound, "approval_not_found", $"Approval {id} does not exist.");
         }
 
         if (approval.RequestedBy == user.UserId)
         {
-            throw new HarnessProblemException(StatusCodes.Status403Forbidden, "own_call",
+            throw new HarnessError(ErrorKind.Forbidden, "own_call",
                 "The requester of a call cannot decide its approval; another approver must.");
         }
 
         var now = time.GetUtcNow();
         if (approval.Status == ApprovalStatus.Pending && approval.ExpiresAt <= now)
         {
-            throw new HarnessProblemException(StatusCodes.Status409Conflict, "approval_expired", $"Approval {id} expired at {approval.ExpiresAt:O}.");
+            throw new HarnessError(ErrorKind.Conflict, "approval_expired", $"Approval {id} expired at {approval.ExpiresAt:O}.");
         }
 
         var decided = body.Approve ? ApprovalStatus.Approved : ApprovalStatus.Rejected;
@@ -79,7 +78,7 @@ internal sealed class ApprovalService(HarnessDbContext db, AuditChain audit, Tim
                     .SetProperty(x => x.DecidedAt, now), ct);
             if (changed == 0)
             {
-                throw new HarnessProblemException(StatusCodes.Status409Conflict, "approval_decided", $"Approval {id} was already decided.");
+                throw new HarnessError(ErrorKind.Conflict, "approval_decided", $"Approval {id} was already decided.");
             }
 
             if (!body.Approve)
@@ -110,7 +109,7 @@ internal sealed class ApprovalService(HarnessDbContext db, AuditChain audit, Tim
 
         if (body.Approve)
         {
-            executor.Wake();
+            signal.Raise();
         }
 
         approval.Status = decided;

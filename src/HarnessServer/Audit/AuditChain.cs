@@ -4,7 +4,7 @@ using System.Diagnostics;
 using System.Text;
 using System.Threading.Channels;
 using HarnessServer.Data;
-using HarnessServer.Tenancy;
+using HarnessServer.Http;
 using Microsoft.EntityFrameworkCore;
 using Npgsql;
 using NpgsqlTypes;
@@ -514,7 +514,7 @@ internal sealed class AuditChain : IHostedService
     {
         await ExecuteAsync(connection, transaction, "SAVEPOINT audit_unit");
         PreparedEntry[] entries;
-        var unit = new AuditUnitOfWork(pending.TenantId, connection, transaction, () => CreateDbContext(pending.TenantId, connection, transaction));
+        var unit = new AuditUnitOfWork(pending.TenantId, connection, transaction, () => TenantDbContextFactory.Create(pending.TenantId, connection, transaction));
         try
         {
             entries = await pending.Work!(unit, pending.CancellationToken);
@@ -583,22 +583,6 @@ internal sealed class AuditChain : IHostedService
 
     private static AuditUnavailableException Unavailable(Exception exception) =>
         new("The audit trail refused the events; the action was not performed.", exception);
-
-    private static HarnessDbContext CreateDbContext(string tenantId, NpgsqlConnection connection, NpgsqlTransaction transaction)
-    {
-        var options = new DbContextOptionsBuilder<HarnessDbContext>()
-            .UseNpgsql(connection, npgsql => npgsql.UseVector().MigrationsHistoryTable("__ef_migrations_history"))
-            .UseSnakeCaseNamingConvention()
-            .Options;
-        var tenant = new TenantContext();
-        tenant.Set(tenantId);
-        var db = new HarnessDbContext(options, tenant);
-        db.Database.UseTransaction(transaction);
-        // The writer already wraps each unit in a savepoint; EF's own per-SaveChanges savepoint would cost two more
-        // round trips inside the serial part of the batch.
-        db.Database.AutoSavepointsEnabled = false;
-        return db;
-    }
 
     private static NpgsqlBatchCommand MoveHeads(Dictionary<string, Head> heads)
     {

@@ -1,6 +1,6 @@
 using System.Text.Json.Nodes;
 using HarnessServer.Data;
-using HarnessServer.Http;
+using HarnessServer.Errors;
 using Npgsql;
 
 namespace HarnessServer.Audit;
@@ -65,12 +65,15 @@ internal sealed class AuditUnitOfWork
     /// </summary>
     public void Notify(string channel, string payload) => Notifications.Add((channel, payload));
 
+    /// <summary>Tells every server process, on commit, that a tenant's <paramref name="kind"/> of data changed (<see cref="ChangeFeed"/>).</summary>
+    public void NotifyChange(string kind, string key) => Notify(ChangeFeed.Channel, ChangeFeed.Payload(kind, key));
+
     internal ValueTask DisposeAsync() => _db?.DisposeAsync() ?? ValueTask.CompletedTask;
 }
 
 /// <summary>The audit event could not be made durable, so the action it records did not happen (fail closed).</summary>
 internal sealed class AuditUnavailableException(string detail, Exception? inner = null)
-    : HarnessProblemException(StatusCodes.Status503ServiceUnavailable, ProblemCode, detail, "Audit unavailable")
+    : HarnessError(ErrorKind.Unavailable, ProblemCode, detail, "Audit unavailable")
 {
     public const string ProblemCode = "audit_unavailable";
 
@@ -84,6 +87,9 @@ internal sealed class AuditUnavailableException(string detail, Exception? inner 
 internal sealed record AuditCommand(string Sql, params object?[] Values)
 {
     public static AuditCommand Notify(string channel, string payload) => new("SELECT pg_notify($1, $2)", channel, payload);
+
+    /// <summary>The <see cref="ChangeFeed"/> notice of a change, as a write that commits with an audit append.</summary>
+    public static AuditCommand NotifyChange(string kind, string key) => Notify(ChangeFeed.Channel, ChangeFeed.Payload(kind, key));
 
     internal NpgsqlBatchCommand ToBatchCommand()
     {

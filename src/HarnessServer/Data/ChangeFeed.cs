@@ -4,7 +4,7 @@ namespace HarnessServer.Data;
 
 /// <summary>
 /// Tells every server process when a tenant's policies or tool registry changed, through PostgreSQL
-/// <c>LISTEN/NOTIFY</c>: writers queue <see cref="Notify"/> with their audited unit of work (delivered on commit), and
+/// <c>LISTEN/NOTIFY</c>: writers queue a notice with their audited unit of work (<c>AuditUnitOfWork.NotifyChange</c>) (delivered on commit), and
 /// caches subscribe to <see cref="Changed"/>. If the listening connection drops, every cache is cleared.
 /// </summary>
 internal sealed class ChangeFeed(DatabaseSources sources, ILogger<ChangeFeed> logger) : BackgroundService
@@ -17,11 +17,8 @@ internal sealed class ChangeFeed(DatabaseSources sources, ILogger<ChangeFeed> lo
     /// <summary>Raised with (kind, tenant); (kind, null) means "forget everything of this kind".</summary>
     public event Action<string, string?>? Changed;
 
-    /// <summary>Queues a change with an audited unit of work; every process hears it when the unit commits.</summary>
-    public static void Notify(Audit.AuditUnitOfWork unit, string kind, string key) => unit.Notify(Channel, $"{kind}:{key}");
-
-    /// <summary>The same change as a write that commits with an audit append.</summary>
-    public static Audit.AuditCommand Notification(string kind, string key) => Audit.AuditCommand.Notify(Channel, $"{kind}:{key}");
+    /// <summary>The notification payload of a change; writers send it on <see cref="Channel"/> with their audited unit of work.</summary>
+    public static string Payload(string kind, string key) => $"{kind}:{key}";
 
     /// <summary>Raises a change locally, for the process that made it (its own notification arrives too).</summary>
     public void Publish(string kind, string? tenant) => Changed?.Invoke(kind, tenant);

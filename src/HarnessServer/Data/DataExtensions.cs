@@ -41,15 +41,22 @@ internal static class DataExtensions
         builder.Services.AddSingleton(applicationSource);
         builder.Services.AddScoped<TenantContext>();
         builder.Services.AddDbContext<HarnessDbContext>(options => Configure(options, applicationSource));
+        builder.Services.AddSingleton<TenantDbContextFactory>();
 
         builder.Services.AddOptions<DatabaseOptions>().BindConfiguration("Harness");
         builder.Services.AddHostedService<DatabaseMigrator>();
+
+        // Tells every process when a tenant's policies, tools or sessions changed (LISTEN/NOTIFY).
+        builder.Services.AddSingleton<ChangeFeed>();
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<ChangeFeed>());
         return builder;
     }
 
     public static void Configure(DbContextOptionsBuilder options, NpgsqlDataSource source) =>
-        options.UseNpgsql(source, npgsql => npgsql.UseVector().MigrationsHistoryTable("__ef_migrations_history"))
-            .UseSnakeCaseNamingConvention();
+        options.UseNpgsql(source, ConfigureNpgsql).UseSnakeCaseNamingConvention();
+
+    public static void ConfigureNpgsql(Npgsql.EntityFrameworkCore.PostgreSQL.Infrastructure.NpgsqlDbContextOptionsBuilder npgsql) =>
+        npgsql.UseVector().MigrationsHistoryTable("__ef_migrations_history");
 
     // Every tool call repeats the same few statements (the session lock, the call's row, the audit batch); prepared
     // once per connection, PostgreSQL stops parsing and planning them per call. A connection string can still say

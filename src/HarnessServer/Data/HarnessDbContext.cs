@@ -17,17 +17,9 @@ internal sealed class HarnessDbContext(DbContextOptions<HarnessDbContext> option
     public DbSet<User> Users => Set<User>();
     public DbSet<Team> Teams => Set<Team>();
     public DbSet<TeamMembership> TeamMemberships => Set<TeamMembership>();
-    public DbSet<Sessions.Session> Sessions => Set<Sessions.Session>();
-    public DbSet<Pipeline.ToolCall> ToolCalls => Set<Pipeline.ToolCall>();
-    public DbSet<Approvals.Approval> Approvals => Set<Approvals.Approval>();
-    public DbSet<Tools.ToolRegistration> ToolRegistrations => Set<Tools.ToolRegistration>();
-    public DbSet<Policies.PolicyVersion> PolicyVersions => Set<Policies.PolicyVersion>();
-    public DbSet<Agents.AgentTurn> AgentTurns => Set<Agents.AgentTurn>();
-    public DbSet<Agents.AgentMessage> AgentMessages => Set<Agents.AgentMessage>();
-    public DbSet<Agents.ModelCall> ModelCalls => Set<Agents.ModelCall>();
-    public DbSet<Agents.AgentSettings> AgentSettings => Set<Agents.AgentSettings>();
-    public DbSet<Tools.HttpFetchDomains> HttpFetchDomains => Set<Tools.HttpFetchDomains>();
-    public DbSet<Sessions.WorkspaceCheckpoint> WorkspaceCheckpoints => Set<Sessions.WorkspaceCheckpoint>();
+
+    // Each feature's tables are that folder's extension properties (Sessions.SessionTables, ...), and their
+    // configurations are found in the assembly: the context knows no feature, so every feature may depend on Data.
 
     protected override void OnModelCreating(ModelBuilder modelBuilder)
     {

@@ -1,9 +1,8 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using Microsoft.AspNetCore.Diagnostics;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.AspNetCore.Http.Json;
-using HarnessServer.Identity;
-using Microsoft.AspNetCore.Diagnostics;
 using Microsoft.Extensions.Options;
 
 namespace HarnessServer.Http;
@@ -81,7 +80,7 @@ internal static class HttpExtensions
             StatusCodes.Status405MethodNotAllowed => ("Method not allowed",
                 $"{request.Method} is not allowed on {request.Path}" +
                 (http.Response.Headers.Allow.Count > 0 ? $"; allowed: {http.Response.Headers.Allow}." : ".")),
-            StatusCodes.Status401Unauthorized => ("Unauthorized", AuthenticationFailure.Describe(http)),
+            StatusCodes.Status401Unauthorized => ("Unauthorized", UnauthenticatedReason.Describe(http)),
             StatusCodes.Status403Forbidden => ("Forbidden", $"The caller's roles do not allow {request.Method} {request.Path}."),
             StatusCodes.Status415UnsupportedMediaType => ("Unsupported media type",
                 $"Content-Type '{request.ContentType}' is not accepted here; send application/json."),

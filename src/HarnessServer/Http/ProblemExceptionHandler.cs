@@ -1,4 +1,5 @@
 using System.Text.Json;
+using HarnessServer.Errors;
 using Microsoft.AspNetCore.Diagnostics;
 using Npgsql;
 
@@ -16,7 +17,7 @@ internal sealed class ProblemExceptionHandler(ILogger<ProblemExceptionHandler> l
         {
             BadHttpRequestException bad => (bad.StatusCode, TitleFor(bad.StatusCode), Describe(bad), "bad_request"),
             JsonException json => (400, "Malformed JSON", json.Message, "malformed_json"),
-            HarnessProblemException problem => (problem.Status, problem.Title, problem.Message, problem.Code),
+            HarnessError error => (StatusOf(error.Kind), error.Title, error.Message, error.Code),
             NpgsqlException or TimeoutException when !context.RequestAborted.IsCancellationRequested =>
                 (503, "Service unavailable", "The database is unavailable; nothing was changed. Retry later.", "database_unavailable"),
             OperationCanceledException when context.RequestAborted.IsCancellationRequested =>
@@ -38,9 +39,22 @@ internal sealed class ProblemExceptionHandler(ILogger<ProblemExceptionHandler> l
             return false;
         }
 
-        await Problems.WriteAsync(context, status, title, detail, code, (exception as HarnessProblemException)?.Extensions);
+        await Problems.WriteAsync(context, status, title, detail, code, (exception as HarnessError)?.Extensions);
         return true;
     }
+
+    /// <summary>The HTTP status of each kind of domain refusal.</summary>
+    public static int StatusOf(ErrorKind kind) => kind switch
+    {
+        ErrorKind.Invalid => StatusCodes.Status400BadRequest,
+        ErrorKind.Forbidden => StatusCodes.Status403Forbidden,
+        ErrorKind.NotFound => StatusCodes.Status404NotFound,
+        ErrorKind.Conflict => StatusCodes.Status409Conflict,
+        ErrorKind.PreconditionFailed => StatusCodes.Status412PreconditionFailed,
+        ErrorKind.UpstreamFailed => StatusCodes.Status502BadGateway,
+        ErrorKind.Unavailable => StatusCodes.Status503ServiceUnavailable,
+        _ => StatusCodes.Status500InternalServerError,
+    };
 
     private static string TitleFor(int status) => status switch
     {

@@ -23,5 +23,5 @@ internal sealed class StorableStringConverter : JsonConverter<string>
     public override void WriteAsPropertyName(Utf8JsonWriter writer, string value, JsonSerializerOptions options) => writer.WritePropertyName(value);
 
     private static string Checked(string value) =>
-        Data.StorableText.Problem(value) is { } problem ? throw new JsonException($"The string cannot be stored: {problem}.") : value;
+        StorableText.Problem(value) is { } problem ? throw new JsonException($"The string cannot be stored: {problem}.") : value;
 }

@@ -1,3 +1,4 @@
+using HarnessServer.Http;
 using Microsoft.AspNetCore.Authentication.JwtBearer;
 using Microsoft.IdentityModel.Tokens;
 
@@ -6,15 +7,7 @@ namespace HarnessServer.Identity;
 /// <summary>Says precisely why a request was not authenticated, without echoing the token.</summary>
 internal static class AuthenticationFailure
 {
-    private const string Key = "harness.auth-failure";
-
-    public static void Record(HttpContext context, string reason) => context.Items[Key] = reason;
-
-    public static string Describe(HttpContext context) =>
-        context.Items[Key] as string
-        ?? (context.Request.Headers.Authorization.Count == 0
-            ? "A bearer token is required: send 'Authorization: Bearer <token>'."
-            : "The bearer token was not accepted.");
+    public static void Record(HttpContext context, string reason) => UnauthenticatedReason.Record(context, reason);
 
     public static string Reason(Exception exception) => exception switch
     {
@@ -63,7 +56,7 @@ internal static class AuthenticationFailure
     /// <summary>Writes the 401 as a problem body while keeping the standard WWW-Authenticate header.</summary>
     public static async Task ChallengeAsync(JwtBearerChallengeContext context)
     {
-        if (context.AuthenticateFailure is { } failure && !context.HttpContext.Items.ContainsKey(Key))
+        if (context.AuthenticateFailure is { } failure && !UnauthenticatedReason.IsRecorded(context.HttpContext))
         {
             Record(context.HttpContext, Reason(failure));
         }
@@ -72,7 +65,7 @@ internal static class AuthenticationFailure
         context.Response.Headers.WWWAuthenticate = context.AuthenticateFailure is null
             ? "Bearer"
             : "Bearer error=\"invalid_token\"";
-        await Http.Problems.WriteAsync(context.HttpContext, StatusCodes.Status401Unauthorized, "Unauthorized",
-            Describe(context.HttpContext), "unauthenticated");
+        await Problems.WriteAsync(context.HttpContext, StatusCodes.Status401Unauthorized, "Unauthorized",
+            UnauthenticatedReason.Describe(context.HttpContext), "unauthenticated");
     }
 }

@@ -59,11 +59,11 @@ internal sealed record CurrentUser(string TenantId, string UserId, string Displa
 
         (string Claim, string? Problem)[] texts =
         [
-            ($"'{names.Tenant}' (tenant)", Data.StorableText.Problem(TenantId)),
-            ($"'{names.User}' (user)", Data.StorableText.Problem(UserId)),
-            ($"'{names.Name}' (name)", Data.StorableText.Problem(DisplayName)),
-            ($"'{names.Teams}' (team)", Teams.Select(Data.StorableText.Problem).FirstOrDefault(p => p is not null)),
-            ($"'{names.Roles}' (role)", Roles.Select(Data.StorableText.Problem).FirstOrDefault(p => p is not null)),
+            ($"'{names.Tenant}' (tenant)", Http.StorableText.Problem(TenantId)),
+            ($"'{names.User}' (user)", Http.StorableText.Problem(UserId)),
+            ($"'{names.Name}' (name)", Http.StorableText.Problem(DisplayName)),
+            ($"'{names.Teams}' (team)", Teams.Select(Http.StorableText.Problem).FirstOrDefault(p => p is not null)),
+            ($"'{names.Roles}' (role)", Roles.Select(Http.StorableText.Problem).FirstOrDefault(p => p is not null)),
         ];
         return texts.FirstOrDefault(t => t.Problem is not null) is { Problem: { } problem } found
             ? $"The token's {found.Claim} claim cannot be recorded: {problem}."

@@ -1,5 +1,5 @@
 using System.ClientModel;
-using HarnessServer.Http;
+using HarnessServer.Errors;
 using Microsoft.Extensions.AI;
 
 namespace HarnessServer.Memory;
@@ -21,7 +21,7 @@ internal sealed class MemoryEmbedder(IEmbeddingGenerator<string, Embedding<float
         }
         catch (Exception exception) when (exception is HttpRequestException or ClientResultException)
         {
-            throw new HarnessProblemException(StatusCodes.Status503ServiceUnavailable, "embeddings_unavailable",
+            throw new HarnessError(ErrorKind.Unavailable, "embeddings_unavailable",
                 $"The embedding model '{ModelId}' could not be reached: {exception.Message} Nothing was stored.", "Embeddings unavailable");
         }
 

@@ -1,4 +1,5 @@
 using System.ClientModel;
+using HarnessServer.Errors;
 using Microsoft.Extensions.AI;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using OpenAI;
@@ -32,7 +33,6 @@ internal static class MemoryExtensions
         builder.Services.TryAddSingleton<IMemoryPolicy, PolicyMemoryPolicy>();
         builder.Services.TryAddSingleton<ISessionOwnership, StoredSessionOwnership>();
         builder.Services.AddSingleton<MemoryStore>();
-        builder.Services.AddScoped<MemoryRequests>();
         builder.Services.AddHostedService<EmbeddingDimensionCheck>();
         builder.Services.AddHostedService<MemoryReembedder>();
         builder.Services.AddSingleton<MemoryPurger>();
@@ -70,7 +70,7 @@ internal sealed class EmbeddingDimensionCheck(MemoryEmbedder embedder, ILogger<E
         {
             await embedder.EmbedAsync("dimension check", cancellationToken);
         }
-        catch (Http.HarnessProblemException unavailable)
+        catch (Errors.HarnessError unavailable)
         {
             logger.LogWarning("Could not check the embedding model's dimension at start: {Detail}", unavailable.Message);
         }

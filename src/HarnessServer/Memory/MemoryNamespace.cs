@@ -1,5 +1,5 @@
 using System.Diagnostics.CodeAnalysis;
-using HarnessServer.Http;
+using HarnessServer.Errors;
 
 namespace HarnessServer.Memory;
 
@@ -41,7 +41,7 @@ internal readonly record struct MemoryNamespace
     public static MemoryNamespace Parse(string? value) =>
         TryParse(value, out var parsed, out var error)
             ? parsed
-            : throw new HarnessProblemException(StatusCodes.Status400BadRequest, "invalid_namespace", error, "Invalid namespace");
+            : throw new HarnessError(ErrorKind.Invalid, "invalid_namespace", error, "Invalid namespace");
 
     public static bool TryParse(string? value, out MemoryNamespace parsed, [NotNullWhen(false)] out string? error)
     {

@@ -3,7 +3,7 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json.Nodes;
 using HarnessServer.Audit;
-using HarnessServer.Http;
+using HarnessServer.Errors;
 using HarnessServer.Identity;
 using Microsoft.Extensions.Options;
 using Npgsql;
@@ -36,7 +36,7 @@ internal sealed class MemoryStore(
     public const int MaxK = 50;
 
     /// <summary>Parses <paramref name="namespace"/> and checks that the caller is a member of it.</summary>
-    /// <exception cref="HarnessProblemException">400 <c>invalid_namespace</c>, 403 <c>not_a_member</c> (a team the
+    /// <exception cref="HarnessError">400 <c>invalid_namespace</c>, 403 <c>not_a_member</c> (a team the
     /// caller is not in), 404 <c>session_not_found</c> (a session the caller does not own).</exception>
     public async Task<MemoryScope> ResolveAsync(CurrentUser user, string? @namespace, CancellationToken cancellationToken)
     {
@@ -48,14 +48,14 @@ internal sealed class MemoryStore(
             case MemoryNamespaceKind.Team when user.Teams.Contains(parsed.Name, StringComparer.Ordinal):
                 return new MemoryScope(parsed, parsed.ToString(), null);
             case MemoryNamespaceKind.Team:
-                throw new HarnessProblemException(StatusCodes.Status403Forbidden, "not_a_member",
+                throw new HarnessError(ErrorKind.Forbidden, "not_a_member",
                     $"You are not a member of team '{parsed.Name}'; only its members may read or write '{parsed}'.", "Not a member");
             case MemoryNamespaceKind.User:
                 return new MemoryScope(parsed, $"user:{user.UserId}", user.UserId);
             default:
                 if (!await sessions.IsOwnerAsync(user, parsed.Name!, cancellationToken))
                 {
-                    throw new HarnessProblemException(StatusCodes.Status404NotFound, "session_not_found",
+                    throw new HarnessError(ErrorKind.NotFound, "session_not_found",
                         $"No session '{parsed.Name}' of yours exists.", "Session not found");
                 }
 
@@ -261,7 +261,7 @@ internal sealed class MemoryStore(
             {
                 if (!await reader.ReadAsync(cancellationToken))
                 {
-                    throw new HarnessProblemException(StatusCodes.Status404NotFound, "memory_item_not_found",
+                    throw new HarnessError(ErrorKind.NotFound, "memory_item_not_found",
                         $"No memory item {id} exists in '{scope.Namespace}'.", "Memory item not found");
                 }
 
@@ -270,7 +270,7 @@ internal sealed class MemoryStore(
 
             if (authorId != user.UserId && !user.IsAdmin)
             {
-                throw new HarnessProblemException(StatusCodes.Status403Forbidden, "not_author",
+                throw new HarnessError(ErrorKind.Forbidden, "not_author",
                     $"Memory item {id} in '{scope.Namespace}' was written by another user; only its author or an admin may delete it.", "Not the author");
             }
 
@@ -320,8 +320,8 @@ internal sealed class MemoryStore(
         }
     }
 
-    private static HarnessProblemException Invalid(string code, string detail) =>
-        new(StatusCodes.Status400BadRequest, code, detail);
+    private static HarnessError Invalid(string code, string detail) =>
+        new(ErrorKind.Invalid, code, detail);
 
     private static string Sha256(string content) => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(content)));
 }

@@ -1,9 +1,8 @@
 namespace HarnessServer.Pipeline;
 
-/// <summary>One stage of <see cref="ToolCallPipeline"/>; stages run by ascending <see cref="Order"/>.</summary>
+/// <summary>One stage of <see cref="ToolCallPipeline"/>, which lists them in the order they run.</summary>
 internal interface IToolCallStep
 {
-    int Order { get; }
     string Name { get; }
 
     /// <summary>The decision stages are not repeated for a call a human already approved.</summary>

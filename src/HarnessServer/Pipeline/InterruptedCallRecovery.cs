@@ -2,7 +2,6 @@ using System.Text.Json.Nodes;
 using HarnessServer.Audit;
 using HarnessServer.Data;
 using HarnessServer.Sessions;
-using HarnessServer.Tenancy;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
 using Npgsql;
@@ -11,7 +10,7 @@ namespace HarnessServer.Pipeline;
 
 /// <summary>
 /// At start, marks as <c>interrupted</c> every call left <c>running</c> by a process that died, and every approved call
-/// whose claim (<see cref="Approvals.ApprovedCallExecutor"/>) no process went on to run: a process runs a call only
+/// whose claim (<see cref="Pipeline.ApprovedCallExecutor"/>) no process went on to run: a process runs a call only
 /// while it holds its session's advisory lock (<see cref="SessionGate"/>; the call's own for a call outside a session),
 /// so a lock nobody holds means nobody is running it. Such a call is recorded, with an audit event, and never run
 /// again; a process that claimed it and takes the lock afterwards finds it interrupted and does not run it.
@@ -22,7 +21,7 @@ namespace HarnessServer.Pipeline;
 /// </summary>
 internal sealed class InterruptedCallRecovery(
     DatabaseSources sources,
-    IServiceScopeFactory scopes,
+    AuditChain audit,
     IOptions<RecoveryOptions> options,
     TimeProvider time,
     ILogger<InterruptedCallRecovery> logger) : IHostedService, IAsyncDisposable
@@ -108,10 +107,6 @@ internal sealed class InterruptedCallRecovery(
 
         try
         {
-            await using var scope = scopes.CreateAsyncScope();
-            scope.ServiceProvider.GetRequiredService<TenantContext>().Set(call.Tenant);
-            var audit = scope.ServiceProvider.GetRequiredService<AuditChain>();
-            var time = scope.ServiceProvider.GetRequiredService<TimeProvider>();
             var receipt = await audit.AppendAsync(call.Tenant, async (unit, ct) =>
             {
                 var changed = await unit.Db.ToolCalls

@@ -2,6 +2,8 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using HarnessServer.Approvals;
 using HarnessServer.Audit;
+using HarnessServer.Sessions;
+using HarnessServer.Tools;
 using Npgsql;
 using NpgsqlTypes;
 

@@ -1,12 +1,13 @@
 using System.Text.Json.Nodes;
 using HarnessServer.Audit;
 using HarnessServer.Data;
+using HarnessServer.Http;
 
 namespace HarnessServer.Pipeline;
 
 /// <summary>
 /// A result as the call's jsonb column can hold it. The tools already give bytes that are not NUL-free UTF-8 as base64
-/// (<see cref="Sandbox.OutputText"/>); anything else with a string jsonb refuses (a NUL, an unpaired surrogate) is
+/// (<see cref="Tools.OutputText"/>); anything else with a string jsonb refuses (a NUL, an unpaired surrogate) is
 /// stored whole as <c>{ "encoding": "base64", "json": base64 of its canonical JSON }</c>, which loses nothing.
 /// </summary>
 internal static class StorableResult
@@ -22,7 +23,7 @@ internal static class StorableResult
 
         return new JsonObject
         {
-            ["encoding"] = Sandbox.OutputText.Base64Encoding,
+            ["encoding"] = Tools.OutputText.Base64Encoding,
             ["json"] = Convert.ToBase64String(CanonicalJson.Serialize(result)),
         };
     }

@@ -32,7 +32,7 @@ internal sealed class ToolCallContext(ToolCallRequest request, Session? session,
     public PolicyDecision? Decision { get; set; }
     public Guid? ApprovalId { get; set; }
 
-    /// <summary>Rows an earlier stage prepared that commit with the call and its decision (stage 4).</summary>
+    /// <summary>Rows an earlier stage prepared that commit with the call and its decision (stage 5).</summary>
     public List<AuditCommand> DecisionWrites { get; } = [];
 
     /// <summary>The workspace checkpoint taken just before the call ran (id and tree hash), named in its executed event.</summary>

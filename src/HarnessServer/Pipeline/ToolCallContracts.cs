@@ -1,6 +1,8 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using HarnessServer.Identity;
+using HarnessServer.Sessions;
+using HarnessServer.Tools;
 
 namespace HarnessServer.Pipeline;
 
@@ -12,9 +14,6 @@ internal sealed record ToolCallRequest(CurrentUser Caller, Guid? SessionId, stri
 
 /// <summary>Who or what decided a call, as the contract's <c>decision</c> object.</summary>
 internal sealed record DecisionView(string Effect, string? Level, string? Source, string? Reason, int? Index = null);
-
-/// <summary>What went wrong with a call that did not run or did not succeed.</summary>
-internal sealed record ToolCallError(string Code, string Message, IReadOnlyList<Tools.ArgumentError>? Arguments = null);
 
 /// <summary>The contract's response of <c>POST /v1/sessions/{id}/tool-calls</c>.</summary>
 internal sealed record ToolCallResponse(

@@ -1,5 +1,5 @@
 using System.Diagnostics;
-using HarnessServer.Http;
+using HarnessServer.Errors;
 using HarnessServer.Observability;
 using HarnessServer.Sandbox;
 using HarnessServer.Sessions;
@@ -12,23 +12,29 @@ namespace HarnessServer.Pipeline;
 /// (1) <see cref="ResolveToolStep"/> the tool in the tenant's registry,
 /// (2) <see cref="ValidateArgumentsStep"/> against its JSON Schema,
 /// (3) <see cref="DecideStep"/> with the caller's effective policy,
-/// (3.5) <see cref="Sessions.CheckpointStep"/>: a call that may change the workspace has it captured first,
-/// (4) <see cref="CommitDecisionStep"/>: the call, its decision (and an approval for <c>ask</c>) and their audit events
+/// (4) <see cref="CheckpointStep"/>: a call that may change the workspace has it captured first,
+/// (5) <see cref="CommitDecisionStep"/>: the call, its decision (and an approval for <c>ask</c>) and their audit events
 ///     commit together, or nothing happens (503),
-/// (5) <see cref="ExecuteStep"/> in the sandbox,
-/// (6) <see cref="RecordResultStep"/>: the result and its audit event.
+/// (6) <see cref="ExecuteStep"/> in the sandbox,
+/// (7) <see cref="RecordResultStep"/>: the result and its audit event.
 /// Every stage sees what the earlier ones settled: once a call is rejected, denied or pending approval, the later
-/// stages only record it, and nothing reaches (5).
+/// stages only record it, and nothing reaches (6).
 /// </summary>
 internal sealed class ToolCallPipeline(
-    IEnumerable<IToolCallStep> steps,
+    ResolveToolStep resolve,
+    ValidateArgumentsStep validate,
+    DecideStep decide,
+    CheckpointStep checkpoint,
+    CommitDecisionStep commit,
+    ExecuteStep execute,
+    RecordResultStep record,
     SessionGate gate,
     WorkspaceRoot workspaces,
     Data.DatabaseSources sources,
     TenantSandboxUsers sandboxUsers,
     Tenancy.TenantContext tenant)
 {
-    private readonly IToolCallStep[] _steps = steps.OrderBy(s => s.Order).ToArray();
+    private readonly IToolCallStep[] _steps = [resolve, validate, decide, checkpoint, commit, execute, record];
 
     /// <summary>Runs a proposed call through every stage and answers the contract's response.</summary>
     public async Task<ToolCallResponse> RunAsync(ToolCallRequest request, CancellationToken cancellationToken)
@@ -36,13 +42,13 @@ internal sealed class ToolCallPipeline(
         // A call is stored and audited before anything else happens; one that cannot be is refused outright.
         if (request.Tool.Length > Data.Limits.Identifier)
         {
-            throw new HarnessProblemException(StatusCodes.Status400BadRequest, "invalid_tool_name",
+            throw new HarnessError(ErrorKind.Invalid, "invalid_tool_name",
                 $"A tool name has at most {Data.Limits.Identifier} characters; no tool is named like this.");
         }
 
-        if (Data.StorableText.Problem(request.Tool) is { } problem)
+        if (Http.StorableText.Problem(request.Tool) is { } problem)
         {
-            throw new HarnessProblemException(StatusCodes.Status400BadRequest, "invalid_tool_name",
+            throw new HarnessError(ErrorKind.Invalid, "invalid_tool_name",
                 $"The tool name cannot be recorded: {problem}; no tool is named like this.");
         }
 
@@ -179,12 +185,12 @@ internal sealed class ToolCallPipeline(
             // Another tenant's session, or another user's, does not exist for this caller.
             if (entered.Session is not { } session || (ownerOnly && session.OwnerUserId != caller.UserId))
             {
-                throw new HarnessProblemException(StatusCodes.Status404NotFound, "session_not_found", $"Session {sessionId} does not exist.");
+                throw new HarnessError(ErrorKind.NotFound, "session_not_found", $"Session {sessionId} does not exist.");
             }
 
             if (session.Status == SessionStatus.Paused && ownerOnly)
             {
-                throw new HarnessProblemException(StatusCodes.Status409Conflict, "session_paused",
+                throw new HarnessError(ErrorKind.Conflict, "session_paused",
                     $"Session {sessionId} is paused; resume it before calling tools.");
             }
 
@@ -200,7 +206,7 @@ internal sealed class ToolCallPipeline(
 
 /// <summary>Arguments no stage could treat consistently (400), with every offending path.</summary>
 internal sealed class InvalidArgumentsException(string detail, IReadOnlyList<Tools.ArgumentError> errors)
-    : HarnessProblemException(StatusCodes.Status400BadRequest, "invalid_arguments", detail)
+    : HarnessError(ErrorKind.Invalid, "invalid_arguments", detail)
 {
     public override IReadOnlyDictionary<string, object?> Extensions => new Dictionary<string, object?> { ["arguments"] = errors };
 }

@@ -2,7 +2,6 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using HarnessServer.Approvals;
 using HarnessServer.Audit;
-using HarnessServer.Data;
 using HarnessServer.Policies;
 using HarnessServer.Sandbox;
 using HarnessServer.Sessions;
@@ -14,7 +13,6 @@ namespace HarnessServer.Pipeline;
 /// <summary>(1) The tool must exist in the tenant's registry and be enabled.</summary>
 internal sealed class ResolveToolStep(ToolRegistry registry) : IToolCallStep
 {
-    public int Order => 100;
     public string Name => "resolve";
 
     public async Task RunAsync(ToolCallContext context, CancellationToken cancellationToken)
@@ -42,7 +40,6 @@ internal sealed class ResolveToolStep(ToolRegistry registry) : IToolCallStep
 /// <summary>(2) The arguments must satisfy the tool's JSON Schema; every failing path is named.</summary>
 internal sealed class ValidateArgumentsStep : IToolCallStep
 {
-    public int Order => 200;
     public string Name => "validate";
 
     public Task RunAsync(ToolCallContext context, CancellationToken cancellationToken)
@@ -72,7 +69,6 @@ internal sealed class ValidateArgumentsStep : IToolCallStep
 /// <summary>(3) The caller's effective policy decides allow, ask or deny, naming the deciding rule.</summary>
 internal sealed class DecideStep(PolicyService policies) : IToolCallStep
 {
-    public int Order => 300;
     public string Name => "decide";
 
     public async Task RunAsync(ToolCallContext context, CancellationToken cancellationToken)
@@ -115,7 +111,6 @@ internal sealed class DecideStep(PolicyService policies) : IToolCallStep
 /// </summary>
 internal sealed class CommitDecisionStep(AuditChain audit, TimeProvider time, IOptions<ApprovalOptions> approvalOptions) : IToolCallStep
 {
-    public int Order => 400;
     public string Name => "commit";
     public bool SkippedForApprovedCalls => true;
 
@@ -179,7 +174,6 @@ internal sealed class CommitDecisionStep(AuditChain audit, TimeProvider time, IO
 /// </summary>
 internal sealed class ExecuteStep(ToolExecutors executors, ILogger<ExecuteStep> logger) : IToolCallStep
 {
-    public int Order => 500;
     public string Name => "execute";
 
     public async Task RunAsync(ToolCallContext context, CancellationToken cancellationToken)
@@ -217,7 +211,6 @@ internal sealed class RecordResultStep(AuditChain audit, TimeProvider time, ILog
     private static readonly ToolCallError ResultNotStored = new("result_not_stored",
         "The tool ran, but its result could not be stored; the call's executed audit event carries the result's hash.");
 
-    public int Order => 600;
     public string Name => "record";
 
     public async Task RunAsync(ToolCallContext context, CancellationToken cancellationToken)

@@ -2,7 +2,6 @@ using System.Security.Cryptography;
 using System.Text;
 using HarnessServer.Audit;
 using HarnessServer.Data;
-using HarnessServer.Tenancy;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
 using Npgsql;
@@ -16,7 +15,9 @@ namespace HarnessServer.Policies;
 /// its current version) and the error is logged with its line and column.
 /// </summary>
 internal sealed class PolicyFileImporter(
-    IServiceScopeFactory scopes,
+    TenantDbContextFactory contexts,
+    PolicyService policies,
+    AuditChain audit,
     IOptions<PolicyOptions> options,
     IHostEnvironment environment,
     DatabaseSources sources,
@@ -52,9 +53,7 @@ internal sealed class PolicyFileImporter(
     {
         var content = await File.ReadAllTextAsync(path, cancellationToken);
         var hash = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(content)));
-        await using var scope = scopes.CreateAsyncScope();
-        scope.ServiceProvider.GetRequiredService<TenantContext>().Set(tenant);
-        var db = scope.ServiceProvider.GetRequiredService<HarnessDbContext>();
+        await using var db = contexts.Create(tenant);
         var key = level.ToString();
         var lastImported = await db.PolicyVersions.AsNoTracking()
             .Where(p => p.LevelKey == key && p.Origin == "file")
@@ -68,8 +67,7 @@ internal sealed class PolicyFileImporter(
 
         try
         {
-            var audit = scope.ServiceProvider.GetRequiredService<AuditChain>();
-            var stored = await scope.ServiceProvider.GetRequiredService<PolicyService>().StoreAsync(audit, tenant, level, content, "file", System, null, time, cancellationToken);
+            var stored = await policies.StoreAsync(audit, tenant, level, content, "file", System, null, time, cancellationToken);
             logger.LogInformation("Imported {Path} as {Tenant} {Level} v{Version}", path, tenant, key, stored.Version);
         }
         catch (PolicyValidationException e)

@@ -3,9 +3,8 @@ using System.Text;
 using System.Text.Json.Nodes;
 using HarnessServer.Audit;
 using HarnessServer.Data;
-using HarnessServer.Http;
+using HarnessServer.Errors;
 using HarnessServer.Identity;
-using HarnessServer.Tenancy;
 using Microsoft.EntityFrameworkCore;
 using Npgsql;
 
@@ -20,13 +19,13 @@ internal sealed class PolicyService
 {
     public const string ChangeKind = "policies";
 
-    private readonly IServiceScopeFactory _scopes;
+    private readonly TenantDbContextFactory _contexts;
     private readonly ChangeFeed _feed;
     private readonly TenantCache<CompiledPolicy> _compiled;
 
-    public PolicyService(IServiceScopeFactory scopes, ChangeFeed feed)
+    public PolicyService(TenantDbContextFactory contexts, ChangeFeed feed)
     {
-        _scopes = scopes;
+        _contexts = contexts;
         _feed = feed;
         _compiled = new TenantCache<CompiledPolicy>(feed, ChangeKind, CompileAsync);
     }
@@ -71,7 +70,7 @@ internal sealed class PolicyService
             var currentVersion = current?.Version ?? 0;
             if (expectedVersion is { } expected && expected != currentVersion)
             {
-                throw new HarnessProblemException(StatusCodes.Status412PreconditionFailed, "version_mismatch",
+                throw new HarnessError(ErrorKind.PreconditionFailed, "version_mismatch",
                     $"The {level} policy is at version {currentVersion}, not {expected}; reload it and apply your change again.");
             }
 
@@ -94,11 +93,11 @@ internal sealed class PolicyService
             }
             catch (DbUpdateException e) when (e.InnerException is PostgresException { SqlState: PostgresErrorCodes.UniqueViolation })
             {
-                throw new HarnessProblemException(StatusCodes.Status412PreconditionFailed, "version_mismatch",
+                throw new HarnessError(ErrorKind.PreconditionFailed, "version_mismatch",
                     $"The {level} policy changed while this edit was stored; reload it and apply your change again.");
             }
 
-            ChangeFeed.Notify(unit, ChangeKind, tenant);
+            unit.NotifyChange(ChangeKind, tenant);
             return (stored, (IReadOnlyList<AuditEntry>)[new AuditEntry("policy.changed", actor, Payload: new JsonObject
             {
                 ["level"] = level.ToString(),
@@ -116,9 +115,7 @@ internal sealed class PolicyService
 
     private async Task<CompiledPolicy> CompileAsync(string tenant)
     {
-        await using var scope = _scopes.CreateAsyncScope();
-        scope.ServiceProvider.GetRequiredService<TenantContext>().Set(tenant);
-        var db = scope.ServiceProvider.GetRequiredService<HarnessDbContext>();
+        await using var db = _contexts.Create(tenant);
         var newest = await db.PolicyVersions.AsNoTracking()
             .GroupBy(p => p.LevelKey)
             .Select(g => g.OrderByDescending(p => p.Version).First())
@@ -149,7 +146,7 @@ internal sealed class PolicyService
 
 /// <summary>A policy body that does not parse: 400 with every error's line and column; nothing is stored.</summary>
 internal sealed class PolicyValidationException(IReadOnlyList<PolicyError> errors)
-    : HarnessProblemException(StatusCodes.Status400BadRequest, "invalid_policy",
+    : HarnessError(ErrorKind.Invalid, "invalid_policy",
         errors.Count == 0 ? "The policy is invalid." : $"line {errors[0].Line}, column {errors[0].Column}: {errors[0].Message}")
 {
     public IReadOnlyList<PolicyError> Errors { get; } = errors;

@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.IO.Pipes;
 using System.Text;
 using System.Text.RegularExpressions;
+using HarnessServer.Tools;
 using Microsoft.Extensions.Options;
 
 namespace HarnessServer.Sandbox;

@@ -1,3 +1,5 @@
+using HarnessServer.Tools;
+
 namespace HarnessServer.Sandbox;
 
 /// <summary>

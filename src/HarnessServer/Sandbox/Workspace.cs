@@ -3,6 +3,7 @@ using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.RegularExpressions;
 using HarnessServer.Policies;
+using HarnessServer.Tools;
 using Microsoft.Win32.SafeHandles;
 
 namespace HarnessServer.Sandbox;

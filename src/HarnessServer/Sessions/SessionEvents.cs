@@ -2,7 +2,6 @@ using System.Collections.Concurrent;
 using System.Threading.Channels;
 using HarnessServer.Audit;
 using HarnessServer.Data;
-using HarnessServer.Pipeline;
 using HarnessServer.Tenancy;
 using Microsoft.EntityFrameworkCore;
 
@@ -18,11 +17,11 @@ internal sealed class SessionEvents
     public const string Kind = "call";
 
     private readonly ConcurrentDictionary<Guid, ConcurrentDictionary<Subscription, byte>> _subscribers = new();
-    private readonly IServiceScopeFactory _scopes;
+    private readonly TenantDbContextFactory _contexts;
 
-    public SessionEvents(ChangeFeed feed, IServiceScopeFactory scopes)
+    public SessionEvents(ChangeFeed feed, TenantDbContextFactory contexts)
     {
-        _scopes = scopes;
+        _contexts = contexts;
         feed.Changed += (kind, key) =>
         {
             if (kind == Kind && key is not null && Parse(key) is { } change && _subscribers.ContainsKey(change.Session))
@@ -40,13 +39,13 @@ internal sealed class SessionEvents
     {
         if (session is { } id)
         {
-            ChangeFeed.Notify(unit, Kind, Key(tenant, id, call));
+            unit.NotifyChange(Kind, Key(tenant, id, call));
         }
     }
 
     /// <summary>The same, as writes that commit with an audit append: one notification, or none outside a session.</summary>
     public static IEnumerable<AuditCommand> CallChanged(string tenant, Guid? session, Guid call) =>
-        session is { } id ? [ChangeFeed.Notification(Kind, Key(tenant, id, call))] : [];
+        session is { } id ? [AuditCommand.NotifyChange(Kind, Key(tenant, id, call))] : [];
 
     private static string Key(string tenant, Guid session, Guid call) => $"{session}/{call}/{tenant}";
 
@@ -59,9 +58,7 @@ internal sealed class SessionEvents
 
     private async Task DeliverAsync(string tenant, Guid session, Guid callId)
     {
-        await using var scope = _scopes.CreateAsyncScope();
-        scope.ServiceProvider.GetRequiredService<TenantContext>().Set(tenant);
-        var db = scope.ServiceProvider.GetRequiredService<HarnessDbContext>();
+        await using var db = _contexts.Create(tenant);
         var call = await db.ToolCalls.AsNoTracking().FirstOrDefaultAsync(c => c.Id == callId && c.SessionId == session);
         if (call is null || !_subscribers.TryGetValue(session, out var subscribers))
         {

@@ -1,9 +1,8 @@
 using System.Text.Json.Nodes;
 using HarnessServer.Audit;
 using HarnessServer.Data;
-using HarnessServer.Http;
+using HarnessServer.Errors;
 using HarnessServer.Identity;
-using HarnessServer.Pipeline;
 using HarnessServer.Sandbox;
 using Microsoft.EntityFrameworkCore;
 
@@ -69,7 +68,7 @@ internal sealed class SessionService(HarnessDbContext db, AuditChain audit, Work
         var session = await db.Sessions.AsNoTracking().FirstOrDefaultAsync(s => s.Id == id, cancellationToken);
         if (session is null || (session.OwnerUserId != user.UserId && !user.IsAdmin))
         {
-            throw new HarnessProblemException(StatusCodes.Status404NotFound, "session_not_found", $"Session {id} does not exist.");
+            throw new HarnessError(ErrorKind.NotFound, "session_not_found", $"Session {id} does not exist.");
         }
 
         return session;

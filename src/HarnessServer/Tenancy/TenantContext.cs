@@ -13,6 +13,14 @@ internal sealed class TenantContext
 
     public bool HasTenant => _tenantId is not null;
 
+    /// <summary>A context already bound to <paramref name="tenantId"/>, for a unit of work outside a request.</summary>
+    public static TenantContext For(string tenantId)
+    {
+        var context = new TenantContext();
+        context.Set(tenantId);
+        return context;
+    }
+
     public void Set(string tenantId)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(tenantId);

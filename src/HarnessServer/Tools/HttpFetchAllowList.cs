@@ -2,9 +2,8 @@ using System.Globalization;
 using System.Text.Json.Nodes;
 using HarnessServer.Audit;
 using HarnessServer.Data;
-using HarnessServer.Http;
+using HarnessServer.Errors;
 using HarnessServer.Identity;
-using HarnessServer.Tenancy;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
 
@@ -38,15 +37,15 @@ internal sealed class HttpFetchAllowList
 
     private static readonly IdnMapping Idn = new() { UseStd3AsciiRules = true };
 
-    private readonly IServiceScopeFactory _scopes;
+    private readonly TenantDbContextFactory _contexts;
     private readonly ChangeFeed _feed;
     private readonly HttpFetchOptions _options;
     private readonly TimeProvider _time;
     private readonly TenantCache<HttpFetchDomainsView> _tenants;
 
-    public HttpFetchAllowList(IServiceScopeFactory scopes, ChangeFeed feed, IOptions<HttpFetchOptions> options, TimeProvider time)
+    public HttpFetchAllowList(TenantDbContextFactory contexts, ChangeFeed feed, IOptions<HttpFetchOptions> options, TimeProvider time)
     {
-        _scopes = scopes;
+        _contexts = contexts;
         _feed = feed;
         _options = options.Value;
         _time = time;
@@ -80,7 +79,7 @@ internal sealed class HttpFetchAllowList
             await unit.Db.Database.ExecuteSqlInterpolatedAsync($"""
                 UPDATE http_fetch_domains SET domains = {domains}, updated_by = {admin.UserId}, updated_at = {now} WHERE tenant_id = {admin.TenantId}
                 """, ct);
-            ChangeFeed.Notify(unit, ChangeKind, admin.TenantId);
+            unit.NotifyChange(ChangeKind, admin.TenantId);
             return (0, (IReadOnlyList<AuditEntry>)[new AuditEntry("http_fetch.domains_changed", new AuditActor(admin.UserId, admin.DisplayName),
                 Tool: "http.fetch", Payload: new JsonObject
                 {
@@ -124,13 +123,12 @@ internal sealed class HttpFetchAllowList
             : throw Invalid($"domains[{index}] '{entry}' is not a host name: give 'example.com' or '*.example.com' (subdomains, at least two labels), without scheme, port or path.");
     }
 
-    private static HarnessProblemException Invalid(string detail) => new(StatusCodes.Status400BadRequest, "invalid_domain", detail);
+    private static HarnessError Invalid(string detail) => new(ErrorKind.Invalid, "invalid_domain", detail);
 
     private async Task<HttpFetchDomainsView> LoadAsync(string tenantId)
     {
-        await using var scope = _scopes.CreateAsyncScope();
-        scope.ServiceProvider.GetRequiredService<TenantContext>().Set(tenantId);
-        var stored = await scope.ServiceProvider.GetRequiredService<HarnessDbContext>().HttpFetchDomains.AsNoTracking().FirstOrDefaultAsync();
+        await using var db = _contexts.Create(tenantId);
+        var stored = await db.HttpFetchDomains.AsNoTracking().FirstOrDefaultAsync();
         return View(stored?.Domains ?? [], tenantId, stored?.UpdatedBy, stored?.UpdatedAt);
     }
 

@@ -95,7 +95,7 @@ internal sealed class HttpFetchTool : IDisposable
                 // A body that is not NUL-free UTF-8 (an image, a NUL in a page) is given as base64, without loss.
                 if (body.Base64)
                 {
-                    result["encoding"] = Sandbox.OutputText.Base64Encoding;
+                    result["encoding"] = OutputText.Base64Encoding;
                 }
 
                 return ToolOutcome.Success(result);
@@ -121,7 +121,7 @@ internal sealed class HttpFetchTool : IDisposable
             : ToolOutcome.Failure("domain_not_allowed", $"'{host}' is not on this tenant's http.fetch allow-list.");
     }
 
-    private async Task<(Sandbox.OutputText Body, bool Truncated)> ReadCappedAsync(HttpResponseMessage response, CancellationToken cancellationToken)
+    private async Task<(OutputText Body, bool Truncated)> ReadCappedAsync(HttpResponseMessage response, CancellationToken cancellationToken)
     {
         await using var stream = await response.Content.ReadAsStreamAsync(cancellationToken);
         var buffer = new byte[_options.MaxResponseBytes + 1];
@@ -134,7 +134,7 @@ internal sealed class HttpFetchTool : IDisposable
 
         var truncated = read > _options.MaxResponseBytes;
         var kept = buffer.AsSpan(0, Math.Min(read, _options.MaxResponseBytes));
-        return (Sandbox.OutputText.Of(kept, truncated ? $"\n[response truncated at {_options.MaxResponseBytes} bytes]" : null), truncated);
+        return (OutputText.Of(kept, truncated ? $"\n[response truncated at {_options.MaxResponseBytes} bytes]" : null), truncated);
     }
 
     private async ValueTask<Stream> ConnectAsync(SocketsHttpConnectionContext context, CancellationToken cancellationToken)

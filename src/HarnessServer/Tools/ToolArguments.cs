@@ -1,5 +1,6 @@
 using System.Text.Json;
 using HarnessServer.Data;
+using HarnessServer.Http;
 using Json.Schema;
 
 namespace HarnessServer.Tools;
@@ -50,7 +51,7 @@ internal static class ToolArguments
         var afterEndOfOptions = false;
         foreach (var entry in tool.Argv.Skip(1))
         {
-            if (ToolEndpoints.Placeholder().Match(entry) is not { Success: true } placeholder)
+            if (ToolDefinition.Placeholder().Match(entry) is not { Success: true } placeholder)
             {
                 afterEndOfOptions |= entry == "--";
                 continue;

@@ -1,6 +1,7 @@
 using System.Security.Cryptography;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using System.Text.RegularExpressions;
 using Json.Schema;
 
 namespace HarnessServer.Tools;
@@ -16,7 +17,7 @@ internal enum ToolKind
 /// One tool of a tenant's registry. <see cref="Argv"/> is the command template of a <see cref="ToolKind.Command"/>
 /// tool: an entry <c>{name}</c> is replaced by argument <c>name</c> as one whole argv entry, never as shell text.
 /// </summary>
-internal sealed record ToolDefinition(
+internal sealed partial record ToolDefinition(
     string Name,
     string Description,
     JsonElement Schema,
@@ -43,4 +44,8 @@ internal sealed record ToolDefinition(
         ["argv"] = Argv is null ? null : new JsonArray([.. Argv.Select(a => JsonValue.Create(a))]),
         ["schema"] = JsonNode.Parse(Schema.GetRawText()),
     })));
+
+    /// <summary>An argv entry that is a whole placeholder, <c>{name}</c>; group 1 is the argument's name.</summary>
+    [GeneratedRegex("^\\{([A-Za-z_][A-Za-z0-9_]*)\\}$")]
+    internal static partial Regex Placeholder();
 }

@@ -1,5 +1,4 @@
 using System.Text.Json.Nodes;
-using HarnessServer.Pipeline;
 
 namespace HarnessServer.Tools;
 
@@ -10,3 +9,6 @@ internal sealed record ToolOutcome(bool Succeeded, JsonNode? Result, ToolCallErr
 
     public static ToolOutcome Failure(string code, string message, JsonNode? result = null) => new(false, result, new ToolCallError(code, message));
 }
+
+/// <summary>What went wrong with a call that did not run or did not succeed.</summary>
+internal sealed record ToolCallError(string Code, string Message, IReadOnlyList<ArgumentError>? Arguments = null);

@@ -1,7 +1,5 @@
 using System.Collections.Frozen;
-using System.Text.Json;
 using HarnessServer.Data;
-using HarnessServer.Tenancy;
 using Microsoft.EntityFrameworkCore;
 
 namespace HarnessServer.Tools;
@@ -14,12 +12,12 @@ internal sealed class ToolRegistry
 {
     public const string ChangeKind = "tools";
 
-    private readonly IServiceScopeFactory _scopes;
+    private readonly TenantDbContextFactory _contexts;
     private readonly TenantCache<FrozenDictionary<string, ToolDefinition>> _tenants;
 
-    public ToolRegistry(IServiceScopeFactory scopes, ChangeFeed feed)
+    public ToolRegistry(TenantDbContextFactory contexts, ChangeFeed feed)
     {
-        _scopes = scopes;
+        _contexts = contexts;
         _tenants = new TenantCache<FrozenDictionary<string, ToolDefinition>>(feed, ChangeKind, LoadAsync);
     }
 
@@ -34,9 +32,7 @@ internal sealed class ToolRegistry
 
     private async Task<FrozenDictionary<string, ToolDefinition>> LoadAsync(string tenantId)
     {
-        await using var scope = _scopes.CreateAsyncScope();
-        scope.ServiceProvider.GetRequiredService<TenantContext>().Set(tenantId);
-        var db = scope.ServiceProvider.GetRequiredService<HarnessDbContext>();
+        await using var db = _contexts.Create(tenantId);
         var registrations = await db.ToolRegistrations.AsNoTracking().ToListAsync();
         var tools = BuiltInTools.All.ToDictionary(StringComparer.Ordinal);
         foreach (var newest in registrations.GroupBy(r => r.Name).Select(g => g.MaxBy(r => r.Version)!))

@@ -5,6 +5,7 @@ using System.Text.Json;
 using HarnessServer.Agents;
 using HarnessServer.Identity;
 using HarnessServer.Pipeline;
+using HarnessServer.Sessions;
 using HarnessServer.Tests.Infrastructure;
 using HarnessServer.Tools;
 using Microsoft.Extensions.DependencyInjection;

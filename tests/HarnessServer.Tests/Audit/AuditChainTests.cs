@@ -147,7 +147,7 @@ public sealed class AuditChainTests(HarnessApplication app) : IClassFixture<Harn
             var fine = Enumerable.Range(0, 10).Select(i => Chain.AppendAsync("fail-closed", [Entry(i)], default)).ToArray();
 
             var problem = await Assert.ThrowsAsync<AuditUnavailableException>(() => unit);
-            Assert.Equal(503, problem.Status);
+            Assert.Equal(503, HarnessServer.Http.ProblemExceptionHandler.StatusOf(problem.Kind));
             Assert.Equal("audit_unavailable", problem.Code);
             await Assert.ThrowsAsync<AuditUnavailableException>(() => plainRefused);
             await Task.WhenAll(fine);

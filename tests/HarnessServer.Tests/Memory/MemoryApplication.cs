@@ -1,40 +1,57 @@
-using HarnessServer.Identity;
-using HarnessServer.Memory;
 using HarnessServer.Tests.Infrastructure;
-using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.TestHost;
-using Microsoft.Extensions.DependencyInjection;
-using Npgsql;
 
 namespace HarnessServer.Tests.Memory;
 
 /// <summary>
-/// The server with a scripted memory policy that denies <c>team:locked</c> and asks on <c>team:review</c> (the tenant's
-/// real policy is exercised in MemoryGovernanceTests).
+/// The server with an org policy, imported from a policy folder like any tenant's, for each tenant the memory tests
+/// use: memory tools are allowed, except that <c>team:locked</c> is denied and <c>team:review</c> asks. Every memory
+/// call is decided by the real policy engine in the pipeline, as in production. A tenant with no folder here has no
+/// rules, so the org default denies.
 /// </summary>
 public class MemoryApplication : HarnessApplication
 {
-    protected override void Configure(IDictionary<string, string?> settings) =>
+    /// <summary>The tenants of the memory tests that get <see cref="OrgPolicy"/>.</summary>
+    public static readonly string[] Tenants =
+    [
+        "audit-acme", "delete-acme", "expiry-acme", "hnsw-acme", "hnsw-globex", "iso-acme", "iso-globex", "limits-acme",
+        "list-acme", "ns-acme", "policy-acme", "purge-acme", "rank-acme", "reembed-acme", "rls-acme", "session-acme",
+        "team-acme", "user-acme",
+    ];
+
+    public const string OrgPolicy = """
+        default: deny
+        rules:
+          - tool: "memory.save"
+            effect: deny
+            args: { namespace: "team:locked" }
+            reason: "team memory is read-only"
+          - tool: "memory.search"
+            effect: deny
+            args: { namespace: "team:locked" }
+            reason: "team memory is read-only"
+          - tool: "memory.save"
+            effect: ask
+            args: { namespace: "team:review" }
+            reason: "a lead reviews shared notes"
+          - tool: "memory.search"
+            effect: ask
+            args: { namespace: "team:review" }
+            reason: "a lead reviews shared notes"
+          - tool: "memory.save"
+            effect: allow
+          - tool: "memory.search"
+            effect: allow
+        """;
+
+    protected override void Configure(IDictionary<string, string?> settings)
+    {
         settings["Harness:Memory:ReembedInterval"] = "00:00:00.500";
-
-    protected override void ConfigureWebHost(IWebHostBuilder builder)
-    {
-        base.ConfigureWebHost(builder);
-        builder.ConfigureTestServices(services =>
+        foreach (var tenant in Tenants)
         {
-            services.AddSingleton<IMemoryPolicy>(new ScriptedPolicy());
-        });
-    }
-
-    private sealed class ScriptedPolicy : IMemoryPolicy
-    {
-        public Task<MemoryPolicyOutcome> DecideAsync(CurrentUser user, string tool, string @namespace, CancellationToken cancellationToken) =>
-            Task.FromResult(@namespace switch
-            {
-                "team:locked" => MemoryPolicyOutcome.Deny("team memory is read-only"),
-                "team:review" => MemoryPolicyOutcome.Ask("a lead reviews shared notes"),
-                _ => MemoryPolicyOutcome.Allow,
-            });
+            var folder = Path.Combine(settings["Harness:PoliciesPath"]!, tenant);
+            Directory.CreateDirectory(folder);
+            File.WriteAllText(Path.Combine(folder, "org.yaml"), OrgPolicy);
+        }
     }
 }
 

@@ -302,23 +302,28 @@ public sealed class MemoryTests(MemoryApplication app) : IClassFixture<MemoryApp
     }
 
     [Fact]
-    public async Task Policy_deny_is_403_and_an_ask_is_decided_again_by_the_tenants_policy_before_it_is_held()
+    public async Task Policy_deny_is_403_with_the_rules_reason_and_an_ask_is_held_by_the_pipeline()
     {
         using var member = app.ClientFor("alice", "policy-acme", teams: ["locked", "review"]);
         using var outsider = app.ClientFor("bob", "policy-acme");
+        using var noPolicy = app.ClientFor("carol", "bare-acme");
 
         var denied = await member.PostAsJsonAsync("/v1/memory/team:locked/items", new { content = "x" });
-        // The scripted seam asks; the held call is decided by the tenant's policy, which here has no rules (deny).
         var asked = await member.PostAsJsonAsync("/v1/memory/team:review/items", new { content = "x" });
         var notMember = await outsider.PostAsJsonAsync("/v1/memory/team:locked/items", new { content = "x" });
+        // A tenant whose policy has no rules: the org default denies, the same decision the pipeline gives any tool.
+        var unruled = await noPolicy.PostAsJsonAsync("/v1/memory/user/items", new { content = "x" });
 
         var problem = await ProblemDetailsTests.ProblemAsync(denied, HttpStatusCode.Forbidden);
         Assert.Equal("denied", problem.GetProperty("code").GetString());
         Assert.Equal("team memory is read-only", problem.GetProperty("detail").GetString());
-        Assert.Equal("denied", (await ProblemDetailsTests.ProblemAsync(asked, HttpStatusCode.Forbidden)).GetProperty("code").GetString());
+        Assert.Equal(HttpStatusCode.Accepted, asked.StatusCode);
         Assert.Equal("not_a_member", (await ProblemDetailsTests.ProblemAsync(notMember, HttpStatusCode.Forbidden)).GetProperty("code").GetString());
-        Assert.Equal(0, await app.CountAsync("SELECT count(*) FROM memory_items WHERE tenant_id = 'policy-acme'"));
-        Assert.Equal(0, await app.CountAsync("SELECT count(*) FROM approvals WHERE tenant_id = 'policy-acme'"));
+        Assert.Equal("denied", (await ProblemDetailsTests.ProblemAsync(unruled, HttpStatusCode.Forbidden)).GetProperty("code").GetString());
+        Assert.Equal(0, await app.CountAsync("SELECT count(*) FROM memory_items WHERE tenant_id IN ('policy-acme', 'bare-acme')"));
+        Assert.Equal(1, await app.CountAsync("SELECT count(*) FROM approvals WHERE tenant_id = 'policy-acme'"));
+        // The denied and the held write are tool calls of the pipeline, audited as any other; the outsider's never became one.
+        Assert.Equal(2, await app.CountAsync("SELECT count(*) FROM audit_events WHERE tenant_id = 'policy-acme' AND type = 'tool_call.requested'"));
     }
 
     [Fact]

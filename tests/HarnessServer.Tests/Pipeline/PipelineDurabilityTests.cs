@@ -3,6 +3,7 @@ using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
 using HarnessServer.Identity;
+using HarnessServer.Sessions;
 using HarnessServer.Tests.Infrastructure;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
@@ -200,7 +201,7 @@ public sealed class PipelineDurabilityTests(ToolCallPipelineTests.PipelineApplic
         var response = await scope.ServiceProvider.GetRequiredService<HarnessServer.Pipeline.ToolCallPipeline>()
             .RunApprovedAsync(new HarnessServer.Pipeline.ToolCallRequest(caller, session, call.Tool, call.Arguments.RootElement.Clone()), call, default);
 
-        Assert.Equal(HarnessServer.Pipeline.ToolCallStatus.Interrupted, response.Status);
+        Assert.Equal(HarnessServer.Sessions.ToolCallStatus.Interrupted, response.Status);
         var read = await (await CallAsync(requester, session, "fs.read", new { path = "reviewed/gap.txt" })).JsonAsync(HttpStatusCode.OK);
         Assert.Equal("not_found", read.GetProperty("error").GetProperty("code").GetString());
         Assert.Equal(0, await app.CountAsync($"SELECT count(*) FROM audit_events WHERE type = 'tool_call.executed' AND payload::jsonb->>'callId' = '{callId}'"));

@@ -1,5 +1,5 @@
 using System.Text;
-using HarnessServer.Sandbox;
+using HarnessServer.Tools;
 
 namespace HarnessServer.Tests.Sandbox;
 

@@ -1,4 +1,5 @@
 using System.Net;
+using HarnessServer.Pipeline;
 using HarnessServer.Tools;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;

@@ -1,0 +1,103 @@
+using System.Runtime.CompilerServices;
+using System.Text.Json;
+using HarnessServer.Approvals;
+using HarnessServer.Errors;
+using HarnessServer.Identity;
+using HarnessServer.Pipeline;
+using HarnessServer.Sessions;
+using Microsoft.AspNetCore.Http.HttpResults;
+
+namespace HarnessServer.Api;
+
+internal static class SessionEndpoints
+{
+    public static IEndpointRouteBuilder MapSessions(this IEndpointRouteBuilder app)
+    {
+        var group = app.MapGroup("/v1/sessions").RequireAuthorization(HarnessPolicies.User).WithTags("Sessions");
+
+        group.MapPost("/", CreateAsync).WithName("CreateSession").WithSummary("Create a session with its own workspace.");
+        group.MapGet("/{id:guid}", GetAsync).WithName("GetSession").WithSummary("A session with its status and tool-call history (owner or admin).");
+        group.MapPost("/{id:guid}/pause", (Guid id, CurrentUser user, SessionService sessions, CancellationToken ct) =>
+                sessions.SetStatusAsync(id, user, SessionStatus.Paused, ct))
+            .WithName("PauseSession").WithSummary("Pause: new tool calls and turns get 409 until resumed.");
+        group.MapPost("/{id:guid}/resume", async (
+                Guid id, CurrentUser user, SessionService sessions, Agents.TurnRecovery turns, ApprovalSignal approved, CancellationToken ct) =>
+            {
+                var resumed = await sessions.SetStatusAsync(id, user, SessionStatus.Active, ct);
+                // A turn paused mid-way, and calls approved while paused, continue now rather than at the next pass.
+                turns.Wake();
+                approved.Raise();
+                return resumed;
+            })
+            .WithName("ResumeSession").WithSummary("Resume a paused session; its paused agent turn and its calls approved meanwhile continue.");
+        group.MapPost("/{id:guid}/tool-calls", CallToolAsync).WithName("CallTool")
+            .WithSummary("Run one tool call through the pipeline: schema, policy, approval, sandbox, audit.");
+        group.MapGet("/{id:guid}/events", StreamEvents).WithName("StreamSessionEvents")
+            .WithSummary("Server-Sent Events of the session's tool-call status changes.");
+        return app;
+    }
+
+    private static async Task<Created<SessionView>> CreateAsync(CurrentUser user, SessionService sessions, CancellationToken ct)
+    {
+        var session = await sessions.CreateAsync(user, ct);
+        return TypedResults.Created($"/v1/sessions/{session.Id}", SessionView.Of(session, []));
+    }
+
+    private static async Task<Ok<SessionView>> GetAsync(Guid id, CurrentUser user, SessionService sessions, CancellationToken ct)
+    {
+        var (session, calls) = await sessions.GetWithHistoryAsync(id, user, ct);
+        return TypedResults.Ok(SessionView.Of(session, calls));
+    }
+
+    private static async Task<Results<Ok<ToolCallResponse>, Accepted<ToolCallResponse>>> CallToolAsync(
+        Guid id, ToolCallBody body, CurrentUser user, ToolCallPipeline pipeline, CancellationToken ct)
+    {
+        if (string.IsNullOrWhiteSpace(body.Tool))
+        {
+            throw new HarnessError(ErrorKind.Invalid, "missing_tool", "The body must name a 'tool'.");
+        }
+
+        var arguments = body.Arguments is { ValueKind: not JsonValueKind.Undefined and not JsonValueKind.Null } a
+            ? a
+            : JsonDocument.Parse("{}").RootElement;
+        var response = await pipeline.RunAsync(new ToolCallRequest(user, id, body.Tool, arguments), ct);
+        return response.Status == ToolCallStatus.PendingApproval
+            ? TypedResults.Accepted($"/v1/sessions/{id}", response)
+            : TypedResults.Ok(response);
+    }
+
+    private static ServerSentEventsResult<ToolCallEvent> StreamEvents(
+        Guid id, CurrentUser user, SessionService sessions, SessionEvents events, CancellationToken ct) =>
+        TypedResults.ServerSentEvents(StreamAsync(id, user, sessions, events, ct), eventType: "tool_call");
+
+    private static async IAsyncEnumerable<ToolCallEvent> StreamAsync(
+        Guid id, CurrentUser user, SessionService sessions, SessionEvents events, [EnumeratorCancellation] CancellationToken ct)
+    {
+        // Subscribe before reading history so that nothing between the two is lost. A change is announced once per
+        // commit and delivered as the call then reads, so a notification that arrives after the history (or after
+        // another notification) can repeat a status already sent: only a call's new statuses go out.
+        using var subscription = events.Subscribe(id);
+        var (_, calls) = await sessions.GetWithHistoryAsync(id, user, ct);
+        var sent = new Dictionary<Guid, string>();
+        foreach (var call in calls)
+        {
+            var change = ToolCallEvent.Of(call);
+            sent[change.Id] = change.Status;
+            yield return change;
+        }
+
+        await foreach (var change in subscription.Reader.ReadAllAsync(ct))
+        {
+            if (sent.TryGetValue(change.Id, out var status) && status == change.Status)
+            {
+                continue;
+            }
+
+            sent[change.Id] = change.Status;
+            yield return change;
+        }
+    }
+}
+
+/// <summary>The body of <c>POST /v1/sessions/{id}/tool-calls</c>.</summary>
+internal sealed record ToolCallBody(string Tool, JsonElement? Arguments);

@@ -1,0 +1,16 @@
+using System.Text.Json;
+
+namespace HarnessServer.Approvals;
+
+/// <summary>The body of <c>POST /v1/approvals/{id}/decision</c>.</summary>
+internal sealed record ApprovalDecisionBody(bool Approve, string? Comment);
+
+/// <summary>An approval as approvers see it, with the held call's arguments: what they approve, not only which tool.</summary>
+internal sealed record ApprovalView(
+    Guid Id, Guid ToolCallId, Guid? SessionId, string Tool, JsonElement Arguments, string RequestedBy, string Reason, string Status,
+    string? DecidedBy, string? Comment, DateTimeOffset CreatedAt, DateTimeOffset ExpiresAt, DateTimeOffset? DecidedAt)
+{
+    public static ApprovalView Of(Approval a, JsonDocument arguments) => new(
+        a.Id, a.ToolCallId, a.SessionId, a.Tool, arguments.RootElement.Clone(), a.RequestedBy, a.Reason, a.Status.ToString().ToLowerInvariant(),
+        a.DecidedBy, a.Comment, a.CreatedAt, a.ExpiresAt, a.DecidedAt);
+}

@@ -1,0 +1,34 @@
+using HarnessServer.Data;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Metadata.Builders;
+
+namespace HarnessServer.Memory;
+
+internal sealed class MemoryItemConfiguration : IEntityTypeConfiguration<MemoryItem>
+{
+    public void Configure(EntityTypeBuilder<MemoryItem> builder)
+    {
+        builder.ToTable("memory_items");
+        builder.HasKey(i => i.Id);
+        builder.Property(i => i.TenantId).HasMaxLength(Limits.Identifier);
+        // 'session:' or 'user:' plus an identifier.
+        builder.Property(i => i.Namespace).HasMaxLength(Limits.Identifier + 8);
+        builder.Property(i => i.OwnerUserId).HasMaxLength(Limits.Identifier);
+        builder.Property(i => i.AuthorId).HasMaxLength(Limits.Identifier);
+        builder.Property(i => i.AuthorName).HasMaxLength(Limits.DisplayName);
+        builder.Property(i => i.Metadata).HasColumnType("jsonb");
+        builder.Property(i => i.Embedding).HasColumnType($"vector({MemoryItem.EmbeddingDimensions})");
+        builder.Property(i => i.EmbeddingModel).HasMaxLength(Limits.Identifier);
+        builder.HasOne<Tenant>().WithMany().HasForeignKey(i => i.TenantId);
+
+        // Serves the namespace filter of searches (exact scans of small namespaces), keyset listing and deletes.
+        builder.HasIndex(i => new { i.TenantId, i.Namespace, i.Id });
+        // Finds items an earlier embedding model made, so re-embedding never scans a tenant that is up to date.
+        builder.HasIndex(i => new { i.TenantId, i.EmbeddingModel });
+        builder.HasIndex(i => i.Embedding)
+            .HasMethod("hnsw")
+            .HasOperators("vector_cosine_ops")
+            .HasStorageParameter("m", 16)
+            .HasStorageParameter("ef_construction", 64);
+    }
+}
