@@ -40,6 +40,12 @@ internal static class AuditExtensions
             services.GetRequiredService<ILogger<AuditChain>>(),
             services.GetRequiredService<IOptions<AuditOptions>>().Value.MaxBatchSize));
         builder.Services.AddHostedService(services => services.GetRequiredService<AuditChain>());
+        builder.Services.AddSingleton(services =>
+        {
+            var path = services.GetRequiredService<IOptions<AuditOptions>>().Value.AnchorPath;
+            var root = services.GetRequiredService<IHostEnvironment>().ContentRootPath;
+            return new AuditAnchorFile(string.IsNullOrWhiteSpace(path) ? null : Path.Combine(root, path));
+        });
         builder.Services.AddSingleton<AuditCheckpoints>();
         builder.Services.AddSingleton<AuditVerifier>();
         builder.Services.AddSingleton<AuditExport>();

@@ -297,6 +297,71 @@ public sealed class HardeningTests(HardeningApplication app) : IClassFixture<Har
         var problem = await response.ProblemAsync(HttpStatusCode.BadRequest, "invalid_tool");
         Assert.Contains("cannot be stored", problem.GetProperty("detail").GetString());
     }
+
+    // Issue 16, finding 5: the database owner cut a chain's tail (events, checkpoints, head) and verification, which
+    // compares against what lives in that same database, said valid. A checkpoint from the anchor file catches it.
+    [Fact]
+    public async Task Hardening_a_tail_cut_in_the_database_fails_against_the_anchor_file()
+    {
+        const string tenant = "anchored";
+        using var client = app.ClientFor("anchored-user", tenant);
+        var session = await NewSessionAsync(client);
+        for (var i = 0; i < 3; i++)
+        {
+            await (await CallAsync(client, session, new { tool = "shell.exec", arguments = new { command = $"echo {i}" } })).JsonAsync(HttpStatusCode.OK);
+        }
+
+        using var auditor = app.ClientFor("auditor", tenant, roles: [HarnessRoles.Auditor]);
+        var checkpoint = await (await auditor.PostAsync("/v1/audit/checkpoints", null)).JsonAsync(HttpStatusCode.OK);
+        var anchor = File.ReadAllLines(app.AnchorPath).Last(l => l.Contains($"\"tenant\":\"{tenant}\"", StringComparison.Ordinal));
+        Assert.Equal(checkpoint.GetProperty("hash").GetString(), JsonDocument.Parse(anchor).RootElement.GetProperty("hash").GetString());
+
+        await using (var connection = new Npgsql.NpgsqlConnection(app.ConnectionString))
+        {
+            await connection.OpenAsync();
+            await using var cut = new Npgsql.NpgsqlCommand($"""
+                SET session_replication_role = replica;
+                DELETE FROM audit_events WHERE tenant_id = '{tenant}' AND seq > 2;
+                DELETE FROM audit_checkpoints WHERE tenant_id = '{tenant}';
+                UPDATE audit_heads SET seq = 2, hash = (SELECT hash FROM audit_events WHERE tenant_id = '{tenant}' AND seq = 2) WHERE tenant_id = '{tenant}';
+                """, connection);
+            await cut.ExecuteNonQueryAsync();
+        }
+
+        var inDatabase = await (await auditor.GetAsync("/v1/audit/verify")).JsonAsync(HttpStatusCode.OK);
+        var anchored = await (await auditor.GetAsync("/v1/audit/verify?checkpoint=" + Uri.EscapeDataString(anchor))).JsonAsync(HttpStatusCode.OK);
+        var forged = await (await auditor.GetAsync("/v1/audit/verify?checkpoint=" + Uri.EscapeDataString(anchor.Replace("\"seq\":", "\"seq\":1", StringComparison.Ordinal)))).JsonAsync(HttpStatusCode.OK);
+        await (await auditor.GetAsync("/v1/audit/verify?checkpoint=not-json")).ProblemAsync(HttpStatusCode.BadRequest, "invalid_checkpoint");
+
+        Assert.True(inDatabase.GetProperty("valid").GetBoolean());
+        Assert.False(anchored.GetProperty("valid").GetBoolean());
+        Assert.Contains("removed from the tail", anchored.GetProperty("reason").GetString());
+        Assert.False(forged.GetProperty("valid").GetBoolean());
+        Assert.Contains("not signed", forged.GetProperty("reason").GetString());
+
+        var export = Path.Combine(app.DataRoot, "anchored-export.jsonl");
+        await File.WriteAllBytesAsync(export, await auditor.GetByteArrayAsync("/v1/audit/export"));
+        var (plainOk, _) = await RunVerifierAsync(export);
+        var (anchoredOk, output) = await RunVerifierAsync(export, "--checkpoint", app.AnchorPath);
+        Assert.True(plainOk);
+        Assert.False(anchoredOk);
+        Assert.Contains("removed from the tail", output);
+    }
+
+    private static async Task<(bool Ok, string Output)> RunVerifierAsync(params string[] arguments)
+    {
+        var start = new System.Diagnostics.ProcessStartInfo("python3") { RedirectStandardOutput = true, RedirectStandardError = true };
+        start.ArgumentList.Add(Path.Combine(HarnessApplication.RepositoryRoot, "scripts", "verify-audit-export.py"));
+        foreach (var argument in arguments)
+        {
+            start.ArgumentList.Add(argument);
+        }
+
+        using var process = System.Diagnostics.Process.Start(start)!;
+        var output = await process.StandardOutput.ReadToEndAsync() + await process.StandardError.ReadToEndAsync();
+        await process.WaitForExitAsync();
+        return (process.ExitCode == 0, output);
+    }
 }
 
 public sealed class HardeningApplication : HarnessApplication
@@ -322,7 +387,10 @@ public sealed class HardeningApplication : HarnessApplication
     {
         settings["Harness:PoliciesPath"] = Path.Combine(RepositoryRoot, "policies");
         settings["Harness:Recovery:SweepInterval"] = "00:00:00.300";
+        settings["Harness:Audit:AnchorPath"] = AnchorPath;
     }
+
+    public string AnchorPath => Path.Combine(DataRoot, "audit-anchors.jsonl");
 
     public override async Task InitializeAsync()
     {
