@@ -46,6 +46,9 @@ internal sealed class AgentTurns(
     TimeProvider time,
     ILogger<AgentTurns> logger)
 {
+    /// <summary>How long a new message waits for a session's turn lock held by something other than an open turn.</summary>
+    private static readonly TimeSpan TurnLockWait = TimeSpan.FromSeconds(10);
+
     private const string Started = "started";
     private const string Interrupted = "interrupted";
 
@@ -71,10 +74,21 @@ internal sealed class AgentTurns(
                 $"Session {sessionId} is paused; resume it before sending messages.");
         }
 
-        await using var held = await locks.TryAcquireAsync(sessionId, cancellationToken) ?? throw TurnInProgress(sessionId, "running");
-        if (await db.AgentTurns.AsNoTracking()
-                .Where(t => t.SessionId == sessionId && (t.Status == TurnStatus.Running || t.Status == TurnStatus.WaitingForApproval || t.Status == TurnStatus.Paused))
-                .Select(t => (TurnStatus?)t.Status).FirstOrDefaultAsync(cancellationToken) is { } open)
+        var held = await locks.TryAcquireAsync(sessionId, cancellationToken);
+        if (held is null)
+        {
+            // With no open turn, the holder lets go soon: a recovery pass (of any process) looking at the turn that
+            // just ended, or a rollback. A client that waited for the last reply must not see 409 for that.
+            if (await OpenTurnAsync(sessionId, cancellationToken) is { } running)
+            {
+                throw TurnInProgress(sessionId, JsonNamingPolicy.SnakeCaseLower.ConvertName(running.ToString()));
+            }
+
+            held = await locks.AcquireAsync(sessionId, TurnLockWait, cancellationToken) ?? throw TurnInProgress(sessionId, "running");
+        }
+
+        await using var _ = held;
+        if (await OpenTurnAsync(sessionId, cancellationToken) is { } open)
         {
             throw TurnInProgress(sessionId, JsonNamingPolicy.SnakeCaseLower.ConvertName(open.ToString()));
         }
@@ -181,6 +195,11 @@ internal sealed class AgentTurns(
         return true;
     }
 
+    private Task<TurnStatus?> OpenTurnAsync(Guid sessionId, CancellationToken cancellationToken) =>
+        db.AgentTurns.AsNoTracking()
+            .Where(t => t.SessionId == sessionId && (t.Status == TurnStatus.Running || t.Status == TurnStatus.WaitingForApproval || t.Status == TurnStatus.Paused))
+            .Select(t => (TurnStatus?)t.Status).FirstOrDefaultAsync(cancellationToken);
+
     /// <summary>The stored state of a turn, for <c>GET</c> and for the answer of a continued turn.</summary>
     public async Task<TurnResult> ResultAsync(AgentTurn turn, CancellationToken cancellationToken)
     {
@@ -245,6 +264,15 @@ internal sealed class AgentTurns(
             return await RunCallAsync(turn, turnKernel, pending[0], cancellationToken);
         }
 
+        // MaxIterations bounds the rounds of calls that run: once they all ran, the turn ends without asking the model
+        // for another round it would have to refuse.
+        if (turn.Iterations >= options.Value.MaxIterations)
+        {
+            turn.Status = TurnStatus.MaxIterations;
+            await EndAsync(turn, "max_iterations", cancellationToken);
+            return false;
+        }
+
         var offered = await OfferedAsync(caller, cancellationToken);
         var names = new FunctionNames(offered.Select(t => t.Name));
         var history = await context.BuildAsync(turn, names, cancellationToken);
@@ -276,7 +304,8 @@ internal sealed class AgentTurns(
         turn.Iterations++;
         if (turn.Iterations > options.Value.MaxIterations)
         {
-            // Every proposed call gets an answer, so the stored history stays a valid conversation for the next turn.
+            // Only when the limit was lowered while this turn was stored mid-way. Every proposed call gets an answer,
+            // so the stored history stays a valid conversation for the next turn.
             foreach (var call in calls)
             {
                 db.AgentMessages.Add(ToolMessage(turn, call, Refusal(call.Tool, "max_iterations",

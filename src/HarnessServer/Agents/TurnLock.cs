@@ -36,8 +36,47 @@ internal sealed class TurnLock(NpgsqlDataSource dataSource)
         return null;
     }
 
+    /// <summary>
+    /// Waits up to <paramref name="wait"/> for the session's turn lock; null when it is still held then. For a holder
+    /// that lets go soon: another process's recovery pass looking at the session's last turn, or a rollback.
+    /// </summary>
+    public async Task<IAsyncDisposable?> AcquireAsync(Guid sessionId, TimeSpan wait, CancellationToken cancellationToken)
+    {
+        var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        try
+        {
+            var (high, low) = Keys(sessionId);
+            await using (var timeout = new NpgsqlCommand($"SET lock_timeout = {(int)Math.Max(1, wait.TotalMilliseconds)}", connection))
+            {
+                await timeout.ExecuteNonQueryAsync(cancellationToken);
+            }
+
+            await using var command = new NpgsqlCommand("SELECT pg_advisory_lock($1, $2)", connection)
+            {
+                Parameters = { new() { Value = high }, new() { Value = low } },
+            };
+            await command.ExecuteNonQueryAsync(cancellationToken);
+            await using (var reset = new NpgsqlCommand("RESET lock_timeout", connection))
+            {
+                await reset.ExecuteNonQueryAsync(cancellationToken);
+            }
+
+            return new Held(connection, high, low);
+        }
+        catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.LockNotAvailable)
+        {
+            await connection.DisposeAsync();
+            return null;
+        }
+        catch
+        {
+            await connection.DisposeAsync();
+            throw;
+        }
+    }
+
     // The random tail of the session's UUIDv7, as the two int keys.
-    private static (int High, int Low) Keys(Guid sessionId)
+    internal static (int High, int Low) Keys(Guid sessionId)
     {
         Span<byte> bytes = stackalloc byte[16];
         sessionId.TryWriteBytes(bytes);

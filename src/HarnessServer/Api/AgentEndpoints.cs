@@ -19,7 +19,7 @@ internal static class AgentEndpoints
             .WithSummary("One agent turn: the model's calls run through the pipeline until it answers (202 while a call waits for approval).")
             .ProducesProblem(StatusCodes.Status502BadGateway);
         group.MapGet("/messages", HistoryAsync).WithName("GetMessages")
-            .WithSummary("The session's full agent history, summaries and rolled-back messages included (owner or admin).");
+            .WithSummary("The session's agent history, summaries and rolled-back messages included, oldest first; paged by after (a seq) and limit (owner or admin).");
         group.MapGet("/turns/{turnId:guid}", TurnAsync).WithName("GetTurn").WithSummary("One turn's status, reply and tool calls (owner or admin).");
         group.MapGet("/usage", UsageAsync).WithName("GetSessionUsage").WithSummary("Model tokens used by the session's turns (owner or admin).");
         group.MapGet("/checkpoints", CheckpointsAsync).WithName("ListCheckpoints")
@@ -70,10 +70,25 @@ internal static class AgentEndpoints
         return TypedResults.Ok(TurnView.Of(await turns.ResultAsync(turn, ct)));
     }
 
-    private static async Task<Ok<List<MessageView>>> HistoryAsync(Guid id, CurrentUser user, HarnessDbContext db, CancellationToken ct)
+    private const int MaxMessagesPage = 1000;
+
+    // Without after/limit the whole history, as before; with them one page after the message with seq 'after'.
+    private static async Task<Ok<List<MessageView>>> HistoryAsync(Guid id, long? after, int? limit, CurrentUser user, HarnessDbContext db, CancellationToken ct)
     {
+        if (limit is < 1 or > MaxMessagesPage)
+        {
+            throw new HarnessError(ErrorKind.Invalid, "invalid_limit", $"limit is {limit}; it must be between 1 and {MaxMessagesPage}.");
+        }
+
         await VisibleSessionAsync(db, id, user, ct);
-        var messages = await db.AgentMessages.AsNoTracking().Where(m => m.SessionId == id).OrderBy(m => m.Seq).ToListAsync(ct);
+        var query = db.AgentMessages.AsNoTracking().Where(m => m.SessionId == id);
+        if (after is { } seq)
+        {
+            query = query.Where(m => m.Seq > seq);
+        }
+
+        query = query.OrderBy(m => m.Seq);
+        var messages = await (limit is { } n ? query.Take(n) : query).ToListAsync(ct);
         return TypedResults.Ok(messages.Select(MessageView.Of).ToList());
     }
 

@@ -1,11 +1,14 @@
 using System.Runtime.CompilerServices;
 using System.Text.Json;
+using HarnessServer.Agents;
 using HarnessServer.Approvals;
+using HarnessServer.Data;
 using HarnessServer.Errors;
 using HarnessServer.Identity;
 using HarnessServer.Pipeline;
 using HarnessServer.Sessions;
 using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.EntityFrameworkCore;
 
 namespace HarnessServer.Api;
 
@@ -16,7 +19,7 @@ internal static class SessionEndpoints
         var group = app.MapGroup("/v1/sessions").RequireAuthorization(HarnessPolicies.User).WithTags("Sessions");
 
         group.MapPost("/", CreateAsync).WithName("CreateSession").WithSummary("Create a session with its own workspace.");
-        group.MapGet("/{id:guid}", GetAsync).WithName("GetSession").WithSummary("A session with its status and tool-call history (owner or admin).");
+        group.MapGet("/{id:guid}", GetAsync).WithName("GetSession").WithSummary("A session with its status, tool-call history and agent conversation, paged past 200 messages (owner or admin).");
         group.MapPost("/{id:guid}/pause", (Guid id, CurrentUser user, SessionService sessions, CancellationToken ct) =>
                 sessions.SetStatusAsync(id, user, SessionStatus.Paused, ct))
             .WithName("PauseSession").WithSummary("Pause: new tool calls and turns get 409 until resumed.");
@@ -43,10 +46,18 @@ internal static class SessionEndpoints
         return TypedResults.Created($"/v1/sessions/{session.Id}", SessionView.Of(session, []));
     }
 
-    private static async Task<Ok<SessionView>> GetAsync(Guid id, CurrentUser user, SessionService sessions, CancellationToken ct)
+    /// <summary>At most this many agent messages ride with a session; the rest are paged on <c>/messages</c>.</summary>
+    public const int SessionMessagesPage = 200;
+
+    private static async Task<Ok<SessionDetailView>> GetAsync(Guid id, CurrentUser user, SessionService sessions, HarnessDbContext db, CancellationToken ct)
     {
         var (session, calls) = await sessions.GetWithHistoryAsync(id, user, ct);
-        return TypedResults.Ok(SessionView.Of(session, calls));
+        var messages = await db.AgentMessages.AsNoTracking().Where(m => m.SessionId == id).OrderBy(m => m.Seq)
+            .Take(SessionMessagesPage + 1).ToListAsync(ct);
+        var view = SessionView.Of(session, calls);
+        var page = messages.Take(SessionMessagesPage).Select(MessageView.Of).ToList();
+        return TypedResults.Ok(new SessionDetailView(view.Id, view.Status, view.Owner, view.CreatedAt, view.ToolCalls, page,
+            messages.Count > SessionMessagesPage ? $"/v1/sessions/{id}/messages?after={page[^1].Seq}&limit={SessionMessagesPage}" : null));
     }
 
     private static async Task<Results<Ok<ToolCallResponse>, Accepted<ToolCallResponse>>> CallToolAsync(
@@ -101,3 +112,11 @@ internal static class SessionEndpoints
 
 /// <summary>The body of <c>POST /v1/sessions/{id}/tool-calls</c>.</summary>
 internal sealed record ToolCallBody(string Tool, JsonElement? Arguments);
+
+/// <summary>
+/// A session as <c>GET /v1/sessions/{id}</c> shows it: its tool calls and its agent conversation (turns' messages, the
+/// model's replies, tool results, summaries), oldest first; <see cref="MessagesNext"/> pages on when there are more.
+/// </summary>
+internal sealed record SessionDetailView(
+    Guid Id, string Status, string Owner, DateTimeOffset CreatedAt, IReadOnlyList<ToolCallEvent> ToolCalls,
+    IReadOnlyList<MessageView> Messages, string? MessagesNext);
