@@ -7,7 +7,12 @@ Each line is one event. Its hashed object is the line without "hash" and "payloa
 JCS is RFC 8785: members sorted by UTF-16 code units, no whitespace, ECMAScript number and string forms.
 The first line must have prevHash = 64 zeros when the export starts at seq 1; seqs must be consecutive.
 
-Usage: verify-audit-export.py EXPORT.jsonl      (prints OK, or the first bad seq; exits 1 on failure)
+With --checkpoint ANCHORS.jsonl (lines of the server's anchor file, Harness:Audit:AnchorPath, or checkpoints as
+GET /v1/audit/checkpoints gives them), the chain must also reach every checkpoint of its tenant and have its hash
+there: a tail cut back in the database, checkpoints and head included, fails. (Their ECDSA signatures are checked by
+the server, GET /v1/audit/verify?checkpoint=, or with openssl; the standard library has no ECDSA.)
+
+Usage: verify-audit-export.py EXPORT.jsonl [--checkpoint ANCHORS.jsonl]   (prints OK, or the first bad seq; exits 1 on failure)
 """
 import hashlib
 import json
@@ -31,7 +36,8 @@ def jcs(value):
     if isinstance(value, list):
         return "[" + ",".join(jcs(v) for v in value) + "]"
     if isinstance(value, dict):
-        keys = sorted(value.keys(), key=lambda k: k.encode("utf-16-be"))
+        # surrogatepass: a name may hold a lone surrogate (escaped as \udxxx in the line), which still sorts by code unit
+        keys = sorted(value.keys(), key=lambda k: k.encode("utf-16-be", "surrogatepass"))
         return "{" + ",".join(jcs_string(k) + ":" + jcs(value[k]) for k in keys) + "}"
     raise TypeError(f"not JSON: {value!r}")
 
@@ -95,10 +101,18 @@ def sha256_hex(data):
     return hashlib.sha256(data).hexdigest()
 
 
-def main(path):
+def main(path, anchors_path=None):
     previous_seq = None
     previous_hash = None
+    first_seq = None
+    tenant = None
+    hashes = {}
     count = 0
+    anchors = []
+    if anchors_path is not None:
+        with open(anchors_path, encoding="utf-8") as lines:
+            anchors = [json.loads(line) for line in lines if line.strip()]
+    wanted = {a["seq"] for a in anchors}
     with open(path, encoding="utf-8") as lines:
         for number, line in enumerate(lines, 1):
             if not line.strip():
@@ -123,7 +137,19 @@ def main(path):
             if computed != event["hash"]:
                 return fail(seq, "hash does not match the event's content")
             previous_seq, previous_hash = seq, event["hash"]
+            if first_seq is None:
+                first_seq, tenant = seq, event["tenant"]
+            if seq in wanted:
+                hashes[seq] = event["hash"]
             count += 1
+    if anchors_path is not None:
+        for anchor in sorted((a for a in anchors if a.get("tenant") == tenant), key=lambda a: a["seq"]):
+            if first_seq is not None and anchor["seq"] < first_seq:
+                continue
+            if previous_seq is None or anchor["seq"] > previous_seq:
+                return fail(anchor["seq"], f"the chain ends at seq {previous_seq or 0}, but a checkpoint signed at {anchor['at']} covers seq {anchor['seq']}: events were removed from the tail")
+            if hashes[anchor["seq"]] != anchor["hash"]:
+                return fail(anchor["seq"], f"differs from the checkpoint signed at {anchor['at']}")
     print(f"OK {count} events" + (f", last seq {previous_seq}, hash {previous_hash}" if count else ""))
     return 0
 
@@ -134,7 +160,12 @@ def fail(seq, reason):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
+    args = sys.argv[1:]
+    anchors = None
+    if len(args) == 3 and args[1] == "--checkpoint":
+        anchors = args[2]
+        args = args[:1]
+    if len(args) != 1:
         print(__doc__.strip().splitlines()[-1].strip(), file=sys.stderr)
         sys.exit(2)
-    sys.exit(main(sys.argv[1]))
+    sys.exit(main(args[0], anchors))

@@ -108,7 +108,7 @@ indexWatch.Stop();
 var audit = new HarnessServer.Audit.AuditChain(database, TimeProvider.System, Microsoft.Extensions.Logging.Abstractions.NullLogger<HarnessServer.Audit.AuditChain>.Instance);
 await audit.StartAsync(default);
 var store = new MemoryStore(database, new MemoryEmbedder(new LocalHashEmbeddingGenerator(), Model, Dimensions), audit,
-    new StoredSessionOwnership(new HarnessServer.Data.DatabaseSources(database, database, database)),
+    new StoredSessionOwnership(new HarnessServer.Data.DatabaseSources(database, database)),
     Options.Create(new MemoryOptions { ExactSearchMaxRows = threshold }), TimeProvider.System);
 
 // Durable single-item saves through the store (local embedding, RLS, HNSW insert, one fsync'd commit each).

@@ -35,7 +35,7 @@ internal static class AuditEndpoints
                          "`outcome` matches `decision.effect` or `payload.status`; `from`/`to` bound `at` (RFC 3339, inclusive).");
         audit.MapGet("/verify", Verify)
             .WithName("VerifyAudit")
-            .WithSummary("Recomputes the tenant's chain and checks it against its head and signed checkpoints.");
+            .WithSummary("Recomputes the tenant's chain and checks it against its head and signed checkpoints; `checkpoint` adds one kept outside the database (a line of the anchor file).");
         audit.MapGet("/export", Export)
             .WithName("ExportAudit")
             .WithSummary("The tenant's chain as JSON Lines; `from`/`to` are inclusive seq bounds.")
@@ -96,8 +96,19 @@ internal static class AuditEndpoints
         return TypedResults.Ok(new AuditEventPage(page, rows.Count > take ? page[^1].Seq : null));
     }
 
-    private static async Task<Ok<AuditVerification>> Verify(CurrentUser caller, AuditVerifier verifier, CancellationToken ct) =>
-        TypedResults.Ok(await verifier.VerifyAsync(caller.TenantId, ct));
+    // ?checkpoint= takes a line of the anchor file (Harness:Audit:AnchorPath): a chain cut back behind it fails.
+    private static async Task<Results<Ok<AuditVerification>, ProblemHttpResult>> Verify(
+        CurrentUser caller, AuditVerifier verifier, string? checkpoint, CancellationToken ct)
+    {
+        AuditCheckpoint? anchor = null;
+        if (checkpoint is not null && (anchor = AuditAnchorFile.Parse(checkpoint)) is null)
+        {
+            return Problems.Result(StatusCodes.Status400BadRequest, "invalid_checkpoint",
+                "checkpoint must be a signed checkpoint as JSON: {tenant, seq, hash, at, keyId, signature} (a line of the anchor file).");
+        }
+
+        return TypedResults.Ok(await verifier.VerifyAsync(caller.TenantId, ct, anchor));
+    }
 
     private static Results<PushStreamHttpResult, ProblemHttpResult> Export(
         CurrentUser caller, AuditExport export, HttpContext context, long? from, long? to)

@@ -4,6 +4,7 @@ using System.Diagnostics;
 using System.Text;
 using System.Threading.Channels;
 using HarnessServer.Data;
+using HarnessServer.Http;
 using Microsoft.EntityFrameworkCore;
 using Npgsql;
 using NpgsqlTypes;
@@ -68,7 +69,9 @@ internal sealed class AuditChain : IHostedService
     public async Task<AuditReceipt> AppendAsync(string tenantId, IReadOnlyList<AuditEntry> entries, IReadOnlyList<AuditCommand> commands, CancellationToken ct)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(tenantId);
+        CheckText(tenantId, "tenant");
         var prepared = Prepare(entries);
+        CheckCommands(commands);
         var seqs = await EnqueueAsync(new PendingAppend(tenantId, prepared, null, ct) { Commands = commands });
         return new AuditReceipt(seqs);
     }
@@ -85,6 +88,7 @@ internal sealed class AuditChain : IHostedService
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(tenantId);
         ArgumentNullException.ThrowIfNull(work);
+        CheckText(tenantId, "tenant");
         T result = default!;
         var seqs = await EnqueueAsync(new PendingAppend(tenantId, null, async (unit, token) =>
         {
@@ -132,6 +136,10 @@ internal sealed class AuditChain : IHostedService
         }
     }
 
+    /// <summary>
+    /// Everything an append can compute is computed here, on the caller's side of the queue, so that a value that
+    /// cannot be recorded fails its own append and never the writer's batch of other callers' appends.
+    /// </summary>
     private static PreparedEntry[] Prepare(IReadOnlyList<AuditEntry> entries)
     {
         ArgumentNullException.ThrowIfNull(entries);
@@ -166,6 +174,42 @@ internal sealed class AuditChain : IHostedService
         if (value is { Length: var length } && length > maxLength)
         {
             throw new ArgumentException($"An audit entry's {name} is longer than {maxLength} characters.");
+        }
+
+        CheckText(value, name);
+    }
+
+    private static void CheckText(string? value, string name)
+    {
+        if (StorableText.Problem(value) is { } problem)
+        {
+            throw new ArgumentException($"An audit entry's {name} cannot be stored: {problem}.");
+        }
+    }
+
+    // A string the driver cannot encode (an unpaired surrogate) would fail the shared round trip before PostgreSQL
+    // sees it, so it could not be told apart from the others' writes: it is refused here, to its caller alone.
+    private static void CheckCommands(IReadOnlyList<AuditCommand> commands)
+    {
+        ArgumentNullException.ThrowIfNull(commands);
+        foreach (var command in commands)
+        {
+            foreach (var value in command.Values)
+            {
+                switch (value is NpgsqlParameter parameter ? parameter.Value : value)
+                {
+                    case string text:
+                        CheckText(text, "command parameter");
+                        break;
+                    case IEnumerable<string?> texts:
+                        foreach (var text in texts)
+                        {
+                            CheckText(text, "command parameter");
+                        }
+
+                        break;
+                }
+            }
         }
     }
 
@@ -373,10 +417,7 @@ internal sealed class AuditChain : IHostedService
     {
         var expected = new Dictionary<string, Head>(guess, StringComparer.Ordinal);
         var rows = new EventRows();
-        foreach (var pending in plain)
-        {
-            pending.Seqs = rows.Add(pending.TenantId, pending.Entries!, guess, at, _scratch);
-        }
+        plain.RemoveAll(pending => !TryAddRows(rows, pending, guess, at));
 
         await using var batch = new NpgsqlBatch(connection, transaction);
         batch.BatchCommands.Add(LockHeads(tenants));
@@ -421,11 +462,13 @@ internal sealed class AuditChain : IHostedService
         NpgsqlConnection connection, NpgsqlTransaction transaction, List<PendingAppend> group,
         Dictionary<string, Head> heads, DateTimeOffset at, List<PendingAppend> committed, bool moveHeads)
     {
+        group.RemoveAll(pending => pending.Completion.Task.IsCompleted);
         var before = new Dictionary<string, Head>(heads, StringComparer.Ordinal);
         var rows = new EventRows();
-        foreach (var pending in group)
+        group.RemoveAll(pending => !TryAddRows(rows, pending, heads, at));
+        if (group.Count == 0)
         {
-            pending.Seqs = rows.Add(pending.TenantId, pending.Entries!, heads, at, _scratch);
+            return false;
         }
 
         await using var batch = new NpgsqlBatch(connection, transaction);
@@ -444,7 +487,7 @@ internal sealed class AuditChain : IHostedService
             committed.AddRange(group);
             return moveHeads;
         }
-        catch (PostgresException exception)
+        catch (Exception exception)
         {
             await ExecuteAsync(connection, transaction, "ROLLBACK TO SAVEPOINT audit_group");
             Restore(heads, before);
@@ -490,7 +533,12 @@ internal sealed class AuditChain : IHostedService
         var notifications = unit.Notifications;
         var before = new Dictionary<string, Head>(heads, StringComparer.Ordinal);
         var rows = new EventRows();
-        pending.Seqs = rows.Add(pending.TenantId, entries, heads, at, _scratch);
+        if (!TryAddRows(rows, pending, heads, at, entries))
+        {
+            await ExecuteAsync(connection, transaction, "ROLLBACK TO SAVEPOINT audit_unit");
+            return;
+        }
+
         await using var batch = new NpgsqlBatch(connection, transaction);
         batch.BatchCommands.Add(rows.ToCommand());
         foreach (var (channel, payload) in notifications)
@@ -504,13 +552,32 @@ internal sealed class AuditChain : IHostedService
             await batch.ExecuteNonQueryAsync();
             committed.Add(pending);
         }
-        catch (PostgresException exception)
+        catch (Exception exception)
         {
             // Also reached when the work swallowed an error of its own and left the transaction aborted.
             await ExecuteAsync(connection, transaction, "ROLLBACK TO SAVEPOINT audit_unit");
             Restore(heads, before);
             _logger.LogError(exception, "Audit events of tenant {Tenant} were refused by the database", pending.TenantId);
             pending.Completion.TrySetException(Unavailable(exception));
+        }
+    }
+
+    /// <summary>
+    /// Chains one append's entries onto the heads; an entry whose event cannot be hashed fails that append alone
+    /// (its rows are not added and the heads do not move).
+    /// </summary>
+    private bool TryAddRows(EventRows rows, PendingAppend pending, Dictionary<string, Head> heads, DateTimeOffset at, PreparedEntry[]? entries = null)
+    {
+        try
+        {
+            pending.Seqs = rows.Add(pending.TenantId, entries ?? pending.Entries!, heads, at, _scratch);
+            return true;
+        }
+        catch (Exception exception)
+        {
+            _logger.LogError(exception, "An audit event of tenant {Tenant} could not be chained; only its append fails", pending.TenantId);
+            pending.Completion.TrySetException(Unavailable(exception));
+            return false;
         }
     }
 
@@ -597,14 +664,22 @@ internal sealed class AuditChain : IHostedService
             var atText = AuditHash.FormatAt(at);
             var head = heads[tenant];
             var seqs = new long[entries.Length];
+            // Every hash first, then the rows: an entry that fails to hash leaves these rows and the heads as they were.
+            var hashes = new string[entries.Length];
+            for (var i = 0; i < entries.Length; i++)
+            {
+                var e = entries[i];
+                var fields = new AuditEventFields(head.Seq + 1 + i, tenant, atText, e.Entry.Actor.Id, e.Entry.Actor.Name ?? e.Entry.Actor.Id,
+                    e.Entry.SessionId, e.Entry.Type, e.Entry.Tool, e.Decision, e.PayloadHash, i == 0 ? head.Hash : hashes[i - 1]);
+                hashes[i] = AuditHash.Compute(fields, scratch);
+            }
+
             for (var i = 0; i < entries.Length; i++)
             {
                 var e = entries[i];
                 var seq = head.Seq + 1;
                 var actorName = e.Entry.Actor.Name ?? e.Entry.Actor.Id;
-                var fields = new AuditEventFields(seq, tenant, atText, e.Entry.Actor.Id, actorName, e.Entry.SessionId,
-                    e.Entry.Type, e.Entry.Tool, e.Decision, e.PayloadHash, head.Hash);
-                var hash = AuditHash.Compute(fields, scratch);
+                var hash = hashes[i];
                 _tenant.Add(tenant);
                 _seq.Add(seq);
                 _at.Add(at);

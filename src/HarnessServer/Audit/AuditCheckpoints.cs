@@ -14,7 +14,8 @@ internal sealed record AuditPublicKey(string KeyId, string Algorithm, string Spk
 /// stores it in the insert-only <c>audit_checkpoints</c>. A later chain that is shorter than, or differs from, a
 /// signed checkpoint is caught by <see cref="AuditVerifier"/>.
 /// </summary>
-internal sealed class AuditCheckpoints(NpgsqlDataSource database, AuditSigningKey key, AuditRetiredKeys retired, TimeProvider time)
+internal sealed class AuditCheckpoints(
+    NpgsqlDataSource database, AuditSigningKey key, AuditRetiredKeys retired, TimeProvider time, AuditAnchorFile? anchor = null)
 {
     public AuditPublicKey PublicKey { get; } = new(key.KeyId, "ES256", key.PublicKeySpki, key.PublicKeyPem);
 
@@ -40,6 +41,7 @@ internal sealed class AuditCheckpoints(NpgsqlDataSource database, AuditSigningKe
         }
 
         var at = AuditHash.FormatAt(AuditHash.ToMicroseconds(time.GetUtcNow()));
+        bool inserted;
         var signature = Convert.ToBase64String(key.Sign(SignedBytes(tenantId, seq, hash, at)));
         await using (var insert = new NpgsqlCommand("""
             INSERT INTO audit_checkpoints (tenant_id, seq, hash, at, key_id, signature) VALUES ($1, $2, $3, $4::timestamptz, $5, $6)
@@ -52,11 +54,16 @@ internal sealed class AuditCheckpoints(NpgsqlDataSource database, AuditSigningKe
             insert.Parameters.Add(new NpgsqlParameter { Value = at });
             insert.Parameters.Add(new NpgsqlParameter { Value = key.KeyId });
             insert.Parameters.Add(new NpgsqlParameter { Value = signature });
-            await insert.ExecuteNonQueryAsync(ct);
+            inserted = await insert.ExecuteNonQueryAsync(ct) == 1;
         }
 
         // An earlier checkpoint at the same seq stays the one of record.
         var page = await ListAsync(connection, tenantId, seq - 1, 1, ct);
+        if (inserted && anchor is not null)
+        {
+            await anchor.AppendAsync(page[0], ct);
+        }
+
         return page[0];
     }
 

@@ -5,9 +5,22 @@ namespace HarnessServer.Audit;
 
 internal static class AuditExtensions
 {
+    private const string MissingKey =
+        "The audit signing key at Harness:Audit:SigningKeyPath does not exist. Point it at a PKCS#8 PEM file holding an ECDSA P-256 " +
+        "private key (openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256), or set Harness:Audit:GenerateSigningKey=true.";
+
     /// <summary>The chain and its writer, checkpoints with their signing key, verification and export.</summary>
     public static WebApplicationBuilder AddHarnessAudit(this WebApplicationBuilder builder)
     {
+        // A production server without its signing key does not even build: a failure at host start would race the
+        // teardown of the services resolved before it (the test host then reports an ObjectDisposedException).
+        var configured = builder.Configuration.GetSection("Harness:Audit").Get<AuditOptions>() ?? new AuditOptions();
+        if (!configured.GenerateSigningKey && !builder.Environment.IsDevelopment() && !string.IsNullOrWhiteSpace(configured.SigningKeyPath)
+            && !File.Exists(Path.Combine(builder.Environment.ContentRootPath, configured.SigningKeyPath)))
+        {
+            throw new OptionsValidationException(nameof(AuditOptions), typeof(AuditOptions), [MissingKey]);
+        }
+
         builder.Services.AddOptions<AuditOptions>().BindConfiguration("Harness:Audit")
             .Validate(o => o.CheckpointInterval > TimeSpan.Zero, "Harness:Audit:CheckpointInterval must be positive.")
             .Validate(o => o.MaxBatchSize is >= 1 and <= 10_000, "Harness:Audit:MaxBatchSize must be between 1 and 10000.")
@@ -16,8 +29,7 @@ internal static class AuditExtensions
             // with this message rather than racing the services that would be torn down with the host.
             .Validate<IHostEnvironment>(
                 (o, environment) => o.GenerateSigningKey || environment.IsDevelopment() || File.Exists(Path.Combine(environment.ContentRootPath, o.SigningKeyPath)),
-                "The audit signing key at Harness:Audit:SigningKeyPath does not exist. Point it at a PKCS#8 PEM file holding an ECDSA P-256 " +
-                "private key (openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256), or set Harness:Audit:GenerateSigningKey=true.")
+                MissingKey)
             .ValidateOnStart();
 
         // The key is loaded when the host starts (the checkpoint service needs it): a missing key stops start-up.
@@ -40,6 +52,12 @@ internal static class AuditExtensions
             services.GetRequiredService<ILogger<AuditChain>>(),
             services.GetRequiredService<IOptions<AuditOptions>>().Value.MaxBatchSize));
         builder.Services.AddHostedService(services => services.GetRequiredService<AuditChain>());
+        builder.Services.AddSingleton(services =>
+        {
+            var path = services.GetRequiredService<IOptions<AuditOptions>>().Value.AnchorPath;
+            var root = services.GetRequiredService<IHostEnvironment>().ContentRootPath;
+            return new AuditAnchorFile(string.IsNullOrWhiteSpace(path) ? null : Path.Combine(root, path));
+        });
         builder.Services.AddSingleton<AuditCheckpoints>();
         builder.Services.AddSingleton<AuditVerifier>();
         builder.Services.AddSingleton<AuditExport>();

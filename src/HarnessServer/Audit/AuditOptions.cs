@@ -18,6 +18,12 @@ internal sealed class AuditOptions
     /// <summary>How often tenants whose head moved get a signed checkpoint.</summary>
     public TimeSpan CheckpointInterval { get; set; } = TimeSpan.FromMinutes(5);
 
+    /// <summary>
+    /// A file (relative to the content root) every new signed checkpoint is appended to as one JSON line, an anchor
+    /// kept outside the database (see <see cref="AuditAnchorFile"/>); none when empty.
+    /// </summary>
+    public string? AnchorPath { get; set; }
+
     /// <summary>The most appends one group-commit transaction carries.</summary>
     public int MaxBatchSize { get; set; } = AuditChain.DefaultMaxBatchSize;
 }

@@ -34,7 +34,8 @@ internal sealed class AuditVerifier(NpgsqlDataSource database, AuditCheckpoints 
 {
     private const int BatchSize = 10_000;
 
-    public async Task<AuditVerification> VerifyAsync(string tenantId, CancellationToken ct)
+    /// <param name="anchor">A checkpoint kept outside the database (a line of the anchor file) the chain must reach and agree with.</param>
+    public async Task<AuditVerification> VerifyAsync(string tenantId, CancellationToken ct, AuditCheckpoint? anchor = null)
     {
         var started = Stopwatch.GetTimestamp();
         await using var connection = await database.OpenConnectionAsync(ct);
@@ -42,7 +43,17 @@ internal sealed class AuditVerifier(NpgsqlDataSource database, AuditCheckpoints 
 
         var (headSeq, headHash) = await ReadHeadAsync(connection, transaction, tenantId, ct);
         var signed = await AuditCheckpoints.ListAsync(connection, tenantId, 0, int.MaxValue, ct, transaction);
+        if (anchor is not null && !signed.Contains(anchor))
+        {
+            signed.Add(anchor);
+            signed.Sort((a, b) => a.Seq.CompareTo(b.Seq));
+        }
+
         var state = new ChainState(tenantId, signed);
+        if (anchor is not null && anchor.Tenant != tenantId)
+        {
+            return Done(state.Fail(anchor.Seq, $"The checkpoint is of tenant '{anchor.Tenant}', not of this one."));
+        }
 
         foreach (var checkpoint in signed)
         {

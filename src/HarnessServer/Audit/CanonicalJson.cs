@@ -1,18 +1,28 @@
 using System.Buffers;
 using System.Globalization;
+using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using System.Text.Unicode;
 
 namespace HarnessServer.Audit;
 
 /// <summary>
 /// RFC 8785 (JCS) canonical JSON: object members sorted by the UTF-16 code units of their names, no whitespace,
 /// strings escaped as ECMAScript's JSON.stringify does, numbers in ECMAScript's shortest form. Output is UTF-8.
+/// Any .NET string can be written, lone surrogates included (as <c>\udxxx</c>, as JSON.stringify does), and JSON text
+/// whose strings escape lone surrogates is read without loss: one bad string must never fail the audit of others.
 /// </summary>
 internal static class CanonicalJson
 {
     private static readonly byte[] Null = "null"u8.ToArray();
+
+    // The most UTF-8 bytes one UTF-16 code unit becomes: "\u001f" or "\udc00" (a BMP character is at most 3).
+    private const int MaxBytesPerChar = 6;
+
+    // Characters written at once between two escapes; bounds the span asked of the output for very long strings.
+    private const int Chunk = 4096;
 
     // Every character JSON.stringify escapes, plus surrogates (escaped only when lone): strings without any take the fast path.
     private static readonly SearchValues<char> Escaped = SearchValues.Create(
@@ -20,6 +30,7 @@ internal static class CanonicalJson
         string.Concat(Enumerable.Range(0xD800, 0x800).Select(c => (char)c)));
 
     /// <summary>The canonical UTF-8 bytes of a node (<c>null</c> for a null node).</summary>
+    /// <exception cref="ArgumentException">The node holds something JSON has no form for (NaN, an unreadable value).</exception>
     public static byte[] Serialize(JsonNode? node)
     {
         if (node is null)
@@ -27,10 +38,85 @@ internal static class CanonicalJson
             return Null;
         }
 
-        using var document = JsonDocument.Parse(node.ToJsonString());
         var buffer = new ArrayBufferWriter<byte>(256);
-        Write(document.RootElement, buffer);
+        try
+        {
+            Write(node, buffer);
+        }
+        catch (Exception e) when (e is InvalidOperationException or FormatException or JsonException or ArgumentOutOfRangeException)
+        {
+            throw new ArgumentException($"The value cannot be written as canonical JSON: {e.Message}", nameof(node), e);
+        }
+
         return buffer.WrittenSpan.ToArray();
+    }
+
+    /// <summary>The canonical UTF-8 bytes of JSON text's element.</summary>
+    public static byte[] Serialize(JsonElement element)
+    {
+        var buffer = new ArrayBufferWriter<byte>(256);
+        Write(element, buffer);
+        return buffer.WrittenSpan.ToArray();
+    }
+
+    private static void Write(JsonNode? node, IBufferWriter<byte> output)
+    {
+        switch (node)
+        {
+            case null:
+                output.Write(Null);
+                break;
+            case JsonObject obj:
+                var members = new List<KeyValuePair<string, JsonNode?>>(obj.Count);
+                members.AddRange(obj);
+                members.Sort(static (a, b) => string.CompareOrdinal(a.Key, b.Key));
+                WriteAscii(output, "{");
+                for (var i = 0; i < members.Count; i++)
+                {
+                    if (i > 0)
+                    {
+                        WriteAscii(output, ",");
+                    }
+
+                    WriteString(members[i].Key, output);
+                    WriteAscii(output, ":");
+                    Write(members[i].Value, output);
+                }
+
+                WriteAscii(output, "}");
+                break;
+            case JsonArray array:
+                WriteAscii(output, "[");
+                for (var i = 0; i < array.Count; i++)
+                {
+                    if (i > 0)
+                    {
+                        WriteAscii(output, ",");
+                    }
+
+                    Write(array[i], output);
+                }
+
+                WriteAscii(output, "]");
+                break;
+            case JsonValue value when value.TryGetValue<JsonElement>(out var element):
+                Write(element, output);
+                break;
+            case JsonValue value when value.TryGetValue<string>(out var text):
+                WriteString(text, output);
+                break;
+            case JsonValue value when value.TryGetValue<bool>(out var flag):
+                WriteAscii(output, flag ? "true" : "false");
+                break;
+            default:
+                // Numbers, Guids, dates...: their JSON text is ASCII the serializer writes, read back as an element.
+                using (var document = JsonDocument.Parse(node.ToJsonString()))
+                {
+                    Write(document.RootElement, output);
+                }
+
+                break;
+        }
     }
 
     public static void Write(JsonElement element, IBufferWriter<byte> output)
@@ -41,7 +127,7 @@ internal static class CanonicalJson
                 var members = new List<(string Name, JsonElement Value)>();
                 foreach (var property in element.EnumerateObject())
                 {
-                    members.Add((property.Name, property.Value));
+                    members.Add((NameOf(property), property.Value));
                 }
 
                 members.Sort(static (a, b) => string.CompareOrdinal(a.Name, b.Name));
@@ -77,7 +163,7 @@ internal static class CanonicalJson
                 WriteAscii(output, "]");
                 break;
             case JsonValueKind.String:
-                WriteString(element.GetString()!, output);
+                WriteString(StringOf(element), output);
                 break;
             case JsonValueKind.Number:
                 WriteAscii(output, FormatNumber(element.GetDouble()));
@@ -94,24 +180,89 @@ internal static class CanonicalJson
         }
     }
 
+    /// <summary>
+    /// The string an element holds, lone surrogates included: System.Text.Json refuses to read an escaped lone
+    /// surrogate (<c>"\ud800"</c>) as a string, though JSON allows it and JSON.stringify writes it.
+    /// </summary>
+    public static string StringOf(JsonElement element)
+    {
+        try
+        {
+            return element.GetString()!;
+        }
+        catch (InvalidOperationException)
+        {
+            var raw = JsonMarshal.GetRawUtf8Value(element);
+            return Unescape(raw[1..^1]);
+        }
+    }
+
+    private static string NameOf(JsonProperty property)
+    {
+        try
+        {
+            return property.Name;
+        }
+        catch (InvalidOperationException)
+        {
+            return Unescape(JsonMarshal.GetRawUtf8PropertyName(property));
+        }
+    }
+
+    /// <summary>The UTF-16 code units of a JSON string's escaped UTF-8 body; bytes that are not UTF-8 become U+FFFD.</summary>
+    internal static string Unescape(ReadOnlySpan<byte> escaped)
+    {
+        var text = new StringBuilder(escaped.Length);
+        while (!escaped.IsEmpty)
+        {
+            var backslash = escaped.IndexOf((byte)'\\');
+            var run = backslash < 0 ? escaped : escaped[..backslash];
+            text.Append(Encoding.UTF8.GetString(run));
+            if (backslash < 0)
+            {
+                break;
+            }
+
+            // The reader has already checked the escapes: a known letter, or 'u' and four hex digits.
+            var letter = escaped[backslash + 1];
+            if (letter == (byte)'u')
+            {
+                text.Append((char)int.Parse(Encoding.ASCII.GetString(escaped.Slice(backslash + 2, 4)), NumberStyles.HexNumber, CultureInfo.InvariantCulture));
+                escaped = escaped[(backslash + 6)..];
+                continue;
+            }
+
+            text.Append(letter switch
+            {
+                (byte)'b' => '\b',
+                (byte)'f' => '\f',
+                (byte)'n' => '\n',
+                (byte)'r' => '\r',
+                (byte)'t' => '\t',
+                _ => (char)letter,
+            });
+            escaped = escaped[(backslash + 2)..];
+        }
+
+        return text.ToString();
+    }
+
     /// <summary>A JSON string as JSON.stringify writes it: only <c>"</c>, <c>\</c>, controls and lone surrogates escaped.</summary>
     public static void WriteString(string value, IBufferWriter<byte> output)
     {
-        var span = output.GetSpan(value.Length * 3 + 2);
-        var n = 0;
-        span[n++] = (byte)'"';
-        if (!value.AsSpan().ContainsAny(Escaped))
+        WriteAscii(output, "\"");
+        var span = value.AsSpan();
+        if (!span.ContainsAny(Escaped))
         {
-            n += Encoding.UTF8.GetBytes(value, span[n..]);
-            span[n++] = (byte)'"';
-            output.Advance(n);
+            WriteText(span, output);
+            WriteAscii(output, "\"");
             return;
         }
 
         var start = 0;
-        for (var i = 0; i < value.Length; i++)
+        for (var i = 0; i < span.Length; i++)
         {
-            var c = value[i];
+            var c = span[i];
             string? escape = c switch
             {
                 '"' => "\\\"",
@@ -122,8 +273,8 @@ internal static class CanonicalJson
                 '\r' => "\\r",
                 '\t' => "\\t",
                 < ' ' => $"\\u{(int)c:x4}",
-                _ when char.IsHighSurrogate(c) && i + 1 < value.Length && char.IsLowSurrogate(value[i + 1]) => null,
-                _ when char.IsLowSurrogate(c) && i > 0 && char.IsHighSurrogate(value[i - 1]) => null,
+                _ when char.IsHighSurrogate(c) && i + 1 < span.Length && char.IsLowSurrogate(span[i + 1]) => null,
+                _ when char.IsLowSurrogate(c) && i > 0 && char.IsHighSurrogate(span[i - 1]) => null,
                 _ when char.IsSurrogate(c) => $"\\u{(int)c:x4}",
                 _ => null,
             };
@@ -132,14 +283,30 @@ internal static class CanonicalJson
                 continue;
             }
 
-            n += Encoding.UTF8.GetBytes(value.AsSpan(start, i - start), span[n..]);
-            n += Encoding.ASCII.GetBytes(escape, span[n..]);
+            WriteText(span[start..i], output);
+            WriteAscii(output, escape);
             start = i + 1;
         }
 
-        n += Encoding.UTF8.GetBytes(value.AsSpan(start), span[n..]);
-        span[n++] = (byte)'"';
-        output.Advance(n);
+        WriteText(span[start..], output);
+        WriteAscii(output, "\"");
+    }
+
+    // A run holds no lone surrogate (those are escaped), so it is valid UTF-16 and never needs replacing; it is
+    // written in chunks so that the span asked of the output stays small whatever the string's length.
+    private static void WriteText(ReadOnlySpan<char> run, IBufferWriter<byte> output)
+    {
+        while (!run.IsEmpty)
+        {
+            var destination = output.GetSpan(Math.Min(run.Length, Chunk) * MaxBytesPerChar);
+            var status = Utf8.FromUtf16(run, destination, out var read, out var written, replaceInvalidSequences: true, isFinalBlock: true);
+            output.Advance(written);
+            run = run[read..];
+            if (status is not (OperationStatus.Done or OperationStatus.DestinationTooSmall))
+            {
+                throw new InvalidOperationException($"UTF-16 to UTF-8 stopped with {status}.");
+            }
+        }
     }
 
     public static void WriteAscii(IBufferWriter<byte> output, string ascii)

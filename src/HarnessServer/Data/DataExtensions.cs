@@ -13,10 +13,11 @@ internal static class DataExtensions
     {
         var connectionString = ResolveConnectionString(builder);
 
-        // The owner connection runs migrations; the application connection runs as the restricted role.
-        var owner = new NpgsqlDataSourceBuilder(connectionString);
-        owner.UseVector();
-        var ownerSource = owner.Build();
+        // The owner's connection string (the schema owner's login) is only for migrations: the migrator opens it at
+        // start and closes it; the server's own connections log in with ConnectionStrings:Harness. Without it, the
+        // one connection string serves both, and the restricted role does not bind (SET ROLE NONE returns to the owner).
+        var migrations = builder.Configuration.GetConnectionString("HarnessMigrations");
+        var migrationLogin = string.IsNullOrWhiteSpace(migrations) ? connectionString : migrations;
 
         // The role is a startup option rather than a SET ROLE on open: the pool's DISCARD ALL on every return resets
         // a SET ROLE to the login user (the owner), but resets a startup option only back to itself.
@@ -35,7 +36,8 @@ internal static class DataExtensions
         PrepareRepeatedStatements(locks);
         var locksSource = locks.Build();
 
-        builder.Services.AddSingleton(new DatabaseSources(ownerSource, applicationSource, locksSource));
+        builder.Services.AddSingleton(new DatabaseSources(applicationSource, locksSource));
+        builder.Services.AddSingleton(new MigrationLogin(migrationLogin, SeparateFromApplication: !string.IsNullOrWhiteSpace(migrations)));
         builder.Services.AddSingleton(applicationSource);
         builder.Services.AddScoped<TenantContext>();
         builder.Services.AddDbContext<HarnessDbContext>(options => Configure(options, applicationSource));
@@ -90,10 +92,19 @@ internal static class DataExtensions
 }
 
 /// <summary>
-/// The owner connection (migrations, reviewers' tooling), the restricted application connection, and the application
-/// role's connections for session locks, which are never reset on reuse.
+/// The restricted application connection, and the application role's connections for session locks, which are never
+/// reset on reuse. Both log in with <c>ConnectionStrings:Harness</c>.
 /// </summary>
-internal sealed record DatabaseSources(NpgsqlDataSource Owner, NpgsqlDataSource Application, NpgsqlDataSource SessionLocks);
+internal sealed record DatabaseSources(NpgsqlDataSource Application, NpgsqlDataSource SessionLocks);
+
+/// <summary>
+/// The schema owner's connection string, used by <see cref="DatabaseMigrator"/> at start and by nothing else; no pool
+/// of it stays open. <paramref name="SeparateFromApplication"/> when <c>ConnectionStrings:HarnessMigrations</c> is set.
+/// </summary>
+internal sealed record MigrationLogin(string ConnectionString, bool SeparateFromApplication)
+{
+    public override string ToString() => nameof(MigrationLogin);
+}
 
 internal sealed class DatabaseOptions
 {

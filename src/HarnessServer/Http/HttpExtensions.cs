@@ -30,6 +30,7 @@ internal static class HttpExtensions
             o.SerializerOptions.PropertyNamingPolicy = JsonNamingPolicy.CamelCase;
             o.SerializerOptions.DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull;
             o.SerializerOptions.Converters.Add(new JsonStringEnumConverter(JsonNamingPolicy.SnakeCaseLower));
+            o.SerializerOptions.Converters.Add(new StorableStringConverter());
         });
 
         var maxBody = builder.Configuration.GetValue<long?>("Harness:MaxRequestBodyBytes") ?? 10 * 1024 * 1024;

@@ -20,10 +20,38 @@ internal static class AuthenticationFailure
         SecurityTokenSignatureKeyNotFoundException => "The token's signature does not verify with any key the issuer publishes.",
         SecurityTokenInvalidSignatureException => "The token's signature is invalid.",
         SecurityTokenInvalidAlgorithmException => "The token's signing algorithm is not accepted.",
+        SecurityTokenInvalidTypeException => "The token's type (typ header) is not an access token's.",
         SecurityTokenMalformedException => "The token is malformed.",
         SecurityTokenException => "The token is invalid.",
         _ => "The token could not be validated.",
     };
+
+    /// <summary>
+    /// The reason when the bearer token is signed with an algorithm outside the accepted ones (the validator reports
+    /// that only as a signature that no key verifies), or null.
+    /// </summary>
+    public static string? UnacceptedAlgorithm(HttpRequest request, IEnumerable<string>? accepted)
+    {
+        var header = request.Headers.Authorization.ToString();
+        if (accepted is null || !header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase))
+        {
+            return null;
+        }
+
+        try
+        {
+            var algorithm = new Microsoft.IdentityModel.JsonWebTokens.JsonWebToken(header["Bearer ".Length..].Trim()).Alg;
+            // An unsigned token ("none") is reported as unsigned by the validator.
+            return string.IsNullOrEmpty(algorithm) || algorithm == SecurityAlgorithms.None || accepted.Contains(algorithm, StringComparer.Ordinal)
+                ? null
+                : $"The token's signing algorithm '{algorithm}' is not accepted (accepted: {string.Join(", ", accepted)}).";
+        }
+        catch (ArgumentException)
+        {
+            // Not a JWS the handler can read (SecurityTokenMalformedException is one): the validator's reason stands.
+            return null;
+        }
+    }
 
     /// <summary>Writes the 401 as a problem body while keeping the standard WWW-Authenticate header.</summary>
     public static async Task ChallengeAsync(JwtBearerChallengeContext context)

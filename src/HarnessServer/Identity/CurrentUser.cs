@@ -31,10 +31,11 @@ internal sealed record CurrentUser(string TenantId, string UserId, string Displa
     }
 
     /// <summary>
-    /// Why the identity cannot be stored (a claim longer than its column), or null. The just-in-time provisioning
-    /// would otherwise fail on every request of this user with a misleading 503.
+    /// Why the identity cannot be stored (a claim longer than its column, or holding what a text column cannot: a
+    /// NUL or an unpaired surrogate), or null. The just-in-time provisioning and every audit event of this user would
+    /// otherwise fail with a misleading 503.
     /// </summary>
-    public string? Oversized(ClaimNames names)
+    public string? Unstorable(ClaimNames names)
     {
         if (TenantId.Length > Data.Limits.Identifier)
         {
@@ -51,8 +52,21 @@ internal sealed record CurrentUser(string TenantId, string UserId, string Displa
             return $"The token's '{names.Name}' (name) claim is longer than {Data.Limits.DisplayName} characters.";
         }
 
-        return Teams.Any(t => t.Length > Data.Limits.Identifier)
-            ? $"A '{names.Teams}' (team) claim of the token is longer than {Data.Limits.Identifier} characters."
+        if (Teams.Any(t => t.Length > Data.Limits.Identifier))
+        {
+            return $"A '{names.Teams}' (team) claim of the token is longer than {Data.Limits.Identifier} characters.";
+        }
+
+        (string Claim, string? Problem)[] texts =
+        [
+            ($"'{names.Tenant}' (tenant)", Http.StorableText.Problem(TenantId)),
+            ($"'{names.User}' (user)", Http.StorableText.Problem(UserId)),
+            ($"'{names.Name}' (name)", Http.StorableText.Problem(DisplayName)),
+            ($"'{names.Teams}' (team)", Teams.Select(Http.StorableText.Problem).FirstOrDefault(p => p is not null)),
+            ($"'{names.Roles}' (role)", Roles.Select(Http.StorableText.Problem).FirstOrDefault(p => p is not null)),
+        ];
+        return texts.FirstOrDefault(t => t.Problem is not null) is { Problem: { } problem } found
+            ? $"The token's {found.Claim} claim cannot be recorded: {problem}."
             : null;
     }
 

@@ -39,15 +39,26 @@ internal sealed class DevelopmentIssuer
         {
             rsa.KeySize = 2048;
             Directory.CreateDirectory(Path.GetDirectoryName(path)!);
-            // Owner-only: the key mints tokens for any tenant.
-            File.WriteAllText(path, rsa.ExportRSAPrivateKeyPem());
-            if (!OperatingSystem.IsWindows())
-            {
-                File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
-            }
+            WriteOwnerOnly(path, rsa.ExportRSAPrivateKeyPem());
         }
 
         _key = new RsaSecurityKey(rsa) { KeyId = "harness-development" };
+    }
+
+    /// <summary>
+    /// Owner-only from its creation (the key mints tokens for any tenant): the file is created with mode 0600, never
+    /// written under the umask's mode and narrowed afterwards, which left a window for another user to open it.
+    /// </summary>
+    internal static void WriteOwnerOnly(string path, string pem)
+    {
+        var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write };
+        if (!OperatingSystem.IsWindows())
+        {
+            options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+        }
+
+        using var file = new FileStream(path, options);
+        file.Write(System.Text.Encoding.ASCII.GetBytes(pem));
     }
 
     public void Configure(JwtBearerOptions options, string audience)

@@ -3,6 +3,7 @@ using Microsoft.Extensions.Options;
 using Microsoft.Identity.Web;
 using Microsoft.IdentityModel.Protocols;
 using Microsoft.IdentityModel.Protocols.OpenIdConnect;
+using Microsoft.IdentityModel.Tokens;
 
 namespace HarnessServer.Identity;
 
@@ -29,6 +30,8 @@ internal static class IdentityExtensions
             throw new InvalidOperationException("Authentication:Audience must not be empty.");
         }
 
+        options.Check();
+
         if (useEntra)
         {
             // Entra ID: Microsoft.Identity.Web configures issuer validation for the tenant(s) it is given.
@@ -54,6 +57,21 @@ internal static class IdentityExtensions
     private sealed class ConfigureJwtBearer(HarnessAuthenticationOptions harness, bool useEntra, DevelopmentIssuer? developmentIssuer)
         : IPostConfigureOptions<JwtBearerOptions>
     {
+        // typ is optional (many issuers leave it out); when set it must say access token (RFC 9068) or plain JWT, so
+        // that another kind of token from the same issuer (a logout token, a security event token) is not one.
+        private string ValidateType(string? type, SecurityToken token, TokenValidationParameters parameters)
+        {
+            if (string.IsNullOrEmpty(type) || harness.Types.Contains(type, StringComparer.OrdinalIgnoreCase))
+            {
+                return type ?? "";
+            }
+
+            throw new SecurityTokenInvalidTypeException($"The token type (typ) '{type}' is not accepted; expected one of {string.Join(", ", harness.Types)}.")
+            {
+                InvalidType = type,
+            };
+        }
+
         public void PostConfigure(string? name, JwtBearerOptions options)
         {
             if (name != JwtBearerDefaults.AuthenticationScheme)
@@ -68,6 +86,9 @@ internal static class IdentityExtensions
             options.TokenValidationParameters.RequireExpirationTime = true;
             options.TokenValidationParameters.ValidateLifetime = true;
             options.TokenValidationParameters.ClockSkew = TimeSpan.FromSeconds(30);
+            // Only the algorithms configured, whatever else the issuer's keys could verify (RS384 with an RS256 key).
+            options.TokenValidationParameters.ValidAlgorithms = harness.Algorithms;
+            options.TokenValidationParameters.TypeValidator = ValidateType;
 
             if (!useEntra)
             {
@@ -106,17 +127,20 @@ internal static class IdentityExtensions
                     AuthenticationFailure.Record(context.HttpContext, reason);
                     context.Fail(reason);
                 }
-                else if (user.Oversized(harness.Claims) is { } oversized)
+                else if (user.Unstorable(harness.Claims) is { } unstorable)
                 {
-                    AuthenticationFailure.Record(context.HttpContext, oversized);
-                    context.Fail(oversized);
+                    AuthenticationFailure.Record(context.HttpContext, unstorable);
+                    context.Fail(unstorable);
                 }
             };
             var failed = events.OnAuthenticationFailed;
             events.OnAuthenticationFailed = async context =>
             {
                 await failed(context);
-                AuthenticationFailure.Record(context.HttpContext, AuthenticationFailure.Reason(context.Exception));
+                var algorithm = context.Exception is SecurityTokenInvalidSignatureException
+                    ? AuthenticationFailure.UnacceptedAlgorithm(context.Request, context.Options.TokenValidationParameters.ValidAlgorithms)
+                    : null;
+                AuthenticationFailure.Record(context.HttpContext, algorithm ?? AuthenticationFailure.Reason(context.Exception));
             };
             events.OnChallenge = AuthenticationFailure.ChallengeAsync;
             options.Events = events;

@@ -3,6 +3,7 @@ using HarnessServer.Audit;
 using HarnessServer.Data;
 using HarnessServer.Sessions;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
 using Npgsql;
 
 namespace HarnessServer.Pipeline;
@@ -13,22 +14,73 @@ namespace HarnessServer.Pipeline;
 /// while it holds its session's advisory lock (<see cref="SessionGate"/>; the call's own for a call outside a session),
 /// so a lock nobody holds means nobody is running it. Such a call is recorded, with an audit event, and never run
 /// again; a process that claimed it and takes the lock afterwards finds it interrupted and does not run it.
+/// Then, every <see cref="RecoveryOptions.SweepInterval"/>, it does the same for <c>running</c> calls only (a call is
+/// made <c>running</c> only under its lock, so an unlocked one is not between two steps of a live process; an approved
+/// call between its claim and its lock is, so those wait for a start): a call whose process lives on but whose
+/// executed event could not be written (the audit was down) is found without a restart.
 /// </summary>
 internal sealed class InterruptedCallRecovery(
     DatabaseSources sources,
     AuditChain audit,
+    IOptions<RecoveryOptions> options,
     TimeProvider time,
-    ILogger<InterruptedCallRecovery> logger) : IHostedService
+    ILogger<InterruptedCallRecovery> logger) : IHostedService, IAsyncDisposable
 {
+    private readonly CancellationTokenSource _stopping = new();
+    private Task? _sweeps;
+
     public async Task StartAsync(CancellationToken cancellationToken)
+    {
+        await SweepAsync(includeClaimed: true, cancellationToken);
+        _sweeps = Task.Run(() => SweepPeriodicallyAsync(_stopping.Token), CancellationToken.None);
+    }
+
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        await _stopping.CancelAsync();
+        if (_sweeps is not null)
+        {
+            await _sweeps.WaitAsync(cancellationToken);
+        }
+    }
+
+    public ValueTask DisposeAsync()
+    {
+        _stopping.Dispose();
+        return ValueTask.CompletedTask;
+    }
+
+    private async Task SweepPeriodicallyAsync(CancellationToken stopping)
+    {
+        using var timer = new PeriodicTimer(options.Value.SweepInterval, time);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(stopping))
+            {
+                try
+                {
+                    await SweepAsync(includeClaimed: false, stopping);
+                }
+                catch (Exception e) when (e is not OperationCanceledException)
+                {
+                    logger.LogError(e, "The sweep for interrupted calls failed; it runs again in {Interval}", options.Value.SweepInterval);
+                }
+            }
+        }
+        catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+        {
+        }
+    }
+
+    private async Task SweepAsync(bool includeClaimed, CancellationToken cancellationToken)
     {
         var running = new List<(string Tenant, Guid? Session, Guid Call, string Tool)>();
         await using (var connection = await sources.Application.OpenConnectionAsync(cancellationToken))
         await using (var find = new NpgsqlCommand("""
             SELECT c.tenant_id, c.session_id, c.id, c.tool FROM tool_calls c
             WHERE c.status = 'Running'
-               OR (c.status = 'Approved' AND EXISTS (SELECT 1 FROM approvals a WHERE a.tool_call_id = c.id AND a.executed_at IS NOT NULL))
-            """, connection))
+               OR ($1 AND c.status = 'Approved' AND EXISTS (SELECT 1 FROM approvals a WHERE a.tool_call_id = c.id AND a.executed_at IS NOT NULL))
+            """, connection) { Parameters = { new() { Value = includeClaimed } } })
         await using (var reader = await find.ExecuteReaderAsync(cancellationToken))
         {
             while (await reader.ReadAsync(cancellationToken))
@@ -43,8 +95,6 @@ internal sealed class InterruptedCallRecovery(
         }
     }
 
-    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
-
     private async Task RecoverAsync((string Tenant, Guid? Session, Guid Call, string Tool) call, CancellationToken cancellationToken)
     {
         var lockKey = SessionGate.LockKey(call.Session ?? call.Call);
@@ -57,16 +107,25 @@ internal sealed class InterruptedCallRecovery(
 
         try
         {
-            await audit.AppendAsync(call.Tenant, async (unit, ct) =>
+            var receipt = await audit.AppendAsync(call.Tenant, async (unit, ct) =>
             {
                 var changed = await unit.Db.ToolCalls
                     .Where(c => c.Id == call.Call && (c.Status == ToolCallStatus.Running || c.Status == ToolCallStatus.Approved))
                     .ExecuteUpdateAsync(c => c.SetProperty(x => x.Status, ToolCallStatus.Interrupted).SetProperty(x => x.CompletedAt, time.GetUtcNow()), ct);
+                // Read as running before the lock was taken, it may have finished since: then nothing is recorded.
+                if (changed == 0)
+                {
+                    return (changed, (IReadOnlyList<AuditEntry>)[]);
+                }
+
                 SessionEvents.CallChanged(unit, call.Tenant, call.Session, call.Call);
                 return (changed, (IReadOnlyList<AuditEntry>)[new AuditEntry("tool_call.interrupted", new AuditActor("harness", "HarnessServer"),
-                    call.Session, call.Tool, Payload: new JsonObject { ["callId"] = call.Call.ToString(), ["reason"] = "the server stopped while the call was running" })]);
+                    call.Session, call.Tool, Payload: new JsonObject { ["callId"] = call.Call.ToString(), ["reason"] = "the server stopped, or could not record the call, while it was running" })]);
             }, cancellationToken);
-            logger.LogWarning("Call {Call} of {Tenant} was running when its server stopped; recorded as interrupted", call.Call, call.Tenant);
+            if (receipt.Result > 0)
+            {
+                logger.LogWarning("Call {Call} of {Tenant} was running with no process holding it; recorded as interrupted", call.Call, call.Tenant);
+            }
         }
         finally
         {

@@ -20,6 +20,9 @@ internal static class PipelineExtensions
         services.AddScoped<ToolCallPipeline>();
         services.AddSingleton<SessionGate>();
 
+        services.AddOptions<RecoveryOptions>().BindConfiguration("Harness:Recovery")
+            .Validate(o => o.SweepInterval > TimeSpan.Zero, "Harness:Recovery:SweepInterval must be positive.")
+            .ValidateOnStart();
         services.AddSingleton<ApprovedCallExecutor>();
         services.AddHostedService(sp => sp.GetRequiredService<ApprovedCallExecutor>());
         services.AddHostedService<InterruptedCallRecovery>();

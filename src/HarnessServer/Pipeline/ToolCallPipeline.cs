@@ -46,6 +46,12 @@ internal sealed class ToolCallPipeline(
                 $"A tool name has at most {Data.Limits.Identifier} characters; no tool is named like this.");
         }
 
+        if (Http.StorableText.Problem(request.Tool) is { } problem)
+        {
+            throw new HarnessError(ErrorKind.Invalid, "invalid_tool_name",
+                $"The tool name cannot be recorded: {problem}; no tool is named like this.");
+        }
+
         if (Tools.ToolArguments.Unrecordable(request.Arguments) is [var first, ..] errors)
         {
             throw new InvalidArgumentsException($"The arguments cannot be decided or recorded: {first.Path}: {first.Reason}", errors);

@@ -50,6 +50,11 @@ internal sealed class ValidateArgumentsStep : IToolCallStep
         }
 
         var errors = ToolArguments.Validate(context.Tool, context.Request.Arguments);
+        if (errors.Count == 0)
+        {
+            errors = ToolArguments.OptionLike(context.Tool, context.Request.Arguments);
+        }
+
         if (errors.Count > 0)
         {
             var first = errors[0];
@@ -204,9 +209,18 @@ internal sealed class ExecuteStep(ToolExecutors executors, ILogger<ExecuteStep> 
     }
 }
 
-/// <summary>(6) The result lands on the session's call together with its audit event.</summary>
-internal sealed class RecordResultStep(AuditChain audit, TimeProvider time) : IToolCallStep
+/// <summary>
+/// (6) The result lands on the session's call together with its audit event. A call that ran always gets its
+/// <c>tool_call.executed</c> event and final status: a result jsonb cannot hold is stored as base64 of its canonical
+/// JSON, and if the result still cannot be stored the event and status are recorded without it (its hash is in the
+/// event). Only an audit that cannot be written at all leaves the call <c>running</c>, for
+/// <see cref="InterruptedCallRecovery"/>'s sweep to find.
+/// </summary>
+internal sealed class RecordResultStep(AuditChain audit, TimeProvider time, ILogger<RecordResultStep> logger) : IToolCallStep
 {
+    private static readonly ToolCallError ResultNotStored = new("result_not_stored",
+        "The tool ran, but its result could not be stored; the call's executed audit event carries the result's hash.");
+
     public string Name => "record";
 
     public async Task RunAsync(ToolCallContext context, CancellationToken cancellationToken)
@@ -217,9 +231,27 @@ internal sealed class RecordResultStep(AuditChain audit, TimeProvider time) : IT
             return;
         }
 
+        context.Result = StorableResult.Of(context.Result);
+        try
+        {
+            context.AuditSeq = await RecordAsync(context, resultStored: true, cancellationToken);
+        }
+        catch (AuditUnavailableException e) when (context.Result is not null && !cancellationToken.IsCancellationRequested)
+        {
+            // The call ran: what it did is recorded even if what it returned cannot be.
+            logger.LogError(e, "The result of call {Call} ({Tool}) could not be stored; recording the call without it", context.CallId, context.Request.Tool);
+            context.AuditSeq = await RecordAsync(context, resultStored: false, cancellationToken);
+            context.Result = null;
+            context.Settle(context.Status!.Value, context.Error ?? ResultNotStored);
+        }
+    }
+
+    private async Task<long> RecordAsync(ToolCallContext context, bool resultStored, CancellationToken cancellationToken)
+    {
         var status = context.Status!.Value;
         var now = time.GetUtcNow();
         var actor = new AuditActor(context.Caller.UserId, context.Caller.DisplayName);
+        var error = resultStored ? context.Error : context.Error ?? ResultNotStored;
         var executed = new AuditEntry(
             status switch
             {
@@ -233,8 +265,13 @@ internal sealed class RecordResultStep(AuditChain audit, TimeProvider time) : IT
                 ["callId"] = context.CallId.ToString(),
                 ["status"] = AuditViews.Status(status),
                 ["resultHash"] = AuditViews.HashOf(context.Result),
-                ["error"] = JsonSerializer.SerializeToNode(context.Error, AuditViews.Json),
+                ["error"] = JsonSerializer.SerializeToNode(error, AuditViews.Json),
             });
+        if (!resultStored)
+        {
+            executed.Payload!["resultStored"] = false;
+        }
+
         if (context.Checkpoint is { } checkpoint)
         {
             // The workspace as it was before the call, by content hash: a rollback to it can be checked against the chain.
@@ -242,8 +279,8 @@ internal sealed class RecordResultStep(AuditChain audit, TimeProvider time) : IT
         }
 
         var receipt = await audit.AppendAsync(context.Caller.TenantId, [executed],
-            [PipelineRows.CompleteCall(context.Caller.TenantId, context.CallId, status, context.Result, context.Error, now), .. CommitDecisionStep.Notification(context)],
+            [PipelineRows.CompleteCall(context.Caller.TenantId, context.CallId, status, resultStored ? context.Result : null, error, now), .. CommitDecisionStep.Notification(context)],
             cancellationToken);
-        context.AuditSeq = receipt.Seqs[^1];
+        return receipt.Seqs[^1];
     }
 }

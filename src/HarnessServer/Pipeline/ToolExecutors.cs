@@ -111,11 +111,22 @@ internal sealed class ToolExecutors(BubblewrapSandbox sandbox, HttpFetchTool htt
         var node = new JsonObject
         {
             ["exitCode"] = result.ExitCode,
-            ["stdout"] = result.Stdout,
-            ["stderr"] = result.Stderr,
+            ["stdout"] = result.StdoutOutput.Value,
+            ["stderr"] = result.StderrOutput.Value,
             ["truncated"] = result.Truncated,
             ["durationMs"] = result.DurationMs,
         };
+        // Output that is not NUL-free UTF-8 is given as base64, and says so: stored and answered without loss.
+        if (result.StdoutOutput.Base64)
+        {
+            node["stdoutEncoding"] = OutputText.Base64Encoding;
+        }
+
+        if (result.StderrOutput.Base64)
+        {
+            node["stderrEncoding"] = OutputText.Base64Encoding;
+        }
+
         if (result.Succeeded)
         {
             return ToolOutcome.Success(node);

@@ -1,7 +1,9 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
+using System.IO.Pipes;
 using System.Text;
 using System.Text.RegularExpressions;
+using HarnessServer.Tools;
 using Microsoft.Extensions.Options;
 
 namespace HarnessServer.Sandbox;
@@ -100,8 +102,8 @@ internal sealed partial class BubblewrapLauncher(IOptions<SandboxOptions> option
             }
         }
 
-        var (output, outputCut) = await stdout;
-        var (errors, errorsCut) = await stderr;
+        var (output, outputCut, outputBytes) = await stdout;
+        var (errors, errorsCut, errorBytes) = await stderr;
         clock.Stop();
         cancellationToken.ThrowIfCancellationRequested();
 
@@ -112,7 +114,11 @@ internal sealed partial class BubblewrapLauncher(IOptions<SandboxOptions> option
             logger.LogInformation("Sandboxed command killed at its {Timeout} s time limit.", timeout);
         }
 
-        return new SandboxResult(exitCode, output, errors, outputCut || errorsCut, clock.ElapsedMilliseconds, timedOut, killed);
+        return new SandboxResult(exitCode, output, errors, outputCut || errorsCut, clock.ElapsedMilliseconds, timedOut, killed)
+        {
+            StdoutOutput = outputBytes,
+            StderrOutput = errorBytes,
+        };
     }
 
     private int Validate(SandboxCommand command)
@@ -204,7 +210,21 @@ internal sealed partial class BubblewrapLauncher(IOptions<SandboxOptions> option
 
         // HOME is created on the root before it is made read-only.
         Add(args, "--dir", Home);
-        Add(args, "--proc", "/proc", "--dev", "/dev",
+        Add(args, "--proc", "/proc", "--dev", "/dev");
+        // The command runs under SeccompFilter's list; the descriptor is made when the process starts (ForkThread).
+        if (SeccompFilter.Program is not null)
+        {
+            Add(args, "--seccomp", ForkThread.SeccompDescriptor);
+        }
+
+        // bubblewrap's /dev is a tmpfs of its own, writable and uncapped (tmpfs pages are charged to no process): it is
+        // made read-only (device nodes still work), and /dev/shm is a size-capped tmpfs of its own, or none.
+        if (_options.ShmBytes > 0)
+        {
+            Add(args, "--size", $"{_options.ShmBytes}", "--perms", "1777", "--tmpfs", "/dev/shm");
+        }
+
+        Add(args, "--remount-ro", "/dev",
             "--size", $"{_options.MaxFileBytes}", "--tmpfs", "/tmp",
             "--bind", command.WorkspacePath, Workspace.MountPoint,
             // The root bubblewrap assembled is a tmpfs; once built it is made read-only so /workspace and /tmp are
@@ -242,7 +262,7 @@ internal sealed partial class BubblewrapLauncher(IOptions<SandboxOptions> option
     }
 
     /// <summary>Reads a stream to its end, keeping the first <c>MaxOutputBytes</c> and discarding the rest so the child never blocks.</summary>
-    private async Task<(string Text, bool Truncated)> CaptureAsync(Stream stream)
+    private async Task<(string Text, bool Truncated, OutputText Lossless)> CaptureAsync(Stream stream)
     {
         var limit = _options.MaxOutputBytes;
         using var kept = new MemoryStream();
@@ -256,8 +276,10 @@ internal sealed partial class BubblewrapLauncher(IOptions<SandboxOptions> option
             total += read;
         }
 
-        var text = Utf8.GetString(kept.GetBuffer(), 0, (int)kept.Length);
-        return total > limit ? (text + $"\n[output truncated at {limit} bytes]", true) : (text, false);
+        var bytes = kept.GetBuffer().AsSpan(0, (int)kept.Length);
+        var text = Utf8.GetString(bytes);
+        var marker = $"\n[output truncated at {limit} bytes]";
+        return total > limit ? (text + marker, true, OutputText.Of(bytes, marker)) : (text, false, OutputText.Of(bytes));
     }
 
     private static void Add(ICollection<string> args, params string[] values)
@@ -276,6 +298,9 @@ internal sealed partial class BubblewrapLauncher(IOptions<SandboxOptions> option
     /// </summary>
     private static class ForkThread
     {
+        /// <summary>Stands in the arguments for the descriptor of the pipe the seccomp program is read from.</summary>
+        public const string SeccompDescriptor = "{seccomp-fd}";
+
         private static readonly BlockingCollection<(Process Process, TaskCompletionSource Started)> Requests = [];
 
         static ForkThread()
@@ -297,7 +322,11 @@ internal sealed partial class BubblewrapLauncher(IOptions<SandboxOptions> option
             {
                 try
                 {
+                    // The pipe's read end is inheritable only while this one process starts: every sandbox starts on
+                    // this thread, so no other sandbox can inherit (and drain) it.
+                    using var seccomp = SeccompPipe(process.StartInfo.ArgumentList);
                     process.Start();
+                    seccomp?.DisposeLocalCopyOfClientHandle();
                     started.SetResult();
                 }
                 catch (Exception e)
@@ -305,6 +334,22 @@ internal sealed partial class BubblewrapLauncher(IOptions<SandboxOptions> option
                     started.SetException(e);
                 }
             }
+        }
+
+        // The program fits a pipe's buffer, so it is written before bwrap reads it; the write end closes with the pipe.
+        private static AnonymousPipeServerStream? SeccompPipe(IList<string> arguments)
+        {
+            var at = arguments.IndexOf(SeccompDescriptor);
+            if (at < 0)
+            {
+                return null;
+            }
+
+            var pipe = new AnonymousPipeServerStream(PipeDirection.Out, HandleInheritability.Inheritable);
+            arguments[at] = pipe.GetClientHandleAsString();
+            pipe.Write(SeccompFilter.Program);
+            pipe.Flush();
+            return pipe;
         }
     }
 

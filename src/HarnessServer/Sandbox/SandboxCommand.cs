@@ -1,3 +1,5 @@
+using HarnessServer.Tools;
+
 namespace HarnessServer.Sandbox;
 
 /// <summary>
@@ -32,6 +34,12 @@ internal sealed record SandboxCommand
 /// </summary>
 internal sealed record SandboxResult(int ExitCode, string Stdout, string Stderr, bool Truncated, long DurationMs, bool TimedOut, bool Killed)
 {
+    /// <summary>stdout as a result stores it: the text when it is UTF-8 without NUL, else base64 (<see cref="Stdout"/> replaces invalid bytes).</summary>
+    public OutputText StdoutOutput { get; init; }
+
+    /// <summary>stderr as a result stores it (see <see cref="StdoutOutput"/>).</summary>
+    public OutputText StderrOutput { get; init; }
+
     /// <summary>Whether the call counts as <c>succeeded</c> under the contract.</summary>
     public bool Succeeded => ExitCode == 0 && !TimedOut;
 }

@@ -15,6 +15,12 @@ internal sealed class SandboxOptions
     /// <summary>Largest file a command may write (<c>RLIMIT_FSIZE</c>), the size of its <c>/tmp</c>, and the <c>fs.write</c> limit.</summary>
     public long MaxFileBytes { get; set; } = 100L * 1024 * 1024;
 
+    /// <summary>
+    /// Size of the sandbox's <c>/dev/shm</c> tmpfs; 0 for none (then <c>/dev/shm</c> is a read-only directory).
+    /// tmpfs pages are charged to no process, so an uncapped one let a sandbox pin the host's memory.
+    /// </summary>
+    public long ShmBytes { get; set; } = 16L * 1024 * 1024;
+
     public int DefaultTimeoutSeconds { get; set; } = 30;
     public int MaxTimeoutSeconds { get; set; } = 300;
 
@@ -65,6 +71,8 @@ internal sealed class SandboxOptions
                 "Harness:Sandbox:MaxProcesses must be positive."),
             (MaxFileBytes <= 0,
                 "Harness:Sandbox:MaxFileBytes must be positive."),
+            (ShmBytes < 0,
+                "Harness:Sandbox:ShmBytes must be 0 (no /dev/shm) or positive."),
             (DefaultTimeoutSeconds <= 0,
                 "Harness:Sandbox:DefaultTimeoutSeconds must be positive."),
             (MaxTimeoutSeconds < DefaultTimeoutSeconds,

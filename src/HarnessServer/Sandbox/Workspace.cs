@@ -3,6 +3,7 @@ using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.RegularExpressions;
 using HarnessServer.Policies;
+using HarnessServer.Tools;
 using Microsoft.Win32.SafeHandles;
 
 namespace HarnessServer.Sandbox;
@@ -103,7 +104,8 @@ internal sealed partial class Workspace : IDisposable
         }
 
         var bytes = ReadAll(file, _options.MaxReadBytes) ?? throw TooLargeToRead(path, null);
-        return new FileContent(Utf8.GetString(bytes), bytes.Length);
+        var content = OutputText.Of(bytes);
+        return new FileContent(content.Value, bytes.Length, content.Base64 ? OutputText.Base64Encoding : null);
     }
 
     /// <summary>
@@ -286,7 +288,8 @@ internal sealed partial class Workspace : IDisposable
     private void SearchFile(SafeFileHandle file, string relative, SearchRun search)
     {
         var bytes = ReadAll(file, _options.MaxReadBytes);
-        if (bytes is null || bytes.AsSpan(0, Math.Min(bytes.Length, 8192)).Contains((byte)0))
+        // A NUL anywhere makes the file binary: its "lines" would put a NUL into a result, which jsonb cannot hold.
+        if (bytes is null || bytes.AsSpan().Contains((byte)0))
         {
             return;
         }

@@ -1,7 +1,10 @@
 namespace HarnessServer.Sandbox;
 
-/// <summary>The result of <c>fs.read</c>: the text (UTF-8, invalid bytes replaced) and its size in bytes.</summary>
-internal sealed record FileContent(string Content, long Size);
+/// <summary>
+/// The result of <c>fs.read</c>: the file's text and its size in bytes; a file that is not NUL-free UTF-8 (a binary
+/// file) has its bytes as base64 in <see cref="Content"/> and <see cref="Encoding"/> <c>base64</c> (absent for text).
+/// </summary>
+internal sealed record FileContent(string Content, long Size, string? Encoding = null);
 
 /// <summary>The result of <c>fs.write</c>: the normalised workspace-relative path and the bytes written.</summary>
 internal sealed record FileWritten(string Path, long Size);

@@ -85,13 +85,20 @@ internal sealed class HttpFetchTool : IDisposable
                     headers[name.ToLowerInvariant()] = string.Join(", ", values);
                 }
 
-                return ToolOutcome.Success(new JsonObject
+                var result = new JsonObject
                 {
                     ["status"] = (int)response.StatusCode,
                     ["headers"] = headers,
-                    ["body"] = body,
+                    ["body"] = body.Value,
                     ["truncated"] = truncated,
-                });
+                };
+                // A body that is not NUL-free UTF-8 (an image, a NUL in a page) is given as base64, without loss.
+                if (body.Base64)
+                {
+                    result["encoding"] = OutputText.Base64Encoding;
+                }
+
+                return ToolOutcome.Success(result);
             }
         }
     }
@@ -114,7 +121,7 @@ internal sealed class HttpFetchTool : IDisposable
             : ToolOutcome.Failure("domain_not_allowed", $"'{host}' is not on this tenant's http.fetch allow-list.");
     }
 
-    private async Task<(string Body, bool Truncated)> ReadCappedAsync(HttpResponseMessage response, CancellationToken cancellationToken)
+    private async Task<(OutputText Body, bool Truncated)> ReadCappedAsync(HttpResponseMessage response, CancellationToken cancellationToken)
     {
         await using var stream = await response.Content.ReadAsStreamAsync(cancellationToken);
         var buffer = new byte[_options.MaxResponseBytes + 1];
@@ -126,8 +133,8 @@ internal sealed class HttpFetchTool : IDisposable
         }
 
         var truncated = read > _options.MaxResponseBytes;
-        var text = Encoding.UTF8.GetString(buffer, 0, Math.Min(read, _options.MaxResponseBytes));
-        return (truncated ? text + $"\n[response truncated at {_options.MaxResponseBytes} bytes]" : text, truncated);
+        var kept = buffer.AsSpan(0, Math.Min(read, _options.MaxResponseBytes));
+        return (OutputText.Of(kept, truncated ? $"\n[response truncated at {_options.MaxResponseBytes} bytes]" : null), truncated);
     }
 
     private async ValueTask<Stream> ConnectAsync(SocketsHttpConnectionContext context, CancellationToken cancellationToken)

@@ -140,6 +140,12 @@ internal sealed partial class ToolAdministration(ToolRegistry registry, AuditCha
             throw Invalid("'schema' must be a JSON Schema object describing the tool's arguments.");
         }
 
+        // The schema is stored as jsonb and hashed into the tool's digest: strings neither can hold are refused here.
+        if (ToolArguments.Unrecordable(schema) is [var unrecordable, ..])
+        {
+            throw Invalid($"'schema' cannot be stored: {unrecordable.Path}: {unrecordable.Reason}");
+        }
+
         var meta = MetaSchemas.Draft202012.Evaluate(schema, new EvaluationOptions { OutputFormat = OutputFormat.List });
         if (!meta.IsValid)
         {

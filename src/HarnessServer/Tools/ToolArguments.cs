@@ -1,4 +1,6 @@
 using System.Text.Json;
+using HarnessServer.Data;
+using HarnessServer.Http;
 using Json.Schema;
 
 namespace HarnessServer.Tools;
@@ -33,10 +35,68 @@ internal static class ToolArguments
     }
 
     /// <summary>
+    /// Values a command tool would pass where its program reads options: a value starting with <c>-</c> in a placeholder
+    /// entry is refused (<c>{"ref": "--output=/workspace/x"}</c> for <c>git log {ref}</c> is an option, not a ref), unless
+    /// the template puts the placeholder after a fixed <c>--</c> entry or the property's schema lists the value
+    /// explicitly (<c>enum</c> or <c>const</c>). Numbers count by their JSON text (<c>-1</c> starts with <c>-</c>).
+    /// </summary>
+    public static IReadOnlyList<ArgumentError> OptionLike(ToolDefinition tool, JsonElement arguments)
+    {
+        if (tool.Kind != ToolKind.Command || tool.Argv is null || arguments.ValueKind != JsonValueKind.Object)
+        {
+            return [];
+        }
+
+        var errors = new List<ArgumentError>();
+        var afterEndOfOptions = false;
+        foreach (var entry in tool.Argv.Skip(1))
+        {
+            if (ToolDefinition.Placeholder().Match(entry) is not { Success: true } placeholder)
+            {
+                afterEndOfOptions |= entry == "--";
+                continue;
+            }
+
+            var name = placeholder.Groups[1].Value;
+            if (afterEndOfOptions || !arguments.TryGetProperty(name, out var value) || value.ValueKind == JsonValueKind.Null)
+            {
+                continue;
+            }
+
+            var text = value.ValueKind == JsonValueKind.String ? value.GetString()! : value.GetRawText();
+            if (text.StartsWith('-') && !ListedInSchema(tool.Schema, name, value))
+            {
+                errors.Add(new ArgumentError($"/{Escape(name)}",
+                    $"The value starts with '-', so '{tool.Argv[0]}' would read it as an option. The tool's template must put {{{name}}} after \"--\", or its schema list the value in \"enum\" or \"const\"."));
+            }
+        }
+
+        return errors;
+    }
+
+    private static bool ListedInSchema(JsonElement schema, string name, JsonElement value)
+    {
+        if (!schema.TryGetProperty("properties", out var properties) || properties.ValueKind != JsonValueKind.Object
+            || !properties.TryGetProperty(name, out var property) || property.ValueKind != JsonValueKind.Object)
+        {
+            return false;
+        }
+
+        if (property.TryGetProperty("const", out var constant) && JsonElement.DeepEquals(constant, value))
+        {
+            return true;
+        }
+
+        return property.TryGetProperty("enum", out var listed) && listed.ValueKind == JsonValueKind.Array
+            && listed.EnumerateArray().Any(item => JsonElement.DeepEquals(item, value));
+    }
+
+    /// <summary>
     /// What makes arguments impossible to decide and record faithfully, before any schema sees them: a number outside
     /// double's range (JsonSchema.Net passes 1e400 against <c>"maximum": 86400</c>, and the audit's canonical JSON has
-    /// no form for it) and a property name given twice (the schema validator, the policy, the executor, the audit and
-    /// whoever reads the stored call could each take a different one of the values).
+    /// no form for it), a property name given twice (the schema validator, the policy, the executor, the audit and
+    /// whoever reads the stored call could each take a different one of the values), and a string or name the stored
+    /// call cannot hold (a NUL, an unpaired surrogate, bytes that are not UTF-8).
     /// </summary>
     public static IReadOnlyList<ArgumentError> Unrecordable(JsonElement arguments)
     {
@@ -53,10 +113,21 @@ internal static class ToolArguments
                 var names = new HashSet<string>(StringComparer.Ordinal);
                 foreach (var property in element.EnumerateObject())
                 {
-                    var at = $"{path}/{Escape(property.Name)}";
-                    if (!names.Add(property.Name))
+                    if (!TryReadName(property, out var name))
                     {
-                        errors.Add(new ArgumentError(at, $"The property '{property.Name}' is given more than once (duplicate name)."));
+                        errors.Add(new ArgumentError(path.Length == 0 ? "/" : path, "A property name is not valid UTF-8 or escapes an unpaired surrogate; it cannot be stored."));
+                        continue;
+                    }
+
+                    var at = $"{path}/{Escape(name)}";
+                    if (StorableText.Problem(name) is { } nameProblem)
+                    {
+                        errors.Add(new ArgumentError(at, $"The property name cannot be stored: {nameProblem}."));
+                    }
+
+                    if (!names.Add(name))
+                    {
+                        errors.Add(new ArgumentError(at, $"The property '{name}' is given more than once (duplicate name)."));
                     }
 
                     CheckStructure(property.Value, at, errors);
@@ -74,6 +145,43 @@ internal static class ToolArguments
             case JsonValueKind.Number when !element.TryGetDouble(out var number) || !double.IsFinite(number):
                 errors.Add(new ArgumentError(path.Length == 0 ? "/" : path, "The number is out of range."));
                 break;
+            case JsonValueKind.String:
+                // Arguments are stored as jsonb, which has no form for \u0000 or an unpaired surrogate.
+                var problem = TryReadString(element, out var text) ? StorableText.Problem(text) : "it is not valid UTF-8 or escapes an unpaired surrogate";
+                if (problem is not null)
+                {
+                    errors.Add(new ArgumentError(path.Length == 0 ? "/" : path, $"The string cannot be stored: {problem}."));
+                }
+
+                break;
+        }
+    }
+
+    private static bool TryReadName(JsonProperty property, out string name)
+    {
+        try
+        {
+            name = property.Name;
+            return true;
+        }
+        catch (InvalidOperationException)
+        {
+            name = "";
+            return false;
+        }
+    }
+
+    private static bool TryReadString(JsonElement element, out string text)
+    {
+        try
+        {
+            text = element.GetString()!;
+            return true;
+        }
+        catch (InvalidOperationException)
+        {
+            text = "";
+            return false;
         }
     }
 

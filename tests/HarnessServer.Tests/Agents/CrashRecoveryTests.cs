@@ -134,7 +134,7 @@ public sealed class CrashRecoveryTests(CrashRecoveryTests.CrashApplication app) 
                 {
                     ["ASPNETCORE_ENVIRONMENT"] = "Production",
                     ["Urls"] = url,
-                    ["ConnectionStrings__Harness"] = app.ConnectionString,
+                    ["ConnectionStrings__Harness"] = app.ApplicationConnectionString,
                     ["Authentication__Authority"] = app.Issuer.Authority,
                     ["Authentication__Audience"] = OidcIssuer.Audience,
                     ["Authentication__RequireHttpsMetadata"] = "false",

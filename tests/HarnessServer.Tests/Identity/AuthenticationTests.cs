@@ -3,6 +3,7 @@ using System.Net.Http.Json;
 using System.Text.Json;
 using HarnessServer.Identity;
 using HarnessServer.Tests.Infrastructure;
+using Microsoft.IdentityModel.Tokens;
 
 namespace HarnessServer.Tests.Identity;
 
@@ -92,6 +93,60 @@ public sealed class AuthenticationTests(HarnessApplication app) : IClassFixture<
         Assert.True(response.Headers.WwwAuthenticate.Count > 0);
     }
 
+    // Issue 16, finding 6: in OIDC mode any algorithm the key could verify was accepted (RS384/RS512 with the
+    // issuer's RSA key); only the configured ones (RS256, ES256, PS256 by default) are.
+    [Theory]
+    [InlineData(SecurityAlgorithms.RsaSha384)]
+    [InlineData(SecurityAlgorithms.RsaSha512)]
+    [InlineData(SecurityAlgorithms.RsaSsaPssSha512)]
+    public async Task Token_signed_with_an_algorithm_outside_the_pinned_list_is_401(string algorithm)
+    {
+        using var client = app.ClientWithToken(app.Issuer.CreateToken("alg-user", "acme", algorithm: algorithm));
+
+        var problem = await (await client.GetAsync("/v1/me")).ProblemAsync(HttpStatusCode.Unauthorized);
+
+        Assert.Contains("algorithm", problem.GetProperty("detail").GetString(), StringComparison.OrdinalIgnoreCase);
+    }
+
+    [Theory]
+    [InlineData(SecurityAlgorithms.RsaSha256)]
+    [InlineData(SecurityAlgorithms.RsaSsaPssSha256)]
+    public async Task Token_signed_with_a_pinned_algorithm_is_accepted(string algorithm)
+    {
+        using var client = app.ClientWithToken(app.Issuer.CreateToken("alg-user", "acme", algorithm: algorithm));
+
+        await (await client.GetAsync("/v1/me")).JsonAsync(HttpStatusCode.OK);
+    }
+
+    // typ is checked when the issuer sets it: an access token (at+jwt, or plain JWT) passes, a token of another kind
+    // signed by the same issuer (a logout token, a security event) does not; a token without typ passes.
+    [Theory]
+    [InlineData("at+jwt", HttpStatusCode.OK)]
+    [InlineData("application/at+jwt", HttpStatusCode.OK)]
+    [InlineData("JWT", HttpStatusCode.OK)]
+    [InlineData("logout+jwt", HttpStatusCode.Unauthorized)]
+    [InlineData("secevent+jwt", HttpStatusCode.Unauthorized)]
+    public async Task Token_type_is_checked_when_set(string type, HttpStatusCode expected)
+    {
+        using var client = app.ClientWithToken(app.Issuer.CreateToken("typ-user", "acme", tokenType: type));
+
+        var response = await client.GetAsync("/v1/me");
+
+        Assert.Equal(expected, response.StatusCode);
+        if (expected == HttpStatusCode.Unauthorized)
+        {
+            Assert.Contains("type", (await response.ProblemAsync(HttpStatusCode.Unauthorized)).GetProperty("detail").GetString(), StringComparison.OrdinalIgnoreCase);
+        }
+    }
+
+    [Fact]
+    public async Task Token_without_typ_is_accepted()
+    {
+        using var client = app.ClientWithToken(app.Issuer.CreateTokenWithHeader("""{"alg":"RS256"}""", "no-typ", "acme"));
+
+        await (await client.GetAsync("/v1/me")).JsonAsync(HttpStatusCode.OK);
+    }
+
     [Fact]
     public async Task No_token_gets_401_problem()
     {
@@ -137,5 +192,30 @@ public sealed class AuthenticationTests(HarnessApplication app) : IClassFixture<
         Assert.Equal(HttpStatusCode.Unauthorized, response.StatusCode);
         using var authenticated = app.ClientFor("eve", "acme", roles: [HarnessRoles.Admin]);
         Assert.Equal(HttpStatusCode.NotFound, (await authenticated.PostAsJsonAsync("/dev/token", new { user = "eve" })).StatusCode);
+    }
+}
+
+public sealed class DevelopmentIssuerKeyTests
+{
+    // The key was written with the umask's mode (0644) and chmod'ed afterwards; now it is created 0600.
+    [Fact]
+    [System.Runtime.Versioning.SupportedOSPlatform("linux")]
+    public void The_development_key_is_created_owner_only_and_never_overwritten()
+    {
+        var directory = Directory.CreateTempSubdirectory("dev-key-");
+        try
+        {
+            var path = Path.Combine(directory.FullName, "dev-issuer-key.pem");
+
+            DevelopmentIssuer.WriteOwnerOnly(path, "first");
+
+            Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(path));
+            Assert.Throws<IOException>(() => DevelopmentIssuer.WriteOwnerOnly(path, "second"));
+            Assert.Equal("first", File.ReadAllText(path));
+        }
+        finally
+        {
+            directory.Delete(recursive: true);
+        }
     }
 }

@@ -31,7 +31,11 @@ public class HarnessApplication : WebApplicationFactory<Program>, IAsyncLifetime
     public PostgresCluster Cluster { get; private set; } = null!;
     public OidcIssuer Issuer { get; private set; } = null!;
     public string Database { get; private set; } = "";
+    /// <summary>The superuser's connection string (the schema owner; the servers' migrations).</summary>
     public string ConnectionString => Cluster.ConnectionString(Database);
+
+    /// <summary>The servers' own login (<see cref="PostgresCluster.ApplicationLogin"/>).</summary>
+    public string ApplicationConnectionString => Cluster.ApplicationConnectionString(Database);
     public string DataRoot { get; }
 
     /// <summary>Starts another server over this one's database, as a second process (or a restarted one) would be.</summary>
@@ -66,7 +70,8 @@ public class HarnessApplication : WebApplicationFactory<Program>, IAsyncLifetime
         Database = await Cluster.CreateDatabaseAsync(GetType().Name);
         Directory.CreateDirectory(DataRoot);
 
-        _settings["ConnectionStrings:Harness"] = ConnectionString;
+        _settings["ConnectionStrings:Harness"] = ApplicationConnectionString;
+        _settings["ConnectionStrings:HarnessMigrations"] = ConnectionString;
         _settings["Authentication:Authority"] = Issuer.Authority;
         _settings["Authentication:Audience"] = OidcIssuer.Audience;
         _settings["Authentication:RequireHttpsMetadata"] = "false";

@@ -84,7 +84,8 @@ public sealed class OidcIssuer : IAsyncDisposable
     public string CreateToken(
         string user, string? tenant, IEnumerable<string>? teams = null, IEnumerable<string>? roles = null,
         string? name = null, string? audience = Audience, string? issuer = null,
-        DateTimeOffset? expires = null, SecurityKey? signingKey = null)
+        DateTimeOffset? expires = null, SecurityKey? signingKey = null, string algorithm = SecurityAlgorithms.RsaSha256,
+        string? tokenType = null)
     {
         var identity = new ClaimsIdentity([new Claim("sub", user), new Claim("name", name ?? user)]);
         if (tenant is not null)
@@ -112,8 +113,20 @@ public sealed class OidcIssuer : IAsyncDisposable
             IssuedAt = expiry < now ? expiry.AddMinutes(-10) : now,
             NotBefore = expiry < now ? expiry.AddMinutes(-10) : now,
             Expires = expiry,
-            SigningCredentials = new SigningCredentials(signingKey ?? _current, SecurityAlgorithms.RsaSha256),
+            SigningCredentials = new SigningCredentials(signingKey ?? _current, algorithm),
+            TokenType = tokenType,
         });
+    }
+
+    /// <summary>A token signed with the current key whose header has exactly <paramref name="header"/>'s members plus kid.</summary>
+    public string CreateTokenWithHeader(string headerJson, string user, string tenant)
+    {
+        static string Encode(string json) => Base64UrlEncoder.Encode(Encoding.UTF8.GetBytes(json));
+        var exp = DateTimeOffset.UtcNow.AddHours(1).ToUnixTimeSeconds();
+        var header = Encode(headerJson.TrimEnd('}') + $",\"kid\":\"{_current.KeyId}\"}}");
+        var payload = Encode($$"""{"sub":"{{user}}","tid":"{{tenant}}","iss":"{{Authority}}","aud":"{{Audience}}","exp":{{exp}}}""");
+        var signature = _current.Rsa.SignData(Encoding.ASCII.GetBytes($"{header}.{payload}"), HashAlgorithmName.SHA256, RSASignaturePadding.Pkcs1);
+        return $"{header}.{payload}.{Base64UrlEncoder.Encode(signature)}";
     }
 
     /// <summary>An unsigned token (<c>alg: none</c>) with otherwise valid claims.</summary>

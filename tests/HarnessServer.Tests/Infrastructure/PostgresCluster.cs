@@ -28,6 +28,13 @@ public sealed class PostgresCluster : IAsyncDisposable
     public string Directory { get; }
     public int Port { get; }
 
+    /// <summary>The servers' own login: only what harness_app may do.</summary>
+    public const string ApplicationLogin = "harness_login";
+
+    /// <summary>The servers' connection string for a database of this cluster (<see cref="ApplicationLogin"/>).</summary>
+    public string ApplicationConnectionString(string database) =>
+        $"Host=127.0.0.1;Port={Port};Database={database};Username={ApplicationLogin};Pooling=true;Maximum Pool Size=50";
+
     /// <summary>Superuser connection string for a database of this cluster.</summary>
     public string ConnectionString(string database) =>
         $"Host=127.0.0.1;Port={Port};Database={database};Username=postgres;Pooling=true;Maximum Pool Size=50";
@@ -99,7 +106,9 @@ public sealed class PostgresCluster : IAsyncDisposable
         await using (var connection = new NpgsqlConnection(cluster.ConnectionString("postgres")))
         {
             await connection.OpenAsync();
-            await using var role = new NpgsqlCommand("CREATE ROLE harness_app NOLOGIN", connection);
+            // The servers log in as harness_login, a member of harness_app and nothing more, as in production;
+            // the superuser is their migrations' login (ConnectionStrings:HarnessMigrations).
+            await using var role = new NpgsqlCommand($"CREATE ROLE harness_app NOLOGIN; CREATE ROLE {ApplicationLogin} LOGIN; GRANT harness_app TO {ApplicationLogin}", connection);
             await role.ExecuteNonQueryAsync();
         }
 

@@ -99,7 +99,7 @@ public sealed class SessionGateTests(HarnessApplication app) : IClassFixture<Har
         await ticket.DisposeAsync();
 
         // The release is not awaited by the caller; it lands within moments.
-        await using var connection = await app.Service<DatabaseSources>().Owner.OpenConnectionAsync();
+        await using var connection = await app.Service<DatabaseSources>().Application.OpenConnectionAsync();
         var deadline = DateTime.UtcNow.AddSeconds(10);
         bool free;
         do

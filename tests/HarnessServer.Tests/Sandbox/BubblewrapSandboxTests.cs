@@ -122,6 +122,53 @@ public sealed class BubblewrapSandboxTests(SandboxFixture fixture) : IDisposable
         Assert.EndsWith("done\n", result.Stdout);
     }
 
+    // Issue 16, finding 3: /dev was a writable, uncapped tmpfs; 300 MB went into /dev/shm while /tmp stopped at its
+    // cap. Written as files of MaxFileBytes (each file is capped by RLIMIT_FSIZE too).
+    [Fact]
+    public async Task Dev_is_read_only_and_dev_shm_is_capped()
+    {
+        var files = 300L * 1024 * 1024 / fixture.Options.MaxFileBytes;
+        var result = await fixture.ShellAsync(_workspace,
+            $"for i in $(seq {files}); do head -c {fixture.Options.MaxFileBytes} /dev/zero > /dev/shm/f$i 2>/dev/null || break; done; " +
+            "echo shm=$(cat /dev/shm/* | wc -c); echo x > /dev/planted 2>/dev/null && echo planted; echo ok > /dev/null && echo null-ok; " +
+            "mkdir /dev/d 2>/dev/null && echo mkdir; echo x > /dev/shm/small && echo small-ok", timeoutSeconds: 60);
+
+        var shm = long.Parse(result.Stdout.Split('\n').Single(l => l.StartsWith("shm=", StringComparison.Ordinal))[4..]);
+        Assert.InRange(shm, 1, fixture.Options.ShmBytes);
+        Assert.DoesNotContain("planted", result.Stdout);
+        Assert.DoesNotContain("mkdir", result.Stdout);
+        Assert.Contains("null-ok", result.Stdout);
+    }
+
+    // Calls an agent never needs are denied with EPERM by the seccomp filter (SeccompFilter has the list). Without it
+    // some already fail for other reasons (ptrace, userfaultfd: EPERM from the host's settings), but keyctl answers
+    // EINVAL and io_uring_setup EFAULT: the kernel code behind them ran. Ordinary calls still work.
+    [Fact]
+    public async Task Denied_system_calls_fail_with_EPERM_inside()
+    {
+        const string script = """
+            import ctypes, os
+            libc = ctypes.CDLL(None, use_errno=True)
+            for name, nr in [("ptrace", 101), ("keyctl", 250), ("bpf", 321), ("userfaultfd", 323), ("mount", 165), ("unshare", 272), ("io_uring_setup", 425), ("perf_event_open", 298)]:
+                ctypes.set_errno(0)
+                r = libc.syscall(nr, 0, 0, 0, 0, 0)
+                print(name, r, ctypes.get_errno())
+            print("getpid", libc.syscall(39) == os.getpid())
+            """;
+        await File.WriteAllTextAsync(Path.Combine(_workspace.FullPath, "calls.py"), script);
+
+        var result = await fixture.ShellAsync(_workspace, "python3 calls.py");
+
+        Assert.True(result.ExitCode == 0, result.Stderr);
+        var lines = result.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        foreach (var name in new[] { "ptrace", "keyctl", "bpf", "userfaultfd", "mount", "unshare", "io_uring_setup", "perf_event_open" })
+        {
+            Assert.Contains($"{name} -1 1", lines);
+        }
+
+        Assert.Contains("getpid True", lines);
+    }
+
     [Fact]
     public async Task Huge_output_is_cut_with_a_marker()
     {

@@ -25,6 +25,7 @@ public sealed class HttpFetchTests : IAsyncLifetime
         _target = builder.Build();
         _target.MapGet("/hello", () => "hello from the target");
         _target.MapGet("/big", () => new string('x', 5000));
+        _target.MapGet("/binary", () => Results.Bytes([0x89, 0x50, 0x00, 0xFF, 0x0A], "application/octet-stream"));
         _target.MapGet("/redirect-out", () => Results.Redirect("http://evil.example/steal"));
         _target.MapGet("/redirect-in", (HttpContext c) => Results.Redirect($"http://localhost:{c.Connection.LocalPort}/hello"));
         await _target.StartAsync();
@@ -126,6 +127,20 @@ public sealed class HttpFetchTests : IAsyncLifetime
         Assert.Equal("hello from the target", (string)hello.Result["body"]!);
         Assert.True((bool)big.Result!["truncated"]!);
         Assert.StartsWith(new string('x', 1000) + "\n[response truncated", (string)big.Result["body"]!);
+    }
+
+    // A NUL in a body failed the jsonb write of the result and left the call unrecorded (issue 16).
+    [Fact]
+    public async Task A_binary_body_is_given_as_base64_without_loss()
+    {
+        using var tool = Tool(allowPrivate: true, "localhost");
+
+        var binary = await tool.FetchAsync("acme", $"http://localhost:{_port}/binary", default);
+        var text = await tool.FetchAsync("acme", $"http://localhost:{_port}/hello", default);
+
+        Assert.Equal([0x89, 0x50, 0x00, 0xFF, 0x0A], Convert.FromBase64String((string)binary.Result!["body"]!));
+        Assert.Equal("base64", (string)binary.Result["encoding"]!);
+        Assert.Null(text.Result!["encoding"]);
     }
 
     [Fact]
