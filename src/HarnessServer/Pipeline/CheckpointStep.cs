@@ -1,18 +1,28 @@
 using HarnessServer.Audit;
+using HarnessServer.Data;
 using HarnessServer.Sessions;
 using HarnessServer.Tools;
+using Microsoft.EntityFrameworkCore;
 
 namespace HarnessServer.Pipeline;
 
 /// <summary>
-/// (3.5) Before a call that can change the workspace runs (<c>fs.write</c>, <c>shell.exec</c>, command tools),
+/// (4) Before a call that can change the workspace runs (<c>fs.write</c>, <c>shell.exec</c>, command tools),
 /// the workspace is checkpointed, so a rollback can undo it. A checkpoint that cannot be taken fails the call:
 /// running a change that could not be undone is not what the user signed up for. The capture only reads the
 /// workspace; its row commits with the call's decision (stage 5), so it is durable before the call runs without a
 /// commit of its own.
+/// <para>
+/// A call held for approval is checkpointed when it is asked, so the approval is bound to the workspace the approver
+/// was shown (the decision event names its tree hash). When the approved call comes to run, the workspace is captured
+/// again: if it changed since (a <c>Makefile</c>, a script, <c>.git/config</c>, by any call or anything else), the call
+/// does not run and is rejected <c>workspace_changed</c>; if not, the checkpoint of the ask is the one before the call.
+/// </para>
 /// </summary>
-internal sealed class CheckpointStep(WorkspaceCheckpoints checkpoints, AuditChain audit, TimeProvider time) : IToolCallStep
+internal sealed class CheckpointStep(WorkspaceCheckpoints checkpoints, AuditChain audit, HarnessDbContext db, TimeProvider time) : IToolCallStep
 {
+    public const string WorkspaceChanged = "workspace_changed";
+
     public string Name => "checkpoint";
 
     public static bool ChangesWorkspace(ToolDefinition tool) =>
@@ -21,7 +31,8 @@ internal sealed class CheckpointStep(WorkspaceCheckpoints checkpoints, AuditChai
     public async Task RunAsync(ToolCallContext context, CancellationToken cancellationToken)
     {
         // Tools that change a workspace never run outside a session (BuiltInTools.OutsideSessions).
-        if (context.IsSettled || context.Tool is null || !ChangesWorkspace(context.Tool) || context.Session is not { } session)
+        var asked = context.Status == ToolCallStatus.PendingApproval;
+        if ((context.IsSettled && !asked) || context.Tool is null || !ChangesWorkspace(context.Tool) || context.Session is not { } session)
         {
             return;
         }
@@ -38,6 +49,20 @@ internal sealed class CheckpointStep(WorkspaceCheckpoints checkpoints, AuditChai
         }
 
         var (hash, manifest, _) = captured;
+        if (context.Approved is not null && await AskedInAsync(context.CallId, cancellationToken) is { } seen)
+        {
+            if (seen.TreeHash != hash)
+            {
+                context.Settle(ToolCallStatus.Rejected, new ToolCallError(WorkspaceChanged,
+                    $"The workspace changed after the call was approved (approved in tree {seen.TreeHash}, now {hash}), so the approval does not cover " +
+                    "what would run; the call did not run. Ask again to have the current workspace approved."));
+                return;
+            }
+
+            context.Checkpoint = (seen.Id, seen.TreeHash);
+            return;
+        }
+
         context.Checkpoint = (Guid.CreateVersion7(), hash);
         var row = new AuditCommand("""
             INSERT INTO workspace_checkpoints (id, tenant_id, session_id, tool_call_id, tool, tree_hash, files, bytes, skipped, created_at)
@@ -51,8 +76,16 @@ internal sealed class CheckpointStep(WorkspaceCheckpoints checkpoints, AuditChai
             return;
         }
 
-        // An approved call's decision was stored when it was requested: the row commits in the audit writer's next
-        // group commit, still before the call runs.
+        // A call held before asks were checkpointed: its checkpoint commits in the audit writer's next group commit,
+        // still before the call runs.
         await audit.AppendAsync(context.Caller.TenantId, [], [row], cancellationToken);
+    }
+
+    // The checkpoint taken when the call was asked, if it was.
+    private async Task<(Guid Id, string TreeHash)?> AskedInAsync(Guid callId, CancellationToken cancellationToken)
+    {
+        var first = await db.WorkspaceCheckpoints.AsNoTracking().Where(c => c.ToolCallId == callId)
+            .OrderBy(c => c.CreatedAt).Select(c => new { c.Id, c.TreeHash }).FirstOrDefaultAsync(cancellationToken);
+        return first is null ? null : (first.Id, first.TreeHash);
     }
 }

@@ -166,11 +166,24 @@ internal sealed class CommitDecisionStep(AuditChain audit, TimeProvider time, IO
                 Payload: new JsonObject { ["callId"] = callId, ["error"] = JsonSerializer.SerializeToNode(context.Error, AuditViews.Json) }),
             _ => new AuditEntry("tool_call.decided", actor, context.SessionId, context.Request.Tool,
                 Decision: decision,
-                Payload: new JsonObject { ["callId"] = callId, ["status"] = AuditViews.Status(status), ["approvalId"] = context.ApprovalId?.ToString() }),
+                Payload: Decided(context, callId, status)),
         };
 
         var receipt = await audit.AppendAsync(context.Caller.TenantId, [requested, settled], commands, cancellationToken);
         context.AuditSeq = receipt.Seqs[^1];
+    }
+
+    // A held call names the workspace (checkpoint and tree hash) its approver is asked about: the approval covers
+    // that tree only.
+    private static JsonObject Decided(ToolCallContext context, string callId, ToolCallStatus status)
+    {
+        var payload = new JsonObject { ["callId"] = callId, ["status"] = AuditViews.Status(status), ["approvalId"] = context.ApprovalId?.ToString() };
+        if (status == ToolCallStatus.PendingApproval && context.Checkpoint is { } workspace)
+        {
+            payload["workspace"] = new JsonObject { ["checkpointId"] = workspace.Id.ToString(), ["treeHash"] = workspace.TreeHash };
+        }
+
+        return payload;
     }
 
     /// <summary>Live subscribers of the session hear about the change once it commits.</summary>

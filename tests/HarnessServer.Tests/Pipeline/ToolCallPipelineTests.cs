@@ -146,6 +146,43 @@ public sealed class ToolCallPipelineTests(ToolCallPipelineTests.PipelineApplicat
     }
 
     [Fact]
+    public async Task An_approval_covers_the_workspace_it_was_asked_in_and_a_changed_workspace_does_not_run()
+    {
+        using var requester = Member("rita");
+        using var approver = app.ClientFor("anna", Tenant, ["web"], [HarnessRoles.Approver]);
+        var session = await NewSessionAsync(requester);
+
+        // Asked in one workspace, then the requester changes it through an allowed write before the approver decides.
+        var first = await CallAsync(requester, session, "fs.write", new { path = "reviewed/run.md", content = "approved text" }, HttpStatusCode.Accepted);
+        await CallAsync(requester, session, "fs.write", new { path = "build.sh", content = "echo changed after the ask" });
+        await (await approver.PostAsJsonAsync($"/v1/approvals/{first.GetProperty("approvalId").GetGuid()}/decision", new { approve = true })).JsonAsync(HttpStatusCode.OK);
+        Assert.Equal("rejected", await requester.WaitForCallStatusAsync(session, first.GetProperty("id").GetGuid(), "rejected"));
+        var missing = await CallAsync(requester, session, "fs.read", new { path = "reviewed/run.md" });
+        Assert.Equal("failed", missing.GetProperty("status").GetString()); // it never ran
+
+        // Asked again in the current workspace and approved with nothing changed in between: it runs, once.
+        var second = await CallAsync(requester, session, "fs.write", new { path = "reviewed/run.md", content = "approved text" }, HttpStatusCode.Accepted);
+        await (await approver.PostAsJsonAsync($"/v1/approvals/{second.GetProperty("approvalId").GetGuid()}/decision", new { approve = true })).JsonAsync(HttpStatusCode.OK);
+        Assert.Equal("succeeded", await requester.WaitForCallStatusAsync(session, second.GetProperty("id").GetGuid(), "succeeded"));
+        var read = await CallAsync(requester, session, "fs.read", new { path = "reviewed/run.md" });
+        Assert.Equal("approved text", read.GetProperty("result").GetProperty("content").GetString());
+
+        // The chain says which tree each approval covered, and why the first call did not run.
+        using var auditor = app.ClientFor("audrey", Tenant, roles: [HarnessRoles.Auditor]);
+        var events = (await (await auditor.GetAsync("/v1/audit/events?user=rita&limit=1000")).JsonAsync(HttpStatusCode.OK)).GetProperty("events").EnumerateArray().ToList();
+        string TreeOf(JsonElement call) => events.Single(e => e.GetProperty("type").GetString() == "tool_call.decided"
+                && e.GetProperty("payload").GetProperty("callId").GetString() == call.GetProperty("id").GetString())
+            .GetProperty("payload").GetProperty("workspace").GetProperty("treeHash").GetString()!;
+        Assert.NotEqual(TreeOf(first), TreeOf(second));
+        var rejected = events.Single(e => e.GetProperty("type").GetString() == "tool_call.rejected"
+            && e.GetProperty("payload").GetProperty("callId").GetString() == first.GetProperty("id").GetString());
+        Assert.Equal("workspace_changed", rejected.GetProperty("payload").GetProperty("error").GetProperty("code").GetString());
+        var executed = events.Single(e => e.GetProperty("type").GetString() == "tool_call.executed"
+            && e.GetProperty("payload").GetProperty("callId").GetString() == second.GetProperty("id").GetString());
+        Assert.Equal(TreeOf(second), executed.GetProperty("payload").GetProperty("checkpoint").GetProperty("treeHash").GetString());
+    }
+
+    [Fact]
     public async Task Workspace_changes_are_checkpointed_before_they_run_also_after_approval()
     {
         using var requester = Member("carl");
