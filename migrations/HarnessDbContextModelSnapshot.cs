@@ -349,6 +349,10 @@ namespace HarnessServer.Migrations
                         .HasColumnType("timestamp with time zone")
                         .HasColumnName("expires_at");
 
+                    b.Property<JsonDocument>("Preview")
+                        .HasColumnType("jsonb")
+                        .HasColumnName("preview");
+
                     b.Property<string>("Reason")
                         .IsRequired()
                         .HasMaxLength(2000)
@@ -755,105 +759,6 @@ namespace HarnessServer.Migrations
                     b.ToTable("memory_items", (string)null);
                 });
 
-            modelBuilder.Entity("HarnessServer.Sessions.ToolCall", b =>
-                {
-                    b.Property<Guid>("Id")
-                        .ValueGeneratedOnAdd()
-                        .HasColumnType("uuid")
-                        .HasColumnName("id");
-
-                    b.Property<Guid?>("ApprovalId")
-                        .HasColumnType("uuid")
-                        .HasColumnName("approval_id");
-
-                    b.Property<JsonDocument>("Arguments")
-                        .IsRequired()
-                        .HasColumnType("jsonb")
-                        .HasColumnName("arguments");
-
-                    b.Property<long?>("AuditSeq")
-                        .HasColumnType("bigint")
-                        .HasColumnName("audit_seq");
-
-                    b.Property<DateTimeOffset?>("CompletedAt")
-                        .HasColumnType("timestamp with time zone")
-                        .HasColumnName("completed_at");
-
-                    b.Property<DateTimeOffset>("CreatedAt")
-                        .HasColumnType("timestamp with time zone")
-                        .HasColumnName("created_at");
-
-                    b.Property<JsonDocument>("Decision")
-                        .HasColumnType("jsonb")
-                        .HasColumnName("decision");
-
-                    b.Property<JsonDocument>("Error")
-                        .HasColumnType("jsonb")
-                        .HasColumnName("error");
-
-                    b.Property<string>("RequestedBy")
-                        .IsRequired()
-                        .HasMaxLength(200)
-                        .HasColumnType("character varying(200)")
-                        .HasColumnName("requested_by");
-
-                    b.Property<string>("RequestedByName")
-                        .IsRequired()
-                        .HasMaxLength(400)
-                        .HasColumnType("character varying(400)")
-                        .HasColumnName("requested_by_name");
-
-                    b.PrimitiveCollection<string[]>("RequesterTeams")
-                        .IsRequired()
-                        .HasColumnType("text[]")
-                        .HasColumnName("requester_teams");
-
-                    b.Property<JsonDocument>("Result")
-                        .HasColumnType("jsonb")
-                        .HasColumnName("result");
-
-                    b.Property<Guid?>("SessionId")
-                        .HasColumnType("uuid")
-                        .HasColumnName("session_id");
-
-                    b.Property<string>("Status")
-                        .IsRequired()
-                        .HasMaxLength(20)
-                        .HasColumnType("character varying(20)")
-                        .HasColumnName("status");
-
-                    b.Property<string>("TenantId")
-                        .IsRequired()
-                        .HasMaxLength(200)
-                        .HasColumnType("character varying(200)")
-                        .HasColumnName("tenant_id");
-
-                    b.Property<string>("Tool")
-                        .IsRequired()
-                        .HasMaxLength(200)
-                        .HasColumnType("character varying(200)")
-                        .HasColumnName("tool");
-
-                    b.Property<string>("ToolDigest")
-                        .HasMaxLength(64)
-                        .HasColumnType("character varying(64)")
-                        .HasColumnName("tool_digest");
-
-                    b.HasKey("Id")
-                        .HasName("pk_tool_calls");
-
-                    b.HasIndex("SessionId")
-                        .HasDatabaseName("ix_tool_calls_session_id");
-
-                    b.HasIndex("TenantId", "SessionId", "CreatedAt")
-                        .HasDatabaseName("ix_tool_calls_tenant_id_session_id_created_at");
-
-                    b.ToTable("tool_calls", null, t =>
-                        {
-                            t.HasCheckConstraint("ck_tool_calls_outside_session", "session_id IS NOT NULL OR tool IN ('memory.save', 'memory.search')");
-                        });
-                });
-
             modelBuilder.Entity("HarnessServer.Policies.PolicyVersion", b =>
                 {
                     b.Property<string>("TenantId")
@@ -961,6 +866,105 @@ namespace HarnessServer.Migrations
                         .HasDatabaseName("ix_sessions_tenant_id_owner_user_id");
 
                     b.ToTable("sessions", (string)null);
+                });
+
+            modelBuilder.Entity("HarnessServer.Sessions.ToolCall", b =>
+                {
+                    b.Property<Guid>("Id")
+                        .ValueGeneratedOnAdd()
+                        .HasColumnType("uuid")
+                        .HasColumnName("id");
+
+                    b.Property<Guid?>("ApprovalId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("approval_id");
+
+                    b.Property<JsonDocument>("Arguments")
+                        .IsRequired()
+                        .HasColumnType("jsonb")
+                        .HasColumnName("arguments");
+
+                    b.Property<long?>("AuditSeq")
+                        .HasColumnType("bigint")
+                        .HasColumnName("audit_seq");
+
+                    b.Property<DateTimeOffset?>("CompletedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("completed_at");
+
+                    b.Property<DateTimeOffset>("CreatedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("created_at");
+
+                    b.Property<JsonDocument>("Decision")
+                        .HasColumnType("jsonb")
+                        .HasColumnName("decision");
+
+                    b.Property<JsonDocument>("Error")
+                        .HasColumnType("jsonb")
+                        .HasColumnName("error");
+
+                    b.Property<string>("RequestedBy")
+                        .IsRequired()
+                        .HasMaxLength(200)
+                        .HasColumnType("character varying(200)")
+                        .HasColumnName("requested_by");
+
+                    b.Property<string>("RequestedByName")
+                        .IsRequired()
+                        .HasMaxLength(400)
+                        .HasColumnType("character varying(400)")
+                        .HasColumnName("requested_by_name");
+
+                    b.PrimitiveCollection<string[]>("RequesterTeams")
+                        .IsRequired()
+                        .HasColumnType("text[]")
+                        .HasColumnName("requester_teams");
+
+                    b.Property<JsonDocument>("Result")
+                        .HasColumnType("jsonb")
+                        .HasColumnName("result");
+
+                    b.Property<Guid?>("SessionId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("session_id");
+
+                    b.Property<string>("Status")
+                        .IsRequired()
+                        .HasMaxLength(20)
+                        .HasColumnType("character varying(20)")
+                        .HasColumnName("status");
+
+                    b.Property<string>("TenantId")
+                        .IsRequired()
+                        .HasMaxLength(200)
+                        .HasColumnType("character varying(200)")
+                        .HasColumnName("tenant_id");
+
+                    b.Property<string>("Tool")
+                        .IsRequired()
+                        .HasMaxLength(200)
+                        .HasColumnType("character varying(200)")
+                        .HasColumnName("tool");
+
+                    b.Property<string>("ToolDigest")
+                        .HasMaxLength(64)
+                        .HasColumnType("character varying(64)")
+                        .HasColumnName("tool_digest");
+
+                    b.HasKey("Id")
+                        .HasName("pk_tool_calls");
+
+                    b.HasIndex("SessionId")
+                        .HasDatabaseName("ix_tool_calls_session_id");
+
+                    b.HasIndex("TenantId", "SessionId", "CreatedAt")
+                        .HasDatabaseName("ix_tool_calls_tenant_id_session_id_created_at");
+
+                    b.ToTable("tool_calls", null, t =>
+                        {
+                            t.HasCheckConstraint("ck_tool_calls_outside_session", "session_id IS NOT NULL OR tool IN ('memory.save', 'memory.search')");
+                        });
                 });
 
             modelBuilder.Entity("HarnessServer.Sessions.WorkspaceCheckpoint", b =>
@@ -1215,15 +1219,6 @@ namespace HarnessServer.Migrations
                         .HasConstraintName("fk_memory_items_tenants_tenant_id");
                 });
 
-            modelBuilder.Entity("HarnessServer.Sessions.ToolCall", b =>
-                {
-                    b.HasOne("HarnessServer.Sessions.Session", null)
-                        .WithMany()
-                        .HasForeignKey("SessionId")
-                        .OnDelete(DeleteBehavior.Cascade)
-                        .HasConstraintName("fk_tool_calls_sessions_session_id");
-                });
-
             modelBuilder.Entity("HarnessServer.Policies.PolicyVersion", b =>
                 {
                     b.HasOne("HarnessServer.Data.Tenant", null)
@@ -1242,6 +1237,15 @@ namespace HarnessServer.Migrations
                         .OnDelete(DeleteBehavior.Cascade)
                         .IsRequired()
                         .HasConstraintName("fk_sessions_tenants_tenant_id");
+                });
+
+            modelBuilder.Entity("HarnessServer.Sessions.ToolCall", b =>
+                {
+                    b.HasOne("HarnessServer.Sessions.Session", null)
+                        .WithMany()
+                        .HasForeignKey("SessionId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .HasConstraintName("fk_tool_calls_sessions_session_id");
                 });
 
             modelBuilder.Entity("HarnessServer.Sessions.WorkspaceCheckpoint", b =>

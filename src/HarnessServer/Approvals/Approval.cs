@@ -25,6 +25,12 @@ internal sealed class Approval : ITenantOwned
     public required string[] RequesterTeams { get; init; }
     public required string Tool { get; init; }
     public required string Reason { get; init; }
+
+    /// <summary>
+    /// What the call will do, made when it was asked (<see cref="ApprovalPreview"/>): a file write's diff, a shell line's
+    /// decided commands, a fetch's host, a memory write's text. Large parts are truncated; the arguments are whole.
+    /// </summary>
+    public System.Text.Json.JsonDocument? Preview { get; init; }
     public ApprovalStatus Status { get; set; }
     public string? DecidedBy { get; set; }
     public string? DecidedByName { get; set; }

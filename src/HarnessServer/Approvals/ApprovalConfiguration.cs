@@ -26,6 +26,7 @@ internal sealed class ApprovalConfiguration : IEntityTypeConfiguration<Approval>
         builder.Property(a => a.DecidedBy).HasMaxLength(Limits.Identifier);
         builder.Property(a => a.DecidedByName).HasMaxLength(Limits.DisplayName);
         builder.Property(a => a.Comment).HasMaxLength(4000);
+        builder.Property(a => a.Preview).HasColumnType("jsonb");
         builder.Property(a => a.Status).HasConversion<string>().HasMaxLength(20);
         builder.Property(a => a.Version).IsRowVersion();
         builder.HasIndex(a => new { a.TenantId, a.Status, a.CreatedAt });

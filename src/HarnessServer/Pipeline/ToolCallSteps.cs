@@ -152,6 +152,7 @@ internal sealed class CommitDecisionStep(AuditChain audit, TimeProvider time, IO
                 RequesterTeams = [.. context.Caller.Teams],
                 Tool = context.Request.Tool,
                 Reason = context.Decision?.Explanation ?? "Policy requires approval.",
+                Preview = ApprovalPreview.Of(context) is { } preview ? JsonSerializer.SerializeToDocument(preview) : null,
                 Status = ApprovalStatus.Pending,
                 CreatedAt = now,
                 ExpiresAt = now + approvalOptions.Value.Expiry,

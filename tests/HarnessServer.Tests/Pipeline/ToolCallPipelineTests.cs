@@ -33,6 +33,10 @@ public sealed class ToolCallPipelineTests(ToolCallPipelineTests.PipelineApplicat
                 effect: deny
                 args: { command: ["rm *"] }
                 reason: "no deleting"
+              - tool: "shell.exec"
+                effect: ask
+                args: { command: ["wc *"] }
+                reason: "counting is reviewed"
             """;
 
         protected override void Configure(IDictionary<string, string?> settings) =>
@@ -143,6 +147,34 @@ public sealed class ToolCallPipelineTests(ToolCallPipelineTests.PipelineApplicat
         Assert.True(call.GetProperty("status").GetString() == "succeeded", call.GetRawText());
         Assert.Equal(0, call.GetProperty("result").GetProperty("exitCode").GetInt32());
         Assert.NotEqual("0", call.GetProperty("result").GetProperty("stdout").GetString()!.Trim());
+    }
+
+    [Fact]
+    public async Task A_pending_approval_shows_what_the_call_will_do()
+    {
+        using var requester = Member("pia");
+        using var approver = app.ClientFor("anna", Tenant, ["web"], [HarnessRoles.Approver]);
+        var session = await NewSessionAsync(requester);
+        await CallAsync(requester, session, "fs.write", new { path = "notes.txt", content = "one\ntwo\n" });
+        await CallAsync(requester, session, "fs.write", new { path = "other.txt", content = "x" });
+
+        var write = await CallAsync(requester, session, "fs.write", new { path = "reviewed/new.md", content = "fresh" }, HttpStatusCode.Accepted);
+        var count = await CallAsync(requester, session, "shell.exec", new { command = "wc -l *.txt" }, HttpStatusCode.Accepted);
+
+        var pending = (await (await approver.GetAsync("/v1/approvals?status=pending")).JsonAsync(HttpStatusCode.OK)).GetProperty("approvals").EnumerateArray().ToList();
+        JsonElement PreviewOf(JsonElement call) => pending.Single(a => a.GetProperty("toolCallId").GetString() == call.GetProperty("id").GetString()).GetProperty("preview");
+
+        var file = PreviewOf(write);
+        Assert.Equal("file_write", file.GetProperty("kind").GetString());
+        Assert.False(file.GetProperty("exists").GetBoolean());
+        Assert.Equal("+ fresh\n", file.GetProperty("diff").GetString()); // LineDiff's format, as in the policy history
+        Assert.False(file.GetProperty("truncated").GetBoolean());
+
+        // The shell line as decided and as it would run: the glob already expanded against the workspace.
+        var shell = PreviewOf(count);
+        Assert.Equal("shell", shell.GetProperty("kind").GetString());
+        Assert.Equal(["wc", "-l", "notes.txt", "other.txt"], shell.GetProperty("commands")[0].EnumerateArray().Select(w => w.GetString()));
+        Assert.Contains("counting is reviewed", pending.Single(a => a.GetProperty("toolCallId").GetString() == count.GetProperty("id").GetString()).GetProperty("reason").GetString());
     }
 
     [Fact]
