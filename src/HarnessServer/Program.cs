@@ -5,6 +5,7 @@ using HarnessServer.Audit;
 using HarnessServer.Data;
 using HarnessServer.Http;
 using HarnessServer.Identity;
+using HarnessServer.Mcp;
 using HarnessServer.Memory;
 using HarnessServer.Observability;
 using HarnessServer.Pipeline;
@@ -58,6 +59,9 @@ builder.AddHarnessAgents();
 // The HTTP routes.
 builder.AddHarnessApi();
 
+// /mcp: the same pipeline for MCP clients (Streamable HTTP, stateless), an OAuth 2.1 protected resource.
+builder.AddHarnessMcp();
+
 var app = builder.Build();
 
 app.UseHarnessHttp();
@@ -68,6 +72,7 @@ app.UseHarnessTenancy();
 app.MapHarnessHealth();
 app.MapHarnessApiReference();
 app.MapHarnessApi();
+app.MapHarnessMcp();
 
 app.Run();
 
