@@ -13,6 +13,7 @@ using HarnessServer.Policies;
 using HarnessServer.Sandbox;
 using HarnessServer.Sessions;
 using HarnessServer.Tools;
+using HarnessServer.Upstreams;
 
 // Composition only, bottom layer first; tests/HarnessServer.Tests/Architecture holds the order the folders depend in.
 var builder = WebApplication.CreateBuilder(args);
@@ -40,6 +41,9 @@ builder.AddHarnessTools();
 
 // Session workspaces, and bubblewrap for every command (probed at start; never unsandboxed).
 builder.AddHarnessSandbox();
+
+// Upstream MCP servers whose tools run behind the pipeline (credentials encrypted with keys outside the database).
+builder.AddHarnessUpstreams();
 
 // Sessions, their stored tool calls and event stream, and workspace checkpoints.
 builder.AddHarnessSessions();

@@ -22,6 +22,7 @@ public sealed class FolderDependencyTests
         "Approvals",     // approvals of held calls and their decisions
         "Memory",        // namespaced memory on pgvector
         "Sessions",      // sessions, their stored tool calls and events, workspace checkpoints
+        "Upstreams",     // upstream MCP servers: registration, held changes, the client the execute step calls
         "Sandbox",       // workspaces and bubblewrap
         "Tools",         // the tool registry and definitions, http.fetch
         "Policies",      // policy files and versions, the resolution engine, shell-line and path matching
