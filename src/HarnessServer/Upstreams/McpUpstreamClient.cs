@@ -23,6 +23,9 @@ internal sealed class McpUpstreamClient(IHttpClientFactory http, UpstreamCredent
     /// <summary>Upstream error text kept in a result; the rest is cut (it is untrusted and may be large).</summary>
     private const int MaxErrorText = 2000;
 
+    /// <summary>The largest result (as JSON) kept from an upstream call, as large as a sandboxed command's output.</summary>
+    private const int MaxResultChars = 1024 * 1024;
+
     /// <summary>The upstream's tools (at most <see cref="UpstreamLimits.MaxTools"/>), or why they could not be listed.</summary>
     public async Task<(IReadOnlyList<Tool>? Tools, string? Error)> ListToolsAsync(McpUpstream upstream, SandboxPlace? place, CancellationToken cancellationToken)
     {
@@ -71,6 +74,13 @@ internal sealed class McpUpstreamClient(IHttpClientFactory http, UpstreamCredent
                 ["content"] = JsonSerializer.SerializeToNode(result.Content, McpJsonUtilities.DefaultOptions),
                 ["structuredContent"] = result.StructuredContent is { } structured ? JsonNode.Parse(structured.GetRawText()) : null,
             };
+            // Stored with the call and audited: an upstream does not get to fill the database.
+            if (node.ToJsonString().Length > MaxResultChars)
+            {
+                return ToolOutcome.Failure("upstream_result_too_large",
+                    $"The upstream MCP server '{upstream.Name}' answered more than {MaxResultChars} characters of JSON; the result was dropped.");
+            }
+
             return result.IsError == true
                 ? ToolOutcome.Failure("upstream_tool_error", Cut($"{upstream.Name}/{tool} reported an error: {Text(result)}"), node)
                 : ToolOutcome.Success(node);
