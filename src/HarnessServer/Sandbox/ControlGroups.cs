@@ -29,7 +29,7 @@ internal enum LimitMechanism
 /// starts a shell that writes its own PID to <c>cgroup.procs</c> and then execs <c>setpriv</c>), so no process of the
 /// call is ever outside it. Whatever is left when the call ends is killed and the group removed.
 /// </remarks>
-internal sealed class ControlGroups
+internal sealed class ControlGroups : IDisposable
 {
     private const string GroupFolder = "harness-sandboxes";
 
@@ -70,6 +70,15 @@ internal sealed class ControlGroups
         var group = _ready.TryDequeue(out var made) ? made : Make();
         Refill();
         return group;
+    }
+
+    /// <summary>Removes the groups made ahead that no call took.</summary>
+    public void Dispose()
+    {
+        while (_ready.TryDequeue(out var unused))
+        {
+            unused.Dispose();
+        }
     }
 
     private const int ReadyGroups = 4;
