@@ -12,9 +12,19 @@ internal sealed partial class BubblewrapLauncher
     public async Task<SandboxedProcess> StartAsync(SandboxCommand command)
     {
         var timeout = Validate(command);
-        var process = new Process { StartInfo = StartInfo(command, timeout) };
-        await ForkThread.StartAsync(process);
-        return new SandboxedProcess(process);
+        // The same control group per sandbox as RunAsync, released when the conversation ends.
+        var group = groups.Create();
+        try
+        {
+            var process = new Process { StartInfo = StartInfo(command, timeout, group) };
+            await ForkThread.StartAsync(process);
+            return new SandboxedProcess(process, group);
+        }
+        catch
+        {
+            group?.Release();
+            throw;
+        }
     }
 }
 
@@ -23,11 +33,13 @@ internal sealed class SandboxedProcess : IAsyncDisposable
 {
     private const int KeptErrorBytes = 16 * 1024;
     private readonly Process _process;
+    private readonly CallGroup? _group;
     private readonly Task<string> _errors;
 
-    public SandboxedProcess(Process process)
+    public SandboxedProcess(Process process, CallGroup? group)
     {
         _process = process;
+        _group = group;
         _errors = DrainAsync(process.StandardError.BaseStream);
     }
 
@@ -54,6 +66,7 @@ internal sealed class SandboxedProcess : IAsyncDisposable
 
         await _process.WaitForExitAsync(CancellationToken.None);
         _process.Dispose();
+        _group?.Release();
     }
 
     private static async Task<string> DrainAsync(Stream stream)
