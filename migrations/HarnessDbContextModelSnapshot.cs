@@ -318,6 +318,11 @@ namespace HarnessServer.Migrations
                         .HasColumnType("uuid")
                         .HasColumnName("id");
 
+                    b.PrimitiveCollection<string[]>("Approvers")
+                        .IsRequired()
+                        .HasColumnType("text[]")
+                        .HasColumnName("approvers");
+
                     b.Property<string>("Comment")
                         .HasMaxLength(4000)
                         .HasColumnType("character varying(4000)")
@@ -353,6 +358,12 @@ namespace HarnessServer.Migrations
                         .HasColumnType("jsonb")
                         .HasColumnName("preview");
 
+                    b.Property<int>("Quorum")
+                        .ValueGeneratedOnAdd()
+                        .HasColumnType("integer")
+                        .HasDefaultValue(1)
+                        .HasColumnName("quorum");
+
                     b.Property<string>("Reason")
                         .IsRequired()
                         .HasMaxLength(2000)
@@ -369,6 +380,10 @@ namespace HarnessServer.Migrations
                         .IsRequired()
                         .HasColumnType("text[]")
                         .HasColumnName("requester_teams");
+
+                    b.Property<bool>("SelfApproval")
+                        .HasColumnType("boolean")
+                        .HasColumnName("self_approval");
 
                     b.Property<Guid?>("SessionId")
                         .HasColumnType("uuid")
@@ -416,6 +431,48 @@ namespace HarnessServer.Migrations
                         .HasDatabaseName("ix_approvals_tenant_id_status_created_at");
 
                     b.ToTable("approvals", (string)null);
+                });
+
+            modelBuilder.Entity("HarnessServer.Approvals.ApprovalVote", b =>
+                {
+                    b.Property<Guid>("ApprovalId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("approval_id");
+
+                    b.Property<string>("Approver")
+                        .HasMaxLength(200)
+                        .HasColumnType("character varying(200)")
+                        .HasColumnName("approver");
+
+                    b.Property<bool>("Approve")
+                        .HasColumnType("boolean")
+                        .HasColumnName("approve");
+
+                    b.Property<string>("ApproverName")
+                        .IsRequired()
+                        .HasMaxLength(400)
+                        .HasColumnType("character varying(400)")
+                        .HasColumnName("approver_name");
+
+                    b.Property<DateTimeOffset>("At")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("at");
+
+                    b.Property<string>("Comment")
+                        .HasMaxLength(4000)
+                        .HasColumnType("character varying(4000)")
+                        .HasColumnName("comment");
+
+                    b.Property<string>("TenantId")
+                        .IsRequired()
+                        .HasMaxLength(200)
+                        .HasColumnType("character varying(200)")
+                        .HasColumnName("tenant_id");
+
+                    b.HasKey("ApprovalId", "Approver")
+                        .HasName("pk_approval_votes");
+
+                    b.ToTable("approval_votes", (string)null);
                 });
 
             modelBuilder.Entity("HarnessServer.Audit.AuditCheckpointRecord", b =>
@@ -1170,6 +1227,16 @@ namespace HarnessServer.Migrations
                         .OnDelete(DeleteBehavior.Cascade)
                         .IsRequired()
                         .HasConstraintName("fk_approvals_tool_calls_tool_call_id");
+                });
+
+            modelBuilder.Entity("HarnessServer.Approvals.ApprovalVote", b =>
+                {
+                    b.HasOne("HarnessServer.Approvals.Approval", null)
+                        .WithMany()
+                        .HasForeignKey("ApprovalId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired()
+                        .HasConstraintName("fk_approval_votes_approvals_approval_id");
                 });
 
             modelBuilder.Entity("HarnessServer.Data.Team", b =>

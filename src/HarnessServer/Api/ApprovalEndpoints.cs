@@ -8,12 +8,12 @@ internal static class ApprovalEndpoints
 {
     public static IEndpointRouteBuilder MapApprovals(this IEndpointRouteBuilder app)
     {
-        var group = app.MapGroup("/v1/approvals").RequireAuthorization(HarnessPolicies.Approver).WithTags("Approvals");
+        var group = app.MapGroup("/v1/approvals").RequireAuthorization(HarnessPolicies.User).WithTags("Approvals");
 
         group.MapGet("/", ListAsync).WithName("ListApprovals")
-            .WithSummary("Approvals in the caller's scope (teams they approve for; admins: the whole tenant), by status.");
+            .WithSummary("Approvals the caller may decide (their rule names them, or self approval; admins: the whole tenant), by status.");
         group.MapPost("/{id:guid}/decision", DecideAsync).WithName("DecideApproval")
-            .WithSummary("Approve or reject a pending call; the requester can never decide their own.");
+            .WithSummary("One approver's vote on a pending call: approved at the rule's quorum, rejected on the first rejection.");
         return app;
     }
 

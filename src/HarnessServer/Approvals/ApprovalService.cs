@@ -21,41 +21,84 @@ internal sealed class ApprovalService(HarnessDbContext db, AuditChain audit, Tim
             $"Unknown approval status '{status}'; use pending, approved, rejected or expired."),
     };
 
+    /// <summary>
+    /// Whether the rule that asked names <paramref name="user"/> as an approver: with no named approvers (the default),
+    /// approvers of a team of the requester and admins; otherwise members of a named team and holders of a named role.
+    /// Whether the requester may decide is <see cref="Approval.SelfApproval"/>, checked apart.
+    /// </summary>
+    public static bool Names(Approval approval, CurrentUser user) =>
+        approval.Approvers.Length == 0
+            ? user.IsAdmin || (user.IsApprover && approval.RequesterTeams.Intersect(user.Teams).Any())
+            : approval.Approvers.Intersect(Entries(user), StringComparer.Ordinal).Any();
+
+    /// <summary>Whether <paramref name="user"/> may vote on <paramref name="approval"/>.</summary>
+    public static bool MayDecide(Approval approval, CurrentUser user) =>
+        approval.RequestedBy == user.UserId ? approval.SelfApproval : Names(approval, user);
+
+    // The routing entries a user answers to: team:<each team>, role:<each role>.
+    private static string[] Entries(CurrentUser user) =>
+        [.. user.Teams.Select(t => $"team:{t}"), .. user.Roles.Select(r => $"role:{r}")];
+
     public async Task<IReadOnlyList<ApprovalView>> ListAsync(CurrentUser user, ApprovalStatus? status, CancellationToken cancellationToken)
     {
-        var query = db.Approvals.AsNoTracking().Where(a => a.RequestedBy != user.UserId || user.IsAdmin);
+        var query = db.Approvals.AsNoTracking();
         if (status is { } s)
         {
             query = query.Where(a => a.Status == s);
         }
 
+        // Admins see the tenant; everyone else only what they may decide: their own call where its rule allows self
+        // approval, others' calls whose rule names them (or, by default, their team's calls when they are approvers).
         if (!user.IsAdmin)
         {
+            var uid = user.UserId;
             var teams = user.Teams.ToArray();
-            query = query.Where(a => a.RequesterTeams.Any(t => teams.Contains(t)));
+            var entries = Entries(user);
+            var approver = user.IsApprover;
+            query = query.Where(a => a.RequestedBy == uid
+                ? a.SelfApproval
+                : a.Approvers.Length == 0
+                    ? approver && a.RequesterTeams.Any(t => teams.Contains(t))
+                    : a.Approvers.Any(e => entries.Contains(e)));
         }
 
         var approvals = await query
             .Join(db.ToolCalls.AsNoTracking(), a => a.ToolCallId, c => c.Id, (a, c) => new { Approval = a, c.Arguments })
             .OrderBy(x => x.Approval.CreatedAt).Take(500).ToListAsync(cancellationToken);
-        return approvals.Select(x => ApprovalView.Of(x.Approval, x.Arguments)).ToList();
+        var ids = approvals.Select(x => x.Approval.Id).ToArray();
+        var votes = (await db.ApprovalVotes.AsNoTracking().Where(v => ids.Contains(v.ApprovalId)).OrderBy(v => v.At).ToListAsync(cancellationToken))
+            .ToLookup(v => v.ApprovalId);
+        return approvals.Select(x => ApprovalView.Of(x.Approval, x.Arguments, votes[x.Approval.Id])).ToList();
     }
 
+    /// <summary>
+    /// Records one approver's vote. Each approver counts once (a second vote by the same person is <c>409
+    /// already_voted</c>); the call is approved when the rule's quorum of distinct approvers approved, rejected on the
+    /// first rejection; until then the approval stays pending. Every vote is audited: <c>tool_call.approval_voted</c>
+    /// for a vote that does not settle it, <c>tool_call.approval_decided</c> for the one that does.
+    /// </summary>
     public async Task<ApprovalView> DecideAsync(Guid id, CurrentUser user, ApprovalDecisionBody body, CancellationToken cancellationToken)
     {
         var found = await db.Approvals.AsNoTracking().Where(a => a.Id == id)
             .Join(db.ToolCalls.AsNoTracking(), a => a.ToolCallId, c => c.Id, (a, c) => new { Approval = a, c.Arguments })
             .FirstOrDefaultAsync(cancellationToken);
-        // Outside the approver's scope an approval does not exist; admins' scope is the tenant.
-        if (found is not { Approval: var approval, Arguments: var arguments } || (!user.IsAdmin && !approval.RequesterTeams.Intersect(user.Teams).Any()))
+        // Another tenant's approval does not exist (the tenant filter); within the tenant, only those the rule names decide.
+        if (found is not { Approval: var approval, Arguments: var arguments })
         {
             throw new HarnessError(ErrorKind.NotFound, "approval_not_found", $"Approval {id} does not exist.");
         }
 
-        if (approval.RequestedBy == user.UserId)
+        if (approval.RequestedBy == user.UserId && !approval.SelfApproval)
         {
             throw new HarnessError(ErrorKind.Forbidden, "own_call",
                 "The requester of a call cannot decide its approval; another approver must.");
+        }
+
+        if (approval.RequestedBy != user.UserId && !Names(approval, user))
+        {
+            throw new HarnessError(ErrorKind.Forbidden, "not_an_approver", approval.Approvers.Length == 0
+                ? $"Approval {id} is decided by approvers of a team of its requester, or admins."
+                : $"Approval {id} is decided only by {string.Join(", ", approval.Approvers)}; you are none of them.");
         }
 
         var now = time.GetUtcNow();
@@ -64,58 +107,101 @@ internal sealed class ApprovalService(HarnessDbContext db, AuditChain audit, Tim
             throw new HarnessError(ErrorKind.Conflict, "approval_expired", $"Approval {id} expired at {approval.ExpiresAt:O}.");
         }
 
-        var decided = body.Approve ? ApprovalStatus.Approved : ApprovalStatus.Rejected;
-        await audit.AppendAsync(user.TenantId, async (unit, ct) =>
+        var receipt = await audit.AppendAsync(user.TenantId, async (unit, ct) =>
         {
-            // Only a pending approval can be decided; a concurrent decision makes this update match nothing.
-            var changed = await unit.Db.Approvals
-                .Where(a => a.Id == id && a.Status == ApprovalStatus.Pending)
-                .ExecuteUpdateAsync(a => a
-                    .SetProperty(x => x.Status, decided)
-                    .SetProperty(x => x.DecidedBy, user.UserId)
-                    .SetProperty(x => x.DecidedByName, user.DisplayName)
-                    .SetProperty(x => x.Comment, body.Comment)
-                    .SetProperty(x => x.DecidedAt, now), ct);
-            if (changed == 0)
+            // Votes on one approval are counted one at a time: the row lock holds a concurrent vote until this commits.
+            await unit.Db.Database.ExecuteSqlAsync($"SELECT 1 FROM approvals WHERE id = {id} AND tenant_id = {user.TenantId} FOR UPDATE", ct);
+            var current = await unit.Db.Approvals.AsNoTracking().Where(a => a.Id == id).Select(a => a.Status).FirstAsync(ct);
+            if (current != ApprovalStatus.Pending)
             {
                 throw new HarnessError(ErrorKind.Conflict, "approval_decided", $"Approval {id} was already decided.");
             }
 
-            if (!body.Approve)
+            var votes = await unit.Db.ApprovalVotes.AsNoTracking().Where(v => v.ApprovalId == id).OrderBy(v => v.At).ToListAsync(ct);
+            if (votes.Any(v => v.Approver == user.UserId))
             {
-                await unit.Db.ToolCalls.Where(c => c.Id == approval.ToolCallId)
-                    .ExecuteUpdateAsync(c => c.SetProperty(x => x.Status, ToolCallStatus.Denied).SetProperty(x => x.CompletedAt, now), ct);
+                throw new HarnessError(ErrorKind.Conflict, "already_voted",
+                    $"You already approved {id}; each approver counts once, and it needs {approval.Quorum} distinct approvers.");
             }
-            else
+
+            var vote = new ApprovalVote
+            {
+                ApprovalId = id,
+                TenantId = approval.TenantId,
+                Approver = user.UserId,
+                ApproverName = user.DisplayName,
+                Approve = body.Approve,
+                Comment = body.Comment,
+                At = now,
+            };
+            unit.Db.ApprovalVotes.Add(vote);
+            await unit.Db.SaveChangesAsync(ct);
+            votes.Add(vote);
+
+            var approving = votes.Count(v => v.Approve);
+            var settled = !body.Approve ? ApprovalStatus.Rejected : approving >= approval.Quorum ? ApprovalStatus.Approved : ApprovalStatus.Pending;
+            var payload = new JsonObject
+            {
+                ["approvalId"] = id.ToString(),
+                ["callId"] = approval.ToolCallId.ToString(),
+                ["requestedBy"] = approval.RequestedBy,
+                ["approver"] = user.UserId,
+                ["approved"] = body.Approve,
+                ["comment"] = body.Comment,
+            };
+            if (approval.Quorum > 1 || approval.Approvers.Length > 0 || approval.SelfApproval)
+            {
+                payload["quorum"] = approval.Quorum;
+                payload["approvals"] = new JsonArray([.. votes.Where(v => v.Approve).Select(v => (JsonNode?)JsonValue.Create(v.Approver))]);
+                payload["self"] = user.UserId == approval.RequestedBy;
+            }
+
+            if (settled == ApprovalStatus.Pending)
+            {
+                return ((Settled: settled, Votes: votes), (IReadOnlyList<AuditEntry>)[new AuditEntry("tool_call.approval_voted",
+                    new AuditActor(user.UserId, user.DisplayName), approval.SessionId, approval.Tool, Payload: payload)]);
+            }
+
+            await unit.Db.Approvals
+                .Where(a => a.Id == id && a.Status == ApprovalStatus.Pending)
+                .ExecuteUpdateAsync(a => a
+                    .SetProperty(x => x.Status, settled)
+                    .SetProperty(x => x.DecidedBy, user.UserId)
+                    .SetProperty(x => x.DecidedByName, user.DisplayName)
+                    .SetProperty(x => x.Comment, body.Comment)
+                    .SetProperty(x => x.DecidedAt, now), ct);
+            if (body.Approve)
             {
                 await unit.Db.ToolCalls.Where(c => c.Id == approval.ToolCallId)
                     .ExecuteUpdateAsync(c => c.SetProperty(x => x.Status, ToolCallStatus.Approved), ct);
             }
+            else
+            {
+                await unit.Db.ToolCalls.Where(c => c.Id == approval.ToolCallId)
+                    .ExecuteUpdateAsync(c => c.SetProperty(x => x.Status, ToolCallStatus.Denied).SetProperty(x => x.CompletedAt, now), ct);
+            }
 
             SessionEvents.CallChanged(unit, approval.TenantId, approval.SessionId, approval.ToolCallId);
-            return (true, (IReadOnlyList<AuditEntry>)[new AuditEntry("tool_call.approval_decided",
+            return ((Settled: settled, Votes: votes), (IReadOnlyList<AuditEntry>)[new AuditEntry("tool_call.approval_decided",
                 new AuditActor(user.UserId, user.DisplayName), approval.SessionId, approval.Tool,
                 Decision: new JsonObject { ["effect"] = body.Approve ? "allow" : "deny", ["level"] = "approval", ["reason"] = body.Comment },
-                Payload: new JsonObject
-                {
-                    ["approvalId"] = id.ToString(),
-                    ["callId"] = approval.ToolCallId.ToString(),
-                    ["requestedBy"] = approval.RequestedBy,
-                    ["approver"] = user.UserId,
-                    ["approved"] = body.Approve,
-                    ["comment"] = body.Comment,
-                })]);
+                Payload: payload)]);
         }, cancellationToken);
+        var (decided, votes) = receipt.Result;
 
-        if (body.Approve)
+        if (decided == ApprovalStatus.Approved)
         {
             signal.Raise();
         }
 
         approval.Status = decided;
-        approval.DecidedBy = user.UserId;
-        approval.Comment = body.Comment;
-        approval.DecidedAt = now;
-        return ApprovalView.Of(approval, arguments);
+        if (decided != ApprovalStatus.Pending)
+        {
+            approval.DecidedBy = user.UserId;
+            approval.Comment = body.Comment;
+            approval.DecidedAt = now;
+        }
+
+        return ApprovalView.Of(approval, arguments, votes);
     }
 }

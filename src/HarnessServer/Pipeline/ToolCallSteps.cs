@@ -142,6 +142,8 @@ internal sealed class CommitDecisionStep(AuditChain audit, TimeProvider time, IO
         var commands = new List<AuditCommand> { PipelineRows.InsertCall(context, status, arguments, decision?.ToJsonString(), now) };
         if (status == ToolCallStatus.PendingApproval)
         {
+            // The rule that asked says who approves, how many, whether the requester may, and for how long.
+            var routing = context.Decision?.Routing ?? ApprovalRouting.Default;
             commands.Add(PipelineRows.InsertApproval(new Approval
             {
                 Id = context.ApprovalId!.Value,
@@ -155,7 +157,10 @@ internal sealed class CommitDecisionStep(AuditChain audit, TimeProvider time, IO
                 Preview = ApprovalPreview.Of(context) is { } preview ? JsonSerializer.SerializeToDocument(preview) : null,
                 Status = ApprovalStatus.Pending,
                 CreatedAt = now,
-                ExpiresAt = now + approvalOptions.Value.Expiry,
+                ExpiresAt = now + (routing.Expires ?? approvalOptions.Value.Expiry),
+                Approvers = [.. routing.Approvers],
+                Quorum = routing.Quorum,
+                SelfApproval = routing.SelfApproval,
             }));
         }
 
