@@ -92,6 +92,17 @@ internal sealed class DecideStep(PolicyService policies) : IToolCallStep
         }
 
         var decision = resolver.Decide(context.Request.Tool, arguments, Workspace.MountPoint);
+        if (context.ShellLine is { } decided && GitConfigGuard.Refusal(decision, decided, context.Workspace) is { } refusal)
+        {
+            // The harness, not the rule that allowed the line, decides this one: no rule can admit what it cannot see.
+            decision = decision with
+            {
+                Effect = PolicyEffect.Deny,
+                Reason = refusal,
+                DecidedBy = decision.DecidedBy with { Effect = PolicyEffect.Deny, Source = "harness: repository configuration", Index = null, Rule = null, Reason = refusal },
+            };
+        }
+
         context.Decision = decision;
         switch (decision.Effect)
         {

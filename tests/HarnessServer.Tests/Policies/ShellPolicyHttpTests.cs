@@ -170,6 +170,47 @@ public sealed class ShellPolicyHttpTests(ShellPolicyHttpTests.ShellApplication a
         Assert.DoesNotContain("pwned", list.GetProperty("result").GetProperty("stdout").GetString());
     }
 
+    [Theory]
+    [InlineData("[filter \"x\"]\n\tsmudge = touch pwned\n\tclean = touch pwned\n", "* filter=x\n", "filter.x.smudge")]
+    [InlineData("[diff \"x\"]\n\ttextconv = touch pwned\n", "* diff=x\n", "diff.x.textconv")]
+    [InlineData("[diff]\n\texternal = touch pwned\n", "", "diff.external")]
+    [InlineData("[alias]\n\tst = !touch pwned\n", "", "alias.st")]
+    [InlineData("[include]\n\tpath = ../evil.cfg\n", "", "[include]")]
+    public async Task A_repository_config_naming_a_program_makes_git_denied_under_git_star(string config, string attributes, string key)
+    {
+        using var user = app.ClientFor("carl", Corpus);
+        var session = await NewSessionAsync(user);
+        Assert.Equal("succeeded", (await ShellAsync(user, session, "git init -q && git config user.email a@b.c && git config user.name a")).GetProperty("status").GetString());
+        await WriteAsync(user, session, "f.txt", "content\n");
+        await WriteAsync(user, session, ".gitattributes", attributes);
+        var current = (await ToolAsync(user, session, "fs.read", new { path = ".git/config" })).GetProperty("content").GetString();
+        await WriteAsync(user, session, ".git/config", current + config);
+
+        foreach (var line in new[] { "git add f.txt", "git diff", "git status" })
+        {
+            var call = await ShellAsync(user, session, line);
+            Assert.Equal("denied", call.GetProperty("status").GetString());
+            Assert.True(call.GetProperty("decision").GetProperty("reason").GetString()!.Contains(key), $"{line}: {call.GetProperty("decision")}");
+        }
+
+        // An unknown subcommand is an alias, denied by the code-running table before the repository is looked at.
+        Assert.Equal("denied", (await ShellAsync(user, session, "git st")).GetProperty("status").GetString());
+
+        var list = await ShellAsync(user, session, "ls -A");
+        Assert.DoesNotContain("pwned", list.GetProperty("result").GetProperty("stdout").GetString());
+    }
+
+    [Fact]
+    public async Task A_repository_config_naming_a_program_still_runs_under_a_rule_without_a_command_matcher()
+    {
+        using var user = app.ClientFor("olga", Open);
+        var session = await NewSessionAsync(user);
+        var call = await ShellAsync(user, session,
+            "git init -q && git config alias.hi '!echo hi-from-alias' && git hi");
+        Assert.Equal("succeeded", call.GetProperty("status").GetString());
+        Assert.Contains("hi-from-alias", call.GetProperty("result").GetProperty("stdout").GetString());
+    }
+
     private static async Task<JsonElement> ToolAsync(HttpClient client, Guid session, string tool, object arguments) =>
         (await (await client.PostAsJsonAsync($"/v1/sessions/{session}/tool-calls", new { tool, arguments })).JsonAsync(HttpStatusCode.OK)).GetProperty("result");
 
