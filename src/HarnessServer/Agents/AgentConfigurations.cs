@@ -23,11 +23,11 @@ internal sealed class AgentTurnConfiguration : IEntityTypeConfiguration<AgentTur
     {
         builder.ToTable("agent_turns");
         builder.HasKey(t => t.Id);
-        builder.Property(t => t.TenantId).HasMaxLength(Limits.Identifier);
-        builder.Property(t => t.UserId).HasMaxLength(Limits.Identifier);
-        builder.Property(t => t.UserName).HasMaxLength(Limits.DisplayName);
+        builder.Property(t => t.TenantId).HasMaxLength(ColumnLimits.Identifier);
+        builder.Property(t => t.UserId).HasMaxLength(ColumnLimits.Identifier);
+        builder.Property(t => t.UserName).HasMaxLength(ColumnLimits.DisplayName);
         builder.Property(t => t.Status).HasConversion<string>().HasMaxLength(30);
-        builder.Property(t => t.LastStep).HasMaxLength(Limits.Identifier + 20);
+        builder.Property(t => t.LastStep).HasMaxLength(ColumnLimits.Identifier + 20);
         builder.Property(t => t.Error).HasMaxLength(4000);
         builder.Property(t => t.Version).IsRowVersion();
         builder.Ignore(t => t.IsOpen);
@@ -45,11 +45,11 @@ internal sealed class AgentMessageConfiguration : IEntityTypeConfiguration<Agent
         builder.ToTable("agent_messages");
         builder.HasKey(m => m.Seq);
         builder.Property(m => m.Seq).UseIdentityByDefaultColumn();
-        builder.Property(m => m.TenantId).HasMaxLength(Limits.Identifier);
+        builder.Property(m => m.TenantId).HasMaxLength(ColumnLimits.Identifier);
         builder.Property(m => m.Role).HasMaxLength(20);
         builder.Property(m => m.ToolCalls).HasColumnType("jsonb");
-        builder.Property(m => m.ToolCallId).HasMaxLength(Limits.Identifier);
-        builder.Property(m => m.ToolName).HasMaxLength(Limits.Identifier);
+        builder.Property(m => m.ToolCallId).HasMaxLength(ColumnLimits.Identifier);
+        builder.Property(m => m.ToolName).HasMaxLength(ColumnLimits.Identifier);
         builder.Property(m => m.CallStatus).HasMaxLength(30);
         builder.HasIndex(m => new { m.TenantId, m.SessionId, m.Seq });
         builder.HasOne<Session>().WithMany().HasForeignKey(m => m.SessionId).HasConstraintName("fk_agent_messages_sessions_session_id");
@@ -63,9 +63,9 @@ internal sealed class ModelCallConfiguration : IEntityTypeConfiguration<ModelCal
     {
         builder.ToTable("model_calls");
         builder.HasKey(c => c.Id);
-        builder.Property(c => c.TenantId).HasMaxLength(Limits.Identifier);
-        builder.Property(c => c.UserId).HasMaxLength(Limits.Identifier);
-        builder.Property(c => c.Model).HasMaxLength(Limits.Identifier);
+        builder.Property(c => c.TenantId).HasMaxLength(ColumnLimits.Identifier);
+        builder.Property(c => c.UserId).HasMaxLength(ColumnLimits.Identifier);
+        builder.Property(c => c.Model).HasMaxLength(ColumnLimits.Identifier);
         builder.Property(c => c.Purpose).HasMaxLength(20);
         builder.HasIndex(c => new { c.TenantId, c.SessionId });
         builder.HasIndex(c => new { c.TenantId, c.UserId, c.CreatedAt });
@@ -79,7 +79,7 @@ internal sealed class AgentSettingsConfiguration : IEntityTypeConfiguration<Agen
     {
         builder.ToTable("agent_settings");
         builder.HasKey(s => s.TenantId);
-        builder.Property(s => s.TenantId).HasMaxLength(Limits.Identifier);
-        builder.Property(s => s.UpdatedBy).HasMaxLength(Limits.Identifier);
+        builder.Property(s => s.TenantId).HasMaxLength(ColumnLimits.Identifier);
+        builder.Property(s => s.UpdatedBy).HasMaxLength(ColumnLimits.Identifier);
     }
 }

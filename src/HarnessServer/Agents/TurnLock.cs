@@ -23,7 +23,7 @@ internal sealed class TurnLock(NpgsqlDataSource dataSource)
             };
             if (await command.ExecuteScalarAsync(cancellationToken) is true)
             {
-                return new Held(connection, high, low);
+                return new HeldLock(connection, high, low);
             }
         }
         catch
@@ -61,7 +61,7 @@ internal sealed class TurnLock(NpgsqlDataSource dataSource)
                 await reset.ExecuteNonQueryAsync(cancellationToken);
             }
 
-            return new Held(connection, high, low);
+            return new HeldLock(connection, high, low);
         }
         catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.LockNotAvailable)
         {
@@ -83,7 +83,7 @@ internal sealed class TurnLock(NpgsqlDataSource dataSource)
         return (BitConverter.ToInt32(bytes[8..]), BitConverter.ToInt32(bytes[12..]));
     }
 
-    private sealed class Held(NpgsqlConnection connection, int high, int low) : IAsyncDisposable
+    private sealed class HeldLock(NpgsqlConnection connection, int high, int low) : IAsyncDisposable
     {
         public async ValueTask DisposeAsync()
         {

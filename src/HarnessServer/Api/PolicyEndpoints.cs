@@ -110,7 +110,7 @@ internal static class PolicyEndpoints
     private static async Task<Ok<PolicyVersionView>> PutLevelAsync(
         HttpContext http, PolicyService policies, AuditChain audit, CurrentUser user, TimeProvider time, PolicyLevelKey level, CancellationToken ct)
     {
-        if (level.Name is { } name && (name.Length == 0 || name.Length > Limits.Identifier))
+        if (level.Name is { } name && (name.Length == 0 || name.Length > ColumnLimits.Identifier))
         {
             throw new HarnessError(ErrorKind.Invalid, "invalid_level", "The team or user name must have 1 to 200 characters.");
         }

@@ -21,12 +21,12 @@ internal sealed class ApprovalConfiguration : IEntityTypeConfiguration<Approval>
     {
         builder.ToTable("approvals");
         builder.HasKey(a => a.Id);
-        builder.Property(a => a.TenantId).HasMaxLength(Limits.Identifier);
-        builder.Property(a => a.RequestedBy).HasMaxLength(Limits.Identifier);
-        builder.Property(a => a.Tool).HasMaxLength(Limits.Identifier);
+        builder.Property(a => a.TenantId).HasMaxLength(ColumnLimits.Identifier);
+        builder.Property(a => a.RequestedBy).HasMaxLength(ColumnLimits.Identifier);
+        builder.Property(a => a.Tool).HasMaxLength(ColumnLimits.Identifier);
         builder.Property(a => a.Reason).HasMaxLength(2000);
-        builder.Property(a => a.DecidedBy).HasMaxLength(Limits.Identifier);
-        builder.Property(a => a.DecidedByName).HasMaxLength(Limits.DisplayName);
+        builder.Property(a => a.DecidedBy).HasMaxLength(ColumnLimits.Identifier);
+        builder.Property(a => a.DecidedByName).HasMaxLength(ColumnLimits.DisplayName);
         builder.Property(a => a.Comment).HasMaxLength(4000);
         builder.Property(a => a.Preview).HasColumnType("jsonb");
         builder.Property(a => a.Status).HasConversion<string>().HasMaxLength(20);

@@ -147,10 +147,10 @@ internal sealed class AuditChain : IHostedService
         for (var i = 0; i < prepared.Length; i++)
         {
             var entry = entries[i] ?? throw new ArgumentException("An audit entry is null.", nameof(entries));
-            Check(entry.Type, "Type", Limits.Identifier, required: true);
-            Check(entry.Actor?.Id, "Actor.Id", Limits.Identifier, required: true);
-            Check(entry.Actor?.Name, "Actor.Name", Limits.DisplayName, required: false);
-            Check(entry.Tool, "Tool", Limits.Identifier, required: false);
+            Check(entry.Type, "Type", ColumnLimits.Identifier, required: true);
+            Check(entry.Actor?.Id, "Actor.Id", ColumnLimits.Identifier, required: true);
+            Check(entry.Actor?.Name, "Actor.Name", ColumnLimits.DisplayName, required: false);
+            Check(entry.Tool, "Tool", ColumnLimits.Identifier, required: false);
             var decision = entry.Decision is null ? null : CanonicalJson.Serialize(entry.Decision);
             var payload = CanonicalJson.Serialize(entry.Payload);
             prepared[i] = new PreparedEntry(

@@ -52,11 +52,11 @@ internal sealed class AuditEventConfiguration : IEntityTypeConfiguration<AuditEv
     {
         builder.ToTable("audit_events");
         builder.HasKey(e => new { e.TenantId, e.Seq });
-        builder.Property(e => e.TenantId).HasMaxLength(Limits.Identifier);
-        builder.Property(e => e.ActorId).HasMaxLength(Limits.Identifier);
-        builder.Property(e => e.ActorName).HasMaxLength(Limits.DisplayName);
-        builder.Property(e => e.Type).HasMaxLength(Limits.Identifier);
-        builder.Property(e => e.Tool).HasMaxLength(Limits.Identifier);
+        builder.Property(e => e.TenantId).HasMaxLength(ColumnLimits.Identifier);
+        builder.Property(e => e.ActorId).HasMaxLength(ColumnLimits.Identifier);
+        builder.Property(e => e.ActorName).HasMaxLength(ColumnLimits.DisplayName);
+        builder.Property(e => e.Type).HasMaxLength(ColumnLimits.Identifier);
+        builder.Property(e => e.Tool).HasMaxLength(ColumnLimits.Identifier);
         builder.Property(e => e.Decision).HasColumnType("json");
         builder.Property(e => e.Payload).HasColumnType("json");
         builder.Property(e => e.PayloadHash).HasMaxLength(AuditHash.HexLength).IsFixedLength();
@@ -76,7 +76,7 @@ internal sealed class AuditHeadConfiguration : IEntityTypeConfiguration<AuditHea
     {
         builder.ToTable("audit_heads");
         builder.HasKey(h => h.TenantId);
-        builder.Property(h => h.TenantId).HasMaxLength(Limits.Identifier);
+        builder.Property(h => h.TenantId).HasMaxLength(ColumnLimits.Identifier);
         builder.Property(h => h.Hash).HasMaxLength(AuditHash.HexLength).IsFixedLength();
     }
 }
@@ -87,9 +87,9 @@ internal sealed class AuditCheckpointConfiguration : IEntityTypeConfiguration<Au
     {
         builder.ToTable("audit_checkpoints");
         builder.HasKey(c => new { c.TenantId, c.Seq });
-        builder.Property(c => c.TenantId).HasMaxLength(Limits.Identifier);
+        builder.Property(c => c.TenantId).HasMaxLength(ColumnLimits.Identifier);
         builder.Property(c => c.Hash).HasMaxLength(AuditHash.HexLength).IsFixedLength();
-        builder.Property(c => c.KeyId).HasMaxLength(Limits.Identifier);
-        builder.Property(c => c.Signature).HasMaxLength(Limits.DisplayName);
+        builder.Property(c => c.KeyId).HasMaxLength(ColumnLimits.Identifier);
+        builder.Property(c => c.Signature).HasMaxLength(ColumnLimits.DisplayName);
     }
 }

@@ -165,7 +165,7 @@ internal sealed class AuditVerifier(NpgsqlDataSource database, AuditCheckpoints 
             reader.GetString(11));
     }
 
-    private enum Content : byte
+    private enum RowCheck : byte
     {
         Good,
         HashMismatch,
@@ -181,7 +181,7 @@ internal sealed class AuditVerifier(NpgsqlDataSource database, AuditCheckpoints 
         private long _atTicks = -1;
         private string _atText = "";
 
-        public Content Check(in EventRow row)
+        public RowCheck Check(in EventRow row)
         {
             if (row.AtTicks != _atTicks)
             {
@@ -196,7 +196,7 @@ internal sealed class AuditVerifier(NpgsqlDataSource database, AuditCheckpoints 
             AuditHash.Compute(fields, _scratch, computed);
             if (!computed.SequenceEqual(row.Hash))
             {
-                return Content.HashMismatch;
+                return RowCheck.HashMismatch;
             }
 
             // A NULL payload was redacted on purpose. The column holds the canonical text itself, so any other
@@ -208,11 +208,11 @@ internal sealed class AuditVerifier(NpgsqlDataSource database, AuditCheckpoints 
                 Convert.TryToHexStringLower(digest, computed, out _);
                 if (!computed.SequenceEqual(row.PayloadHash))
                 {
-                    return Content.PayloadMismatch;
+                    return RowCheck.PayloadMismatch;
                 }
             }
 
-            return Content.Good;
+            return RowCheck.Good;
         }
 
         private static ReadOnlyMemory<byte> Utf8(string text, ArrayBufferWriter<byte> buffer)
@@ -246,7 +246,7 @@ internal sealed class AuditVerifier(NpgsqlDataSource database, AuditCheckpoints 
         /// <summary>Checks one batch after the previous ones; false at the first bad event.</summary>
         public bool Check(EventRow[] rows, int count)
         {
-            var content = new Content[count];
+            var content = new RowCheck[count];
             Parallel.For(0, count, () => new RowHasher(tenantId), (i, _, hasher) =>
             {
                 content[i] = hasher.Check(rows[i]);
@@ -271,10 +271,10 @@ internal sealed class AuditVerifier(NpgsqlDataSource database, AuditCheckpoints 
 
                 switch (content[i])
                 {
-                    case Content.HashMismatch:
+                    case RowCheck.HashMismatch:
                         Fail(row.Seq, $"Seq {row.Seq}'s hash does not match its content.");
                         return false;
-                    case Content.PayloadMismatch:
+                    case RowCheck.PayloadMismatch:
                         Fail(row.Seq, $"Seq {row.Seq}'s payload does not match its payloadHash.");
                         return false;
                 }

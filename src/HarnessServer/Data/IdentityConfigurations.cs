@@ -8,7 +8,7 @@ internal sealed class TenantConfiguration : IEntityTypeConfiguration<Tenant>
     public void Configure(EntityTypeBuilder<Tenant> builder)
     {
         builder.HasKey(t => t.Id);
-        builder.Property(t => t.Id).HasMaxLength(Limits.Identifier);
+        builder.Property(t => t.Id).HasMaxLength(ColumnLimits.Identifier);
         // Drawn from the sequence when the row is inserted (existing tenants got theirs in the migration); unique, so
         // no two tenants ever share a host user.
         builder.Property(t => t.SandboxIndex).HasDefaultValueSql($"nextval('{SandboxIndexSequence}')");
@@ -32,9 +32,9 @@ internal sealed class UserConfiguration : IEntityTypeConfiguration<User>
     public void Configure(EntityTypeBuilder<User> builder)
     {
         builder.HasKey(u => new { u.TenantId, u.Id });
-        builder.Property(u => u.TenantId).HasMaxLength(Limits.Identifier);
-        builder.Property(u => u.Id).HasMaxLength(Limits.Identifier);
-        builder.Property(u => u.DisplayName).HasMaxLength(Limits.DisplayName);
+        builder.Property(u => u.TenantId).HasMaxLength(ColumnLimits.Identifier);
+        builder.Property(u => u.Id).HasMaxLength(ColumnLimits.Identifier);
+        builder.Property(u => u.DisplayName).HasMaxLength(ColumnLimits.DisplayName);
         builder.HasOne<Tenant>().WithMany().HasForeignKey(u => u.TenantId);
     }
 }
@@ -44,8 +44,8 @@ internal sealed class TeamConfiguration : IEntityTypeConfiguration<Team>
     public void Configure(EntityTypeBuilder<Team> builder)
     {
         builder.HasKey(t => new { t.TenantId, t.Name });
-        builder.Property(t => t.TenantId).HasMaxLength(Limits.Identifier);
-        builder.Property(t => t.Name).HasMaxLength(Limits.Identifier);
+        builder.Property(t => t.TenantId).HasMaxLength(ColumnLimits.Identifier);
+        builder.Property(t => t.Name).HasMaxLength(ColumnLimits.Identifier);
         builder.HasOne<Tenant>().WithMany().HasForeignKey(t => t.TenantId);
     }
 }
@@ -55,9 +55,9 @@ internal sealed class TeamMembershipConfiguration : IEntityTypeConfiguration<Tea
     public void Configure(EntityTypeBuilder<TeamMembership> builder)
     {
         builder.HasKey(m => new { m.TenantId, m.TeamName, m.UserId });
-        builder.Property(m => m.TenantId).HasMaxLength(Limits.Identifier);
-        builder.Property(m => m.TeamName).HasMaxLength(Limits.Identifier);
-        builder.Property(m => m.UserId).HasMaxLength(Limits.Identifier);
+        builder.Property(m => m.TenantId).HasMaxLength(ColumnLimits.Identifier);
+        builder.Property(m => m.TeamName).HasMaxLength(ColumnLimits.Identifier);
+        builder.Property(m => m.UserId).HasMaxLength(ColumnLimits.Identifier);
         builder.HasIndex(m => new { m.TenantId, m.UserId });
         builder.HasOne<Team>().WithMany().HasForeignKey(m => new { m.TenantId, m.TeamName });
         builder.HasOne<User>().WithMany().HasForeignKey(m => new { m.TenantId, m.UserId });
@@ -65,7 +65,7 @@ internal sealed class TeamMembershipConfiguration : IEntityTypeConfiguration<Tea
 }
 
 /// <summary>Column sizes shared by every configuration.</summary>
-internal static class Limits
+internal static class ColumnLimits
 {
     public const int Identifier = 200;
     public const int DisplayName = 400;

@@ -37,24 +37,24 @@ internal sealed record CurrentUser(string TenantId, string UserId, string Displa
     /// </summary>
     public string? Unstorable(ClaimNames names)
     {
-        if (TenantId.Length > Data.Limits.Identifier)
+        if (TenantId.Length > Data.ColumnLimits.Identifier)
         {
-            return $"The token's '{names.Tenant}' (tenant) claim is longer than {Data.Limits.Identifier} characters.";
+            return $"The token's '{names.Tenant}' (tenant) claim is longer than {Data.ColumnLimits.Identifier} characters.";
         }
 
-        if (UserId.Length > Data.Limits.Identifier)
+        if (UserId.Length > Data.ColumnLimits.Identifier)
         {
-            return $"The token's '{names.User}' (user) claim is longer than {Data.Limits.Identifier} characters.";
+            return $"The token's '{names.User}' (user) claim is longer than {Data.ColumnLimits.Identifier} characters.";
         }
 
-        if (DisplayName.Length > Data.Limits.DisplayName)
+        if (DisplayName.Length > Data.ColumnLimits.DisplayName)
         {
-            return $"The token's '{names.Name}' (name) claim is longer than {Data.Limits.DisplayName} characters.";
+            return $"The token's '{names.Name}' (name) claim is longer than {Data.ColumnLimits.DisplayName} characters.";
         }
 
-        if (Teams.Any(t => t.Length > Data.Limits.Identifier))
+        if (Teams.Any(t => t.Length > Data.ColumnLimits.Identifier))
         {
-            return $"A '{names.Teams}' (team) claim of the token is longer than {Data.Limits.Identifier} characters.";
+            return $"A '{names.Teams}' (team) claim of the token is longer than {Data.ColumnLimits.Identifier} characters.";
         }
 
         (string Claim, string? Problem)[] texts =

@@ -10,15 +10,15 @@ internal sealed class MemoryItemConfiguration : IEntityTypeConfiguration<MemoryI
     {
         builder.ToTable("memory_items");
         builder.HasKey(i => i.Id);
-        builder.Property(i => i.TenantId).HasMaxLength(Limits.Identifier);
+        builder.Property(i => i.TenantId).HasMaxLength(ColumnLimits.Identifier);
         // 'session:' or 'user:' plus an identifier.
-        builder.Property(i => i.Namespace).HasMaxLength(Limits.Identifier + 8);
-        builder.Property(i => i.OwnerUserId).HasMaxLength(Limits.Identifier);
-        builder.Property(i => i.AuthorId).HasMaxLength(Limits.Identifier);
-        builder.Property(i => i.AuthorName).HasMaxLength(Limits.DisplayName);
+        builder.Property(i => i.Namespace).HasMaxLength(ColumnLimits.Identifier + 8);
+        builder.Property(i => i.OwnerUserId).HasMaxLength(ColumnLimits.Identifier);
+        builder.Property(i => i.AuthorId).HasMaxLength(ColumnLimits.Identifier);
+        builder.Property(i => i.AuthorName).HasMaxLength(ColumnLimits.DisplayName);
         builder.Property(i => i.Metadata).HasColumnType("jsonb");
         builder.Property(i => i.Embedding).HasColumnType($"vector({MemoryItem.EmbeddingDimensions})");
-        builder.Property(i => i.EmbeddingModel).HasMaxLength(Limits.Identifier);
+        builder.Property(i => i.EmbeddingModel).HasMaxLength(ColumnLimits.Identifier);
         builder.HasOne<Tenant>().WithMany().HasForeignKey(i => i.TenantId);
 
         // Serves the namespace filter of searches (exact scans of small namespaces), keyset listing and deletes.

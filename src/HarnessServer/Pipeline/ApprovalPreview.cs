@@ -78,26 +78,8 @@ internal static class ApprovalPreview
         return new JsonObject { ["kind"] = "http_fetch", ["url"] = url, ["host"] = uri.IdnHost, ["scheme"] = uri.Scheme };
     }
 
-    private static JsonObject Command(ToolDefinition tool, JsonElement arguments)
-    {
-        var argv = new JsonArray();
-        foreach (var entry in tool.Argv ?? [])
-        {
-            if (ToolDefinition.Placeholder().Match(entry) is { Success: true } placeholder)
-            {
-                if (arguments.TryGetProperty(placeholder.Groups[1].Value, out var value) && value.ValueKind != JsonValueKind.Null)
-                {
-                    argv.Add(value.ValueKind == JsonValueKind.String ? value.GetString() : value.GetRawText());
-                }
-            }
-            else
-            {
-                argv.Add(entry);
-            }
-        }
-
-        return new JsonObject { ["kind"] = "command", ["argv"] = argv };
-    }
+    private static JsonObject Command(ToolDefinition tool, JsonElement arguments) =>
+        new() { ["kind"] = "command", ["argv"] = new JsonArray([.. tool.ArgvFor(arguments).Select(a => (JsonNode)JsonValue.Create(a))]) };
 
     private static JsonObject Limited(JsonObject preview, string name, string text)
     {

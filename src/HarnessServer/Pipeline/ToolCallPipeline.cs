@@ -40,10 +40,10 @@ internal sealed class ToolCallPipeline(
     public async Task<ToolCallResponse> RunAsync(ToolCallRequest request, CancellationToken cancellationToken)
     {
         // A call is stored and audited before anything else happens; one that cannot be is refused outright.
-        if (request.Tool.Length > Data.Limits.Identifier)
+        if (request.Tool.Length > Data.ColumnLimits.Identifier)
         {
             throw new HarnessError(ErrorKind.Invalid, "invalid_tool_name",
-                $"A tool name has at most {Data.Limits.Identifier} characters; no tool is named like this.");
+                $"A tool name has at most {Data.ColumnLimits.Identifier} characters; no tool is named like this.");
         }
 
         if (Http.StorableText.Problem(request.Tool) is { } problem)

@@ -86,23 +86,7 @@ internal sealed class ToolExecutors(BubblewrapSandbox sandbox, HttpFetchTool htt
 
     private async Task<ToolOutcome> RunCommandAsync(ToolCallContext context, ToolDefinition tool, JsonElement arguments, CancellationToken cancellationToken)
     {
-        // Each placeholder entry becomes exactly one argv entry: the value is never parsed as shell text.
-        var argv = new List<string>(tool.Argv!.Count);
-        foreach (var entry in tool.Argv)
-        {
-            if (ToolDefinition.Placeholder().Match(entry) is { Success: true } placeholder)
-            {
-                if (arguments.TryGetProperty(placeholder.Groups[1].Value, out var value) && value.ValueKind != JsonValueKind.Null)
-                {
-                    argv.Add(value.ValueKind == JsonValueKind.String ? value.GetString()! : value.GetRawText());
-                }
-            }
-            else
-            {
-                argv.Add(entry);
-            }
-        }
-
+        var argv = tool.ArgvFor(arguments);
         return Shell(await sandbox.RunAsync(new SandboxCommand { WorkspacePath = context.Workspace.FullPath, User = context.Workspace.Owner, Argv = argv }, cancellationToken));
     }
 

@@ -20,12 +20,12 @@ internal sealed class PolicyVersionConfiguration : IEntityTypeConfiguration<Poli
         builder.ToTable("policy_versions");
         // The key makes a lost update impossible: two writers of the same next version cannot both commit.
         builder.HasKey(p => new { p.TenantId, p.LevelKey, p.Version });
-        builder.Property(p => p.TenantId).HasMaxLength(Limits.Identifier);
-        builder.Property(p => p.LevelKey).HasMaxLength(Limits.Identifier + 10);
+        builder.Property(p => p.TenantId).HasMaxLength(ColumnLimits.Identifier);
+        builder.Property(p => p.LevelKey).HasMaxLength(ColumnLimits.Identifier + 10);
         builder.Property(p => p.ContentHash).HasMaxLength(64);
         builder.Property(p => p.Origin).HasMaxLength(10);
-        builder.Property(p => p.ChangedBy).HasMaxLength(Limits.Identifier);
-        builder.Property(p => p.ChangedByName).HasMaxLength(Limits.DisplayName);
+        builder.Property(p => p.ChangedBy).HasMaxLength(ColumnLimits.Identifier);
+        builder.Property(p => p.ChangedByName).HasMaxLength(ColumnLimits.DisplayName);
         builder.HasOne<Tenant>().WithMany().HasForeignKey(p => p.TenantId);
     }
 }

@@ -30,7 +30,7 @@ internal sealed class PolicyGlob
         General,
     }
 
-    private enum Kind : byte
+    private enum TokenKind : byte
     {
         Literal,
         One,
@@ -40,7 +40,7 @@ internal sealed class PolicyGlob
         AnyDirectories,
     }
 
-    private readonly record struct Token(Kind Kind, char Char = '\0', int ClassStart = 0, int ClassCount = 0, bool Negated = false);
+    private readonly record struct Token(TokenKind Kind, char Char = '\0', int ClassStart = 0, int ClassCount = 0, bool Negated = false);
 
     private readonly Shape _shape;
     private readonly string _literal;
@@ -120,7 +120,7 @@ internal sealed class PolicyGlob
                         return false;
                     }
 
-                    tokens.Add(new Token(Kind.Literal, pattern[i + 1]));
+                    tokens.Add(new Token(TokenKind.Literal, pattern[i + 1]));
                     literal.Append(pattern[i + 1]);
                     i += 2;
                     break;
@@ -139,23 +139,23 @@ internal sealed class PolicyGlob
 
                     if (run == 1)
                     {
-                        tokens.Add(new Token(Kind.Star));
+                        tokens.Add(new Token(TokenKind.Star));
                         i++;
                     }
                     else if ((i == 0 || pattern[i - 1] == '/') && i + 2 < pattern.Length && pattern[i + 2] == '/')
                     {
-                        tokens.Add(new Token(Kind.AnyDirectories));
+                        tokens.Add(new Token(TokenKind.AnyDirectories));
                         i += 3;
                     }
                     else
                     {
-                        tokens.Add(new Token(Kind.DoubleStar));
+                        tokens.Add(new Token(TokenKind.DoubleStar));
                         i += 2;
                     }
 
                     break;
                 case '?':
-                    tokens.Add(new Token(Kind.One));
+                    tokens.Add(new Token(TokenKind.One));
                     i++;
                     break;
                 case '[':
@@ -171,18 +171,18 @@ internal sealed class PolicyGlob
                     error = $"glob \"{pattern}\" has an unbalanced ']' at character {i + 1}: escape it as '\\]' to match it literally";
                     return false;
                 default:
-                    tokens.Add(new Token(Kind.Literal, c));
+                    tokens.Add(new Token(TokenKind.Literal, c));
                     literal.Append(c);
                     i++;
                     break;
             }
         }
 
-        var allLiteral = tokens.TrueForAll(t => t.Kind == Kind.Literal);
-        var literalPrefix = tokens.Count > 0 && tokens.Take(tokens.Count - 1).All(t => t.Kind == Kind.Literal);
+        var allLiteral = tokens.TrueForAll(t => t.Kind == TokenKind.Literal);
+        var literalPrefix = tokens.Count > 0 && tokens.Take(tokens.Count - 1).All(t => t.Kind == TokenKind.Literal);
         var shape = allLiteral ? Shape.Literal
-            : literalPrefix && tokens[^1].Kind == Kind.Star ? Shape.PrefixThenStar
-            : literalPrefix && tokens[^1].Kind == Kind.DoubleStar ? Shape.PrefixThenDoubleStar
+            : literalPrefix && tokens[^1].Kind == TokenKind.Star ? Shape.PrefixThenStar
+            : literalPrefix && tokens[^1].Kind == TokenKind.DoubleStar ? Shape.PrefixThenDoubleStar
             : Shape.General;
         glob = new PolicyGlob(pattern, shape, shape == Shape.General ? "" : literal.ToString(), [.. tokens], [.. ranges]);
         error = null;
@@ -243,7 +243,7 @@ internal sealed class PolicyGlob
             return false;
         }
 
-        token = new Token(Kind.Class, ClassStart: start, ClassCount: (ranges.Count - start) / 2, Negated: negated);
+        token = new Token(TokenKind.Class, ClassStart: start, ClassCount: (ranges.Count - start) / 2, Negated: negated);
         next = i + 1;
         error = null;
         return true;
@@ -296,18 +296,18 @@ internal sealed class PolicyGlob
                 var token = tokens[i];
                 switch (token.Kind)
                 {
-                    case Kind.Literal when c == token.Char:
-                    case Kind.One when ordinary:
+                    case TokenKind.Literal when c == token.Char:
+                    case TokenKind.One when ordinary:
                         next[i + 1] = alive = true;
                         break;
-                    case Kind.Class when ordinary && InClass(token, c):
+                    case TokenKind.Class when ordinary && InClass(token, c):
                         next[i + 1] = alive = true;
                         break;
-                    case Kind.Star when ordinary:
-                    case Kind.DoubleStar when !spelled:
+                    case TokenKind.Star when ordinary:
+                    case TokenKind.DoubleStar when !spelled:
                         next[i] = alive = true;
                         break;
-                    case Kind.AnyDirectories when !spelled:
+                    case TokenKind.AnyDirectories when !spelled:
                         next[i] = alive = true;
                         if (c == '/')
                         {
@@ -337,7 +337,7 @@ internal sealed class PolicyGlob
     {
         for (var i = 0; i < _tokens.Length; i++)
         {
-            if (states[i] && _tokens[i].Kind is Kind.Star or Kind.DoubleStar or Kind.AnyDirectories)
+            if (states[i] && _tokens[i].Kind is TokenKind.Star or TokenKind.DoubleStar or TokenKind.AnyDirectories)
             {
                 states[i + 1] = true;
             }

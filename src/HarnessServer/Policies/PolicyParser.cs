@@ -20,7 +20,7 @@ internal static class PolicyParser
     {
         ArgumentNullException.ThrowIfNull(text);
         ArgumentNullException.ThrowIfNull(source);
-        var reader = new Reader(source, level);
+        var reader = new DocumentReader(source, level);
         if (text.Length > MaxLength)
         {
             reader.Error(1, 1, $"the policy is {text.Length} characters long; the limit is {MaxLength}");
@@ -65,7 +65,7 @@ internal static class PolicyParser
     private static bool IsNull(YamlNode node) =>
         node is YamlScalarNode { Style: ScalarStyle.Plain or ScalarStyle.Any, Value: null or "" or "~" or "null" or "Null" or "NULL" };
 
-    private sealed class Reader(string source, PolicyLevel level)
+    private sealed class DocumentReader(string source, PolicyLevel level)
     {
         private readonly List<PolicyError> _errors = [];
 

@@ -10,7 +10,7 @@ namespace HarnessServer.Policies;
 /// </summary>
 internal static class ShellLine
 {
-    private const string WorkspaceRoot = "/workspace";
+    private const string SandboxWorkspace = "/workspace";
 
     /// <summary>
     /// <paramref name="line"/> with every word quoted and the operators between simple commands kept, or null when
@@ -131,9 +131,9 @@ internal static class ShellLine
 
     private static IReadOnlyList<string>? Expand(string pattern, string directory, Func<string, string, IReadOnlyList<string>?> glob)
     {
-        if (pattern.StartsWith(WorkspaceRoot + "/", StringComparison.Ordinal))
+        if (pattern.StartsWith(SandboxWorkspace + "/", StringComparison.Ordinal))
         {
-            return glob("", pattern[(WorkspaceRoot.Length + 1)..]) is { } paths ? [.. paths.Select(p => $"{WorkspaceRoot}/{p}")] : null;
+            return glob("", pattern[(SandboxWorkspace.Length + 1)..]) is { } paths ? [.. paths.Select(p => $"{SandboxWorkspace}/{p}")] : null;
         }
 
         return pattern.StartsWith('/') ? null : glob(directory, pattern);
@@ -142,14 +142,14 @@ internal static class ShellLine
     private static string? Move(string directory, string target)
     {
         var path = target.StartsWith('/') ? target : directory.Length == 0 ? target : $"{directory}/{target}";
-        var buffer = new char[path.Length + WorkspaceRoot.Length + 2];
-        var length = WorkspacePath.Normalize(path, WorkspaceRoot, buffer);
+        var buffer = new char[path.Length + SandboxWorkspace.Length + 2];
+        var length = WorkspacePath.Normalize(path, SandboxWorkspace, buffer);
         return length < 0 ? null : new string(buffer, 0, length);
     }
 
-    private sealed record Command(IReadOnlyList<string> Words, bool[] Glob, bool[] Quoted, Range[] Sources, ShellOperator Next);
+    private sealed record SimpleCommand(IReadOnlyList<string> Words, bool[] Glob, bool[] Quoted, Range[] Sources, ShellOperator Next);
 
-    private sealed record Parsed(IReadOnlyList<Command> Commands);
+    private sealed record Parsed(IReadOnlyList<SimpleCommand> Commands);
 
     private static bool TryParse(string line, out Parsed parsed)
     {
@@ -167,12 +167,12 @@ internal static class ShellLine
             return false;
         }
 
-        var list = new List<Command>();
+        var list = new List<SimpleCommand>();
         for (var i = 0; i < count && commands[i].Parent < 0; i++)
         {
             var command = commands[i];
             var span = words.AsSpan(command.FirstWord, command.WordCount);
-            list.Add(new Command(
+            list.Add(new SimpleCommand(
                 [.. span.ToArray().Select(w => new string(text, w.Start, w.Length))],
                 [.. span.ToArray().Select(w => w.Glob)],
                 [.. span.ToArray().Select(w => w.Quoted)],

@@ -212,7 +212,7 @@ internal sealed partial class BubblewrapLauncher(IOptions<SandboxOptions> option
         Add(args, "--dir", Home);
         Add(args, "--proc", "/proc", "--dev", "/dev");
         // The command runs under SeccompFilter's list; the descriptor is made when the process starts (ForkThread).
-        if (SeccompFilter.Program is not null)
+        if (SeccompFilter.Filter is not null)
         {
             Add(args, "--seccomp", ForkThread.SeccompDescriptor);
         }
@@ -347,7 +347,7 @@ internal sealed partial class BubblewrapLauncher(IOptions<SandboxOptions> option
 
             var pipe = new AnonymousPipeServerStream(PipeDirection.Out, HandleInheritability.Inheritable);
             arguments[at] = pipe.GetClientHandleAsString();
-            pipe.Write(SeccompFilter.Program);
+            pipe.Write(SeccompFilter.Filter);
             pipe.Flush();
             return pipe;
         }

@@ -7,7 +7,7 @@ namespace HarnessServer.Sandbox;
 /// installs for them (<c>--seccomp</c>) just before it runs the command. An agent's command never needs to trace
 /// another process, mount, touch kernel keyrings, load BPF or kernel modules, reboot or set the clock; each is a
 /// common first step of a kernel exploit. Other architectures' calls (the 32-bit and x32 ABIs) are denied as a whole.
-/// Only x86-64 has a table here; elsewhere no filter is built and <see cref="Program"/> is null.
+/// Only x86-64 has a table here; elsewhere no filter is built and <see cref="Filter"/> is null.
 /// </summary>
 internal static class SeccompFilter
 {
@@ -38,7 +38,7 @@ internal static class SeccompFilter
     private const ushort LdAbsW = 0x20, JeqK = 0x15, JgeK = 0x35, RetK = 0x06;
 
     /// <summary>The program as bytes of <c>struct sock_filter[]</c>, or null where there is no table for the architecture.</summary>
-    public static byte[]? Program { get; } = RuntimeInformation.ProcessArchitecture == Architecture.X64 ? Build(DeniedX64.Values) : null;
+    public static byte[]? Filter { get; } = RuntimeInformation.ProcessArchitecture == Architecture.X64 ? Build(DeniedX64.Values) : null;
 
     private static byte[] Build(IEnumerable<uint> denied)
     {

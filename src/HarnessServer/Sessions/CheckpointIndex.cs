@@ -23,7 +23,7 @@ internal sealed class CheckpointIndex
     /// </summary>
     internal TimeSpan RacyWindow { get; set; } = TimeSpan.FromSeconds(2);
 
-    private readonly ConcurrentDictionary<string, Entry> _workspaces = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, IndexEntry> _workspaces = new(StringComparer.Ordinal);
     private long _files;
 
     /// <summary>Nanoseconds since the epoch on the clock file times are taken from.</summary>
@@ -34,7 +34,7 @@ internal sealed class CheckpointIndex
     /// only read everything). <paramref name="epoch"/> is the store's collection epoch: blobs of an entry recorded
     /// before a collection are checked to still exist, and its trees are not reused.
     /// </summary>
-    public Entry? Take(string workspace, string epoch)
+    public IndexEntry? Take(string workspace, string epoch)
     {
         if (!_workspaces.TryRemove(workspace, out var entry))
         {
@@ -47,7 +47,7 @@ internal sealed class CheckpointIndex
         return entry;
     }
 
-    public void Put(string workspace, Entry entry)
+    public void Put(string workspace, IndexEntry entry)
     {
         entry.LastUsed = Environment.TickCount64;
         if (_workspaces.TryAdd(workspace, entry))
@@ -77,7 +77,7 @@ internal sealed class CheckpointIndex
 
     internal sealed record IndexedFolder(uint Mode, int Entries, string Hash, IReadOnlyList<SkippedEntry> Skipped);
 
-    internal sealed class Entry(string epoch, long recordedAt, Entry? sizedLike = null)
+    internal sealed class IndexEntry(string epoch, long recordedAt, IndexEntry? sizedLike = null)
     {
         public string Epoch { get; } = epoch;
         /// <summary>When the capture that recorded this entry began, before it looked at any file.</summary>

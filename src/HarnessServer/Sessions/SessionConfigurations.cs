@@ -22,9 +22,9 @@ internal sealed class SessionConfiguration : IEntityTypeConfiguration<Session>
     {
         builder.ToTable("sessions");
         builder.HasKey(s => s.Id);
-        builder.Property(s => s.TenantId).HasMaxLength(Limits.Identifier);
-        builder.Property(s => s.OwnerUserId).HasMaxLength(Limits.Identifier);
-        builder.Property(s => s.OwnerName).HasMaxLength(Limits.DisplayName);
+        builder.Property(s => s.TenantId).HasMaxLength(ColumnLimits.Identifier);
+        builder.Property(s => s.OwnerUserId).HasMaxLength(ColumnLimits.Identifier);
+        builder.Property(s => s.OwnerName).HasMaxLength(ColumnLimits.DisplayName);
         builder.Property(s => s.Status).HasConversion<string>().HasMaxLength(20);
         builder.Property(s => s.Version).IsRowVersion();
         builder.HasIndex(s => new { s.TenantId, s.OwnerUserId });
@@ -37,10 +37,10 @@ internal sealed class ToolCallConfiguration : IEntityTypeConfiguration<ToolCall>
     public void Configure(EntityTypeBuilder<ToolCall> builder)
     {
         builder.HasKey(c => c.Id);
-        builder.Property(c => c.TenantId).HasMaxLength(Limits.Identifier);
-        builder.Property(c => c.RequestedBy).HasMaxLength(Limits.Identifier);
-        builder.Property(c => c.RequestedByName).HasMaxLength(Limits.DisplayName);
-        builder.Property(c => c.Tool).HasMaxLength(Limits.Identifier);
+        builder.Property(c => c.TenantId).HasMaxLength(ColumnLimits.Identifier);
+        builder.Property(c => c.RequestedBy).HasMaxLength(ColumnLimits.Identifier);
+        builder.Property(c => c.RequestedByName).HasMaxLength(ColumnLimits.DisplayName);
+        builder.Property(c => c.Tool).HasMaxLength(ColumnLimits.Identifier);
         builder.Property(c => c.ToolDigest).HasMaxLength(64);
         builder.Property(c => c.Status).HasConversion<string>().HasMaxLength(20);
         builder.HasIndex(c => new { c.TenantId, c.SessionId, c.CreatedAt });
@@ -57,8 +57,8 @@ internal sealed class WorkspaceCheckpointConfiguration : IEntityTypeConfiguratio
     {
         builder.ToTable("workspace_checkpoints");
         builder.HasKey(c => c.Id);
-        builder.Property(c => c.TenantId).HasMaxLength(Limits.Identifier);
-        builder.Property(c => c.Tool).HasMaxLength(Limits.Identifier);
+        builder.Property(c => c.TenantId).HasMaxLength(ColumnLimits.Identifier);
+        builder.Property(c => c.Tool).HasMaxLength(ColumnLimits.Identifier);
         builder.Property(c => c.TreeHash).HasMaxLength(64).IsFixedLength();
         builder.HasIndex(c => new { c.TenantId, c.SessionId, c.CreatedAt });
         builder.HasOne<Session>().WithMany().HasForeignKey(c => c.SessionId);

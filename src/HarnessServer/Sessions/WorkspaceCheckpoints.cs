@@ -52,7 +52,7 @@ internal sealed class WorkspaceCheckpoints(WorkspaceRoot workspaces)
         using var guard = CheckpointStore.Lock(store, exclusive: false);
         var epoch = CheckpointStore.Epoch(store);
         var previous = Index.Take(workspace.FullPath, epoch);
-        var next = new CheckpointIndex.Entry(epoch, CheckpointIndex.Now(), previous);
+        var next = new CheckpointIndex.IndexEntry(epoch, CheckpointIndex.Now(), previous);
         var root = new TreeNode { Path = "" };
         var folders = new Dictionary<string, TreeNode>(StringComparer.Ordinal) { [""] = root };
         var byParentPath = folders.GetAlternateLookup<ReadOnlySpan<char>>();
@@ -311,7 +311,7 @@ internal sealed class WorkspaceCheckpoints(WorkspaceRoot workspaces)
     // folder whose files were all known, whose mode and number of entries are the same and whose folders are all
     // unchanged is the tree it was, so it is neither serialised nor hashed again.
     private static (string Hash, bool Reused) StoreTree(string store, TreeNode node, IReadOnlyList<SkippedEntry>? skipped,
-        CheckpointIndex.Entry? previous, CheckpointIndex.Entry next)
+        CheckpointIndex.IndexEntry? previous, CheckpointIndex.IndexEntry next)
     {
         var unchanged = !node.Changed;
         var folders = new TreeEntry[node.Folders.Count];

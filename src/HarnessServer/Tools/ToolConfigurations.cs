@@ -21,11 +21,11 @@ internal sealed class ToolRegistrationConfiguration : IEntityTypeConfiguration<T
         builder.ToTable("tool_registrations");
         builder.ToTable("tool_registrations");
         builder.HasKey(t => new { t.TenantId, t.Name, t.Version });
-        builder.Property(t => t.TenantId).HasMaxLength(Limits.Identifier);
-        builder.Property(t => t.Name).HasMaxLength(Limits.Identifier);
+        builder.Property(t => t.TenantId).HasMaxLength(ColumnLimits.Identifier);
+        builder.Property(t => t.Name).HasMaxLength(ColumnLimits.Identifier);
         builder.Property(t => t.Description).HasMaxLength(4000);
         builder.Property(t => t.Kind).HasConversion<string>().HasMaxLength(20);
-        builder.Property(t => t.ChangedBy).HasMaxLength(Limits.Identifier);
+        builder.Property(t => t.ChangedBy).HasMaxLength(ColumnLimits.Identifier);
         builder.HasOne<Tenant>().WithMany().HasForeignKey(t => t.TenantId);
     }
 }
@@ -36,7 +36,7 @@ internal sealed class HttpFetchDomainsConfiguration : IEntityTypeConfiguration<T
     {
         builder.ToTable("http_fetch_domains");
         builder.HasKey(d => d.TenantId);
-        builder.Property(d => d.TenantId).HasMaxLength(Limits.Identifier);
-        builder.Property(d => d.UpdatedBy).HasMaxLength(Limits.Identifier);
+        builder.Property(d => d.TenantId).HasMaxLength(ColumnLimits.Identifier);
+        builder.Property(d => d.UpdatedBy).HasMaxLength(ColumnLimits.Identifier);
     }
 }

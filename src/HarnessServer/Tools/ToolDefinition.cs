@@ -45,6 +45,31 @@ internal sealed partial record ToolDefinition(
         ["schema"] = JsonNode.Parse(Schema.GetRawText()),
     })));
 
+    /// <summary>
+    /// The argv a call of this command tool runs: each placeholder entry becomes exactly one entry, the argument's value
+    /// (never parsed as shell text), and a placeholder whose argument is absent or null is left out.
+    /// </summary>
+    public List<string> ArgvFor(JsonElement arguments)
+    {
+        var argv = new List<string>(Argv?.Count ?? 0);
+        foreach (var entry in Argv ?? [])
+        {
+            if (Placeholder().Match(entry) is { Success: true } placeholder)
+            {
+                if (arguments.TryGetProperty(placeholder.Groups[1].Value, out var value) && value.ValueKind != JsonValueKind.Null)
+                {
+                    argv.Add(value.ValueKind == JsonValueKind.String ? value.GetString()! : value.GetRawText());
+                }
+            }
+            else
+            {
+                argv.Add(entry);
+            }
+        }
+
+        return argv;
+    }
+
     /// <summary>An argv entry that is a whole placeholder, <c>{name}</c>; group 1 is the argument's name.</summary>
     [GeneratedRegex("^\\{([A-Za-z_][A-Za-z0-9_]*)\\}$")]
     internal static partial Regex Placeholder();
