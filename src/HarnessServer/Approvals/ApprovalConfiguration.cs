@@ -49,9 +49,9 @@ internal sealed class ApprovalVoteConfiguration : IEntityTypeConfiguration<Appro
         builder.ToTable("approval_votes");
         // One vote per approver and approval: a second approve by the same person cannot count twice.
         builder.HasKey(v => new { v.ApprovalId, v.Approver });
-        builder.Property(v => v.TenantId).HasMaxLength(Limits.Identifier);
-        builder.Property(v => v.Approver).HasMaxLength(Limits.Identifier);
-        builder.Property(v => v.ApproverName).HasMaxLength(Limits.DisplayName);
+        builder.Property(v => v.TenantId).HasMaxLength(ColumnLimits.Identifier);
+        builder.Property(v => v.Approver).HasMaxLength(ColumnLimits.Identifier);
+        builder.Property(v => v.ApproverName).HasMaxLength(ColumnLimits.DisplayName);
         builder.Property(v => v.Comment).HasMaxLength(4000);
         builder.HasOne<Approval>().WithMany().HasForeignKey(v => v.ApprovalId).OnDelete(DeleteBehavior.Cascade);
     }

@@ -267,9 +267,9 @@ internal static class PolicyParser
                 var colon = text.IndexOf(':', StringComparison.Ordinal);
                 var kind = colon < 0 ? "" : text[..colon];
                 var name = colon < 0 ? "" : text[(colon + 1)..];
-                if (kind is not ("team" or "role") || name.Length == 0 || name.Length > Data.Limits.Identifier || name.Trim().Length != name.Length)
+                if (kind is not ("team" or "role") || name.Length == 0 || name.Length > Data.ColumnLimits.Identifier || name.Trim().Length != name.Length)
                 {
-                    Error(node.Start, $"{at}[{i}]: '{text}' is not 'team:<name>' or 'role:<name>' (a name of 1 to {Data.Limits.Identifier} characters, no surrounding spaces)");
+                    Error(node.Start, $"{at}[{i}]: '{text}' is not 'team:<name>' or 'role:<name>' (a name of 1 to {Data.ColumnLimits.Identifier} characters, no surrounding spaces)");
                     continue;
                 }
 
