@@ -31,15 +31,19 @@ internal sealed class ApprovalService(HarnessDbContext db, AuditChain audit, Tim
             ? user.IsAdmin || (user.IsApprover && approval.RequesterTeams.Intersect(user.Teams).Any())
             : approval.Approvers.Intersect(Entries(user), StringComparer.Ordinal).Any();
 
-    /// <summary>Whether <paramref name="user"/> may vote on <paramref name="approval"/>.</summary>
-    public static bool MayDecide(Approval approval, CurrentUser user) =>
-        approval.RequestedBy == user.UserId ? approval.SelfApproval : Names(approval, user);
+    private static HarnessError NotAnApprover(Guid id) => new(ErrorKind.Forbidden, "not_an_approver",
+        $"You may not decide approval {id}: approvals are decided by approvers (role harness.approver) of the requester's teams, admins, or whom the asking rule names.");
 
     // The routing entries a user answers to: team:<each team>, role:<each role>.
     private static string[] Entries(CurrentUser user) =>
         [.. user.Teams.Select(t => $"team:{t}"), .. user.Roles.Select(r => $"role:{r}")];
 
-    public async Task<IReadOnlyList<ApprovalView>> ListAsync(CurrentUser user, ApprovalStatus? status, CancellationToken cancellationToken)
+    /// <summary>
+    /// Approvals by status: with <paramref name="decidableOnly"/> false (<c>GET /v1/approvals</c>, approvers and admins)
+    /// admins see the whole tenant and approvers what they may decide; with it true (<c>GET /v1/me/approvals</c>, any
+    /// user) exactly the approvals the caller may vote on, admins included.
+    /// </summary>
+    public async Task<IReadOnlyList<ApprovalView>> ListAsync(CurrentUser user, ApprovalStatus? status, bool decidableOnly, CancellationToken cancellationToken)
     {
         var query = db.Approvals.AsNoTracking();
         if (status is { } s)
@@ -47,18 +51,19 @@ internal sealed class ApprovalService(HarnessDbContext db, AuditChain audit, Tim
             query = query.Where(a => a.Status == s);
         }
 
-        // Admins see the tenant; everyone else only what they may decide: their own call where its rule allows self
-        // approval, others' calls whose rule names them (or, by default, their team's calls when they are approvers).
-        if (!user.IsAdmin)
+        // What a caller may decide: their own call only where its rule allows self approval; others' calls whose rule
+        // names them, or, by default (no named approvers), their team's calls when they are approvers, any when admins.
+        if (decidableOnly || !user.IsAdmin)
         {
             var uid = user.UserId;
             var teams = user.Teams.ToArray();
             var entries = Entries(user);
             var approver = user.IsApprover;
+            var admin = user.IsAdmin;
             query = query.Where(a => a.RequestedBy == uid
                 ? a.SelfApproval
                 : a.Approvers.Length == 0
-                    ? approver && a.RequesterTeams.Any(t => teams.Contains(t))
+                    ? admin || (approver && a.RequesterTeams.Any(t => teams.Contains(t)))
                     : a.Approvers.Any(e => entries.Contains(e)));
         }
 
@@ -82,23 +87,39 @@ internal sealed class ApprovalService(HarnessDbContext db, AuditChain audit, Tim
         var found = await db.Approvals.AsNoTracking().Where(a => a.Id == id)
             .Join(db.ToolCalls.AsNoTracking(), a => a.ToolCallId, c => c.Id, (a, c) => new { Approval = a, c.Arguments })
             .FirstOrDefaultAsync(cancellationToken);
-        // Another tenant's approval does not exist (the tenant filter); within the tenant, only those the rule names decide.
+        // Approvers and admins are the callers the contract gives this route; for them an approval outside their scope
+        // does not exist (404), as before rules could route. Anyone else reaches it only where the rule names them (a
+        // team entry) or lets them approve their own call; otherwise they are refused as the route always refused them
+        // (403), existing or not, so a plain user learns nothing about approvals they cannot decide.
+        var covered = user.IsAdmin || user.IsApprover;
         if (found is not { Approval: var approval, Arguments: var arguments })
         {
-            throw new HarnessError(ErrorKind.NotFound, "approval_not_found", $"Approval {id} does not exist.");
+            throw covered
+                ? new HarnessError(ErrorKind.NotFound, "approval_not_found", $"Approval {id} does not exist.")
+                : NotAnApprover(id);
         }
 
-        if (approval.RequestedBy == user.UserId && !approval.SelfApproval)
+        if (approval.RequestedBy == user.UserId)
         {
-            throw new HarnessError(ErrorKind.Forbidden, "own_call",
-                "The requester of a call cannot decide its approval; another approver must.");
+            if (!approval.SelfApproval)
+            {
+                throw new HarnessError(ErrorKind.Forbidden, "own_call",
+                    "The requester of a call cannot decide its approval; another approver must.");
+            }
         }
-
-        if (approval.RequestedBy != user.UserId && !Names(approval, user))
+        else if (!Names(approval, user))
         {
-            throw new HarnessError(ErrorKind.Forbidden, "not_an_approver", approval.Approvers.Length == 0
-                ? $"Approval {id} is decided by approvers of a team of its requester, or admins."
-                : $"Approval {id} is decided only by {string.Join(", ", approval.Approvers)}; you are none of them.");
+            // An admin, or an approver of the requester's team, saw this approval before the rule routed it elsewhere.
+            var sawIt = user.IsAdmin || (user.IsApprover && approval.RequesterTeams.Intersect(user.Teams).Any());
+            if (covered && !sawIt)
+            {
+                throw new HarnessError(ErrorKind.NotFound, "approval_not_found", $"Approval {id} does not exist.");
+            }
+
+            throw approval.Approvers.Length == 0 || !covered
+                ? NotAnApprover(id)
+                : new HarnessError(ErrorKind.Forbidden, "not_an_approver",
+                    $"Approval {id} is decided only by {string.Join(", ", approval.Approvers)}; you are none of them.");
         }
 
         var now = time.GetUtcNow();
