@@ -27,7 +27,7 @@ internal sealed class ApprovalConfiguration : IEntityTypeConfiguration<Approval>
         builder.Property(a => a.Reason).HasMaxLength(2000);
         builder.Property(a => a.DecidedBy).HasMaxLength(ColumnLimits.Identifier);
         builder.Property(a => a.DecidedByName).HasMaxLength(ColumnLimits.DisplayName);
-        builder.Property(a => a.Comment).HasMaxLength(4000);
+        builder.Property(a => a.Comment).HasMaxLength(ApprovalService.MaxComment);
         builder.Property(a => a.Preview).HasColumnType("jsonb");
         builder.Property(a => a.Status).HasConversion<string>().HasMaxLength(20);
         // Approvals asked before rules could route keep the default: any approver of the requester's teams, once.
@@ -52,7 +52,7 @@ internal sealed class ApprovalVoteConfiguration : IEntityTypeConfiguration<Appro
         builder.Property(v => v.TenantId).HasMaxLength(ColumnLimits.Identifier);
         builder.Property(v => v.Approver).HasMaxLength(ColumnLimits.Identifier);
         builder.Property(v => v.ApproverName).HasMaxLength(ColumnLimits.DisplayName);
-        builder.Property(v => v.Comment).HasMaxLength(4000);
+        builder.Property(v => v.Comment).HasMaxLength(ApprovalService.MaxComment);
         builder.HasOne<Approval>().WithMany().HasForeignKey(v => v.ApprovalId).OnDelete(DeleteBehavior.Cascade);
     }
 }

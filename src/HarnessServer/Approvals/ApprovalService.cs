@@ -4,6 +4,7 @@ using HarnessServer.Data;
 using HarnessServer.Errors;
 using HarnessServer.Identity;
 using HarnessServer.Sessions;
+using HarnessServer.Webhooks;
 using Microsoft.EntityFrameworkCore;
 
 namespace HarnessServer.Approvals;
@@ -11,6 +12,9 @@ namespace HarnessServer.Approvals;
 /// <summary>Lists approvals in an approver's scope and records their decisions (audited with the call's update).</summary>
 internal sealed class ApprovalService(HarnessDbContext db, AuditChain audit, TimeProvider time, ApprovalSignal signal)
 {
+    /// <summary>The longest comment a vote keeps (the column's length).</summary>
+    public const int MaxComment = 4000;
+
     public static ApprovalStatus? ParseStatus(string? status) => status switch
     {
         null or "" => null,
@@ -84,6 +88,11 @@ internal sealed class ApprovalService(HarnessDbContext db, AuditChain audit, Tim
     /// </summary>
     public async Task<ApprovalView> DecideAsync(Guid id, CurrentUser user, ApprovalDecisionBody body, CancellationToken cancellationToken)
     {
+        if (body.Comment is { Length: > MaxComment })
+        {
+            throw new HarnessError(ErrorKind.Invalid, "invalid_comment", $"A comment is at most {MaxComment} characters; this one has {body.Comment.Length}.");
+        }
+
         var found = await db.Approvals.AsNoTracking().Where(a => a.Id == id)
             .Join(db.ToolCalls.AsNoTracking(), a => a.ToolCallId, c => c.Id, (a, c) => new { Approval = a, c.Arguments })
             .FirstOrDefaultAsync(cancellationToken);
@@ -203,6 +212,8 @@ internal sealed class ApprovalService(HarnessDbContext db, AuditChain audit, Tim
             }
 
             SessionEvents.CallChanged(unit, approval.TenantId, approval.SessionId, approval.ToolCallId);
+            await ApprovalWebhook.EnqueueAsync(unit, WebhookOutbox.Decided, Decided(approval, settled, user, body.Comment, now), arguments.RootElement,
+                votes.Where(v => v.Approve).Select(v => v.Approver), now, ct);
             return ((Settled: settled, Votes: votes), (IReadOnlyList<AuditEntry>)[new AuditEntry("tool_call.approval_decided",
                 new AuditActor(user.UserId, user.DisplayName), approval.SessionId, approval.Tool,
                 Decision: new JsonObject { ["effect"] = body.Approve ? "allow" : "deny", ["level"] = "approval", ["reason"] = body.Comment },
@@ -215,14 +226,17 @@ internal sealed class ApprovalService(HarnessDbContext db, AuditChain audit, Tim
             signal.Raise();
         }
 
-        approval.Status = decided;
-        if (decided != ApprovalStatus.Pending)
-        {
-            approval.DecidedBy = user.UserId;
-            approval.Comment = body.Comment;
-            approval.DecidedAt = now;
-        }
-
         return ApprovalView.Of(approval, arguments, votes);
+    }
+
+    // The approval as this vote left it, for the answer and the webhook (the row itself is updated in SQL).
+    private static Approval Decided(Approval approval, ApprovalStatus status, CurrentUser user, string? comment, DateTimeOffset at)
+    {
+        approval.Status = status;
+        approval.DecidedBy = user.UserId;
+        approval.DecidedByName = user.DisplayName;
+        approval.Comment = comment;
+        approval.DecidedAt = at;
+        return approval;
     }
 }

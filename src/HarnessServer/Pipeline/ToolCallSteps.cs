@@ -6,6 +6,7 @@ using HarnessServer.Policies;
 using HarnessServer.Sandbox;
 using HarnessServer.Sessions;
 using HarnessServer.Tools;
+using HarnessServer.Webhooks;
 using Microsoft.Extensions.Options;
 
 namespace HarnessServer.Pipeline;
@@ -155,7 +156,7 @@ internal sealed class CommitDecisionStep(AuditChain audit, TimeProvider time, IO
         {
             // The rule that asked says who approves, how many, whether the requester may, and for how long.
             var routing = context.Decision?.Routing ?? ApprovalRouting.Default;
-            commands.Add(PipelineRows.InsertApproval(new Approval
+            var approval = new Approval
             {
                 Id = context.ApprovalId!.Value,
                 TenantId = context.Caller.TenantId,
@@ -172,7 +173,11 @@ internal sealed class CommitDecisionStep(AuditChain audit, TimeProvider time, IO
                 Approvers = [.. routing.Approvers],
                 Quorum = routing.Quorum,
                 SelfApproval = routing.SelfApproval,
-            }));
+            };
+            commands.Add(PipelineRows.InsertApproval(approval));
+            // The tenant's webhook hears of it exactly when the held call commits (nothing is written without one).
+            commands.Add(ApprovalWebhook.Enqueue(WebhookOutbox.Pending, approval, context.Request.Arguments, now));
+            commands.Add(AuditCommand.NotifyChange(WebhookOutbox.ChangeKind, approval.TenantId));
         }
 
         commands.AddRange(context.DecisionWrites);

@@ -15,6 +15,9 @@ public sealed partial class ApprovalRoutingTests(ApprovalRoutingTests.RoutingApp
 {
     public const string Tenant = "routing";
 
+    /// <summary>The tenant with a webhook (the others' events go nowhere).</summary>
+    public const string HookTenant = "routing-hooks";
+
     public sealed class RoutingApplication : HarnessApplication
     {
         public const string OrgPolicy = """
@@ -47,15 +50,24 @@ public sealed partial class ApprovalRoutingTests(ApprovalRoutingTests.RoutingApp
                 expires: 1s
             """;
 
-        protected override void Configure(IDictionary<string, string?> settings) =>
+        protected override void Configure(IDictionary<string, string?> settings)
+        {
             settings["Harness:Approvals:PollInterval"] = "00:00:00.100";
+            // The test's receiver listens on loopback, which a Production server reaches only where configured.
+            settings["Harness:Webhooks:AllowedNetworks:0"] = "127.0.0.1/32";
+            settings["Harness:Webhooks:PollInterval"] = "00:00:00.100";
+            settings["Harness:Webhooks:InitialBackoff"] = "00:00:00.200";
+        }
 
         public override async Task InitializeAsync()
         {
             await base.InitializeAsync();
-            using var admin = ClientFor("admin", Tenant, roles: [HarnessRoles.Admin]);
-            var put = await admin.PutAsync("/v1/admin/policies/org", new StringContent(OrgPolicy, Encoding.UTF8, "application/yaml"));
-            put.EnsureSuccessStatusCode();
+            foreach (var tenant in new[] { Tenant, HookTenant })
+            {
+                using var admin = ClientFor("admin", tenant, roles: [HarnessRoles.Admin]);
+                var put = await admin.PutAsync("/v1/admin/policies/org", new StringContent(OrgPolicy, Encoding.UTF8, "application/yaml"));
+                put.EnsureSuccessStatusCode();
+            }
         }
     }
 
@@ -142,6 +154,7 @@ public sealed partial class ApprovalRoutingTests(ApprovalRoutingTests.RoutingApp
 
         Assert.Equal("rejected", rejected.GetProperty("status").GetString());
         await (await VoteAsync(cleo, approval, true)).ProblemAsync(HttpStatusCode.Conflict, "approval_decided");
+        await (await VoteAsync(cleo, approval, true, new string('x', 4001))).ProblemAsync(HttpStatusCode.BadRequest, "invalid_comment");
         Assert.Equal("denied", await requester.WaitForCallStatusAsync(session, call, "denied"));
         Assert.Equal(0, await ExecutedAsync(call));
         Assert.Equal("bert", (await DecidedPayloadAsync(approval)).GetProperty("approver").GetString());
