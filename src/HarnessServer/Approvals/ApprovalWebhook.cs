@@ -7,8 +7,8 @@ namespace HarnessServer.Approvals;
 
 /// <summary>
 /// An approval as the tenant's webhook reports it (<see cref="WebhookOutbox"/>): who asked for which tool, why, who
-/// may decide and by when, and once decided the outcome and who voted for it. The arguments and the preview go only
-/// to tenants that opted in.
+/// may decide and by when, and once decided the outcome and who voted for it. The arguments, the preview and the
+/// reason (which can quote them) go only to tenants that opted in.
 /// </summary>
 internal static class ApprovalWebhook
 {
@@ -36,7 +36,6 @@ internal static class ApprovalWebhook
             ["sessionId"] = approval.SessionId?.ToString(),
             ["tool"] = approval.Tool,
             ["requestedBy"] = approval.RequestedBy,
-            ["reason"] = approval.Reason,
             ["status"] = approval.Status.ToString().ToLowerInvariant(),
             ["approvers"] = new JsonArray([.. approval.Approvers.Select(a => (JsonNode?)JsonValue.Create(a))]),
             ["quorum"] = approval.Quorum,
@@ -49,7 +48,8 @@ internal static class ApprovalWebhook
             view["approvals"] = new JsonArray([.. voters.Select(v => (JsonNode?)JsonValue.Create(v))]);
         }
 
-        var details = new JsonObject { ["arguments"] = JsonNode.Parse(arguments.GetRawText()) };
+        // The reason goes with the arguments: for a shell line it quotes the simple command that asked.
+        var details = new JsonObject { ["arguments"] = JsonNode.Parse(arguments.GetRawText()), ["reason"] = approval.Reason };
         if (approval.Preview is { } preview)
         {
             details["preview"] = JsonNode.Parse(preview.RootElement.GetRawText());

@@ -80,8 +80,10 @@ internal sealed class WebhookDispatcher : BackgroundService
             {
                 return;
             }
-            catch (Exception e) when (e is NpgsqlException or InvalidOperationException or DbUpdateException)
+            catch (Exception e) when (e is not OperationCanceledException)
             {
+                // Whatever one pass met must not stop the dispatcher (an exception out of ExecuteAsync stops the host);
+                // a claimed delivery whose attempt was not recorded is retried when its lease ends.
                 _logger.LogWarning(e, "Webhook dispatcher pass failed; retrying");
             }
 

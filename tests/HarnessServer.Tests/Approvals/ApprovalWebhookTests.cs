@@ -125,6 +125,8 @@ public sealed partial class ApprovalRoutingTests
         Assert.Equal("fs.write", retried.Body.GetProperty("approval").GetProperty("tool").GetString());
         // No arguments unless the tenant opts in: not the content, not the preview.
         Assert.False(retried.Body.TryGetProperty("arguments", out _));
+        Assert.False(retried.Body.TryGetProperty("preview", out _));
+        Assert.False(retried.Body.TryGetProperty("reason", out _));
         Assert.DoesNotContain("reviewed", retried.Raw);
 
         await (await VoteAsync(approver, approval, true)).JsonAsync(HttpStatusCode.OK);
