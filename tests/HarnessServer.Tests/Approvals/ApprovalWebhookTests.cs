@@ -149,6 +149,12 @@ public sealed partial class ApprovalRoutingTests
         Assert.Equal(1, await app.CountAsync("SELECT count(*) FROM audit_events WHERE tenant_id = $1 AND type = 'webhook.configured'", HookTenant));
         Assert.False((await (await admin.GetAsync("/v1/admin/webhook")).JsonAsync(HttpStatusCode.OK)).TryGetProperty("secret", out _));
 
+        // An expiry is a decision too.
+        var (_, _, expiring) = await AskAsync(requester, "short/hook.md");
+        var expired = await receiver.WaitForAsync(b => b.GetProperty("type").GetString() == "approval.decided" && b.GetProperty("approval").GetProperty("id").GetGuid() == expiring);
+        AssertSigned(expired.Headers, expired.Raw);
+        Assert.Equal("expired", expired.Body.GetProperty("approval").GetProperty("status").GetString());
+
         // A tenant that opts in receives the arguments and the preview.
         (await admin.PutAsJsonAsync("/v1/admin/webhook", new { url = receiver.Url, secret = Secret, includeArguments = true })).EnsureSuccessStatusCode();
         var (_, _, withArguments) = await AskAsync(requester, "plain/hook-arguments.md");
