@@ -147,6 +147,12 @@ internal sealed class ApprovalService(HarnessDbContext db, AuditChain audit, Tim
                 throw new HarnessError(ErrorKind.Conflict, "approval_decided", $"Approval {id} was already decided.");
             }
 
+            // Checked again under the lock: a vote that waited for another one must not land after the expiry.
+            if (approval.ExpiresAt <= time.GetUtcNow())
+            {
+                throw new HarnessError(ErrorKind.Conflict, "approval_expired", $"Approval {id} expired at {approval.ExpiresAt:O}.");
+            }
+
             var votes = await unit.Db.ApprovalVotes.AsNoTracking().Where(v => v.ApprovalId == id).OrderBy(v => v.At).ToListAsync(ct);
             if (votes.Any(v => v.Approver == user.UserId))
             {
@@ -183,7 +189,8 @@ internal sealed class ApprovalService(HarnessDbContext db, AuditChain audit, Tim
             {
                 payload["quorum"] = approval.Quorum;
                 payload["approvals"] = new JsonArray([.. votes.Where(v => v.Approve).Select(v => (JsonNode?)JsonValue.Create(v.Approver))]);
-                payload["self"] = user.UserId == approval.RequestedBy;
+                // Whether the requester's own vote is among those that count (only possible under self: allow).
+                payload["self"] = votes.Any(v => v.Approve && v.Approver == approval.RequestedBy);
             }
 
             if (settled == ApprovalStatus.Pending)

@@ -18,6 +18,9 @@ public sealed partial class ApprovalRoutingTests(ApprovalRoutingTests.RoutingApp
     /// <summary>The tenant with a webhook (the others' events go nowhere).</summary>
     public const string HookTenant = "routing-hooks";
 
+    /// <summary>A tenant whose webhook receiver is down at first.</summary>
+    public const string DownTenant = "routing-down";
+
     public sealed class RoutingApplication : HarnessApplication
     {
         public const string OrgPolicy = """
@@ -62,7 +65,7 @@ public sealed partial class ApprovalRoutingTests(ApprovalRoutingTests.RoutingApp
         public override async Task InitializeAsync()
         {
             await base.InitializeAsync();
-            foreach (var tenant in new[] { Tenant, HookTenant })
+            foreach (var tenant in new[] { Tenant, HookTenant, DownTenant })
             {
                 using var admin = ClientFor("admin", tenant, roles: [HarnessRoles.Admin]);
                 var put = await admin.PutAsync("/v1/admin/policies/org", new StringContent(OrgPolicy, Encoding.UTF8, "application/yaml"));

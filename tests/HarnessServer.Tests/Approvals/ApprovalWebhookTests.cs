@@ -21,21 +21,29 @@ public sealed partial class ApprovalRoutingTests
     {
         private readonly HttpListener _listener = new();
         private readonly SemaphoreSlim _arrived = new(0);
+        private readonly bool _failFirst;
         private int _count;
 
-        public Receiver()
+        public Receiver(int? port = null, bool failFirst = true)
         {
-            using var probe = new TcpListener(IPAddress.Loopback, 0);
-            probe.Start();
-            var port = ((IPEndPoint)probe.LocalEndpoint).Port;
-            probe.Stop();
-            Url = $"http://127.0.0.1:{port}/hooks/harness";
+            _failFirst = failFirst;
+            port ??= FreePort();
+            Url = UrlOf(port.Value);
             _listener.Prefixes.Add($"http://127.0.0.1:{port}/");
             _listener.Start();
             _ = Task.Run(ServeAsync);
         }
 
         public string Url { get; }
+
+        public static string UrlOf(int port) => $"http://127.0.0.1:{port}/hooks/harness";
+
+        public static int FreePort()
+        {
+            using var probe = new TcpListener(IPAddress.Loopback, 0);
+            probe.Start();
+            return ((IPEndPoint)probe.LocalEndpoint).Port;
+        }
         public ConcurrentQueue<(int Status, Dictionary<string, string> Headers, string Body)> Requests { get; } = new();
 
         private async Task ServeAsync()
@@ -54,7 +62,7 @@ public sealed partial class ApprovalRoutingTests
 
                 using var reader = new StreamReader(context.Request.InputStream, Encoding.UTF8);
                 var body = await reader.ReadToEndAsync();
-                var status = Interlocked.Increment(ref _count) == 1 ? 500 : 200;
+                var status = Interlocked.Increment(ref _count) == 1 && _failFirst ? 500 : 200;
                 var headers = context.Request.Headers.AllKeys.ToDictionary(k => k!, k => context.Request.Headers[k]!, StringComparer.OrdinalIgnoreCase);
                 Requests.Enqueue((status, headers, body));
                 context.Response.StatusCode = status;
@@ -162,6 +170,36 @@ public sealed partial class ApprovalRoutingTests
         AssertSigned(full.Headers, full.Raw);
         Assert.Equal("reviewed", full.Body.GetProperty("arguments").GetProperty("content").GetString());
         Assert.True(full.Body.TryGetProperty("preview", out _));
+    }
+
+    [Fact]
+    public async Task A_delivery_nobody_answered_stays_in_the_outbox_and_arrives_once_the_receiver_is_up()
+    {
+        var port = Receiver.FreePort();
+        using var admin = app.ClientFor("ada", DownTenant, ["ops"], [HarnessRoles.Admin]);
+        (await admin.PutAsJsonAsync("/v1/admin/webhook", new { url = Receiver.UrlOf(port), secret = Secret })).EnsureSuccessStatusCode();
+        using var requester = app.ClientFor("rita", DownTenant, ["web"]);
+        var (_, _, approval) = await AskAsync(requester, "plain/down.md");
+
+        // Nothing listens yet: the attempt fails without an answer, and the log says so.
+        JsonElement failed = default;
+        for (var i = 0; i < 100 && failed.ValueKind == JsonValueKind.Undefined; i++)
+        {
+            var log = await (await admin.GetAsync("/v1/admin/webhook/deliveries")).JsonAsync(HttpStatusCode.OK);
+            failed = log.GetProperty("deliveries").EnumerateArray().SelectMany(d => d.GetProperty("log").EnumerateArray()).FirstOrDefault();
+            await Task.Delay(failed.ValueKind == JsonValueKind.Undefined ? 100 : 0);
+        }
+
+        Assert.True(!failed.TryGetProperty("statusCode", out var code) || code.ValueKind == JsonValueKind.Null, failed.GetRawText());
+        Assert.StartsWith("The request failed", failed.GetProperty("error").GetString());
+
+        using var receiver = new Receiver(port, failFirst: false);
+        var arrived = await receiver.WaitForAsync(b => b.GetProperty("approval").GetProperty("id").GetGuid() == approval);
+        AssertSigned(arrived.Headers, arrived.Raw);
+        var delivered = (await (await admin.GetAsync("/v1/admin/webhook/deliveries?status=delivered")).JsonAsync(HttpStatusCode.OK))
+            .GetProperty("deliveries").EnumerateArray().Single();
+        Assert.True(delivered.GetProperty("attempts").GetInt32() >= 2);
+        Assert.Equal(200, delivered.GetProperty("lastStatusCode").GetInt32());
     }
 
     [Theory]
