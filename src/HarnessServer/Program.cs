@@ -64,6 +64,12 @@ builder.AddHarnessApi();
 
 var app = builder.Build();
 
+// `--migrate`: apply the migrations as the schema owner and exit (a release step; serving replicas never migrate).
+if (await DatabaseMigrator.RunIfAskedAsync(app, args))
+{
+    return;
+}
+
 app.UseHarnessHttp();
 app.UseAuthentication();
 app.UseAuthorization();

@@ -76,7 +76,21 @@ internal sealed partial class BubblewrapLauncher(IOptions<SandboxOptions> option
     public async Task<SandboxResult> RunAsync(SandboxCommand command, CancellationToken cancellationToken)
     {
         var timeout = Validate(command);
-        using var group = groups.Create();
+        var group = groups.Create();
+        try
+        {
+            return await RunAsync(command, timeout, group, cancellationToken);
+        }
+        finally
+        {
+            // Off the call's path: the sandbox's last processes are still being reaped when bwrap has exited, and an
+            // rmdir before then fails; the call need not wait for that.
+            group?.Release();
+        }
+    }
+
+    private async Task<SandboxResult> RunAsync(SandboxCommand command, int timeout, CallGroup? group, CancellationToken cancellationToken)
+    {
         var startInfo = StartInfo(command, timeout, group);
         var clock = Stopwatch.StartNew();
         using var process = new Process { StartInfo = startInfo };

@@ -29,7 +29,7 @@ internal enum LimitMechanism
 /// starts a shell that writes its own PID to <c>cgroup.procs</c> and then execs <c>setpriv</c>), so no process of the
 /// call is ever outside it. Whatever is left when the call ends is killed and the group removed.
 /// </remarks>
-internal sealed class ControlGroups
+internal sealed class ControlGroups : IDisposable
 {
     private const string GroupFolder = "harness-sandboxes";
 
@@ -56,7 +56,9 @@ internal sealed class ControlGroups
     public string Description { get; }
 
     /// <summary>
-    /// A fresh group for one call with its limits written, or null when the host lends none.
+    /// A fresh group for one call with its limits written, or null when the host lends none. Groups are made ahead
+    /// (a few, in the background) so a call does not wait for the mkdirs and writes; each is used by one call only,
+    /// so nothing one call was charged for counts against another.
     /// </summary>
     public CallGroup? Create()
     {
@@ -65,6 +67,54 @@ internal sealed class ControlGroups
             return null;
         }
 
+        var group = _ready.TryDequeue(out var made) ? made : Make();
+        Refill();
+        return group;
+    }
+
+    /// <summary>Removes the groups made ahead that no call took.</summary>
+    public void Dispose()
+    {
+        while (_ready.TryDequeue(out var unused))
+        {
+            unused.Dispose();
+        }
+    }
+
+    private const int ReadyGroups = 4;
+
+    private readonly System.Collections.Concurrent.ConcurrentQueue<CallGroup> _ready = new();
+    private int _refilling;
+
+    private void Refill()
+    {
+        if (Interlocked.Exchange(ref _refilling, 1) == 1)
+        {
+            return;
+        }
+
+        _ = Task.Run(() =>
+        {
+            try
+            {
+                while (_ready.Count < ReadyGroups)
+                {
+                    _ready.Enqueue(Make());
+                }
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                // The next call makes its own group, and reports the failure if it persists.
+            }
+            finally
+            {
+                Volatile.Write(ref _refilling, 0);
+            }
+        });
+    }
+
+    private CallGroup Make()
+    {
         var name = $"call-{Guid.NewGuid():N}";
         var group = new CallGroup(Mechanism, _parents.Select(p => Path.Combine(p, name)).ToArray());
         try
@@ -256,6 +306,34 @@ internal sealed class CallGroup(LimitMechanism mechanism, string[] folders) : ID
         }
     }
 
+    /// <summary>Empties and removes the group in the background, retrying while its last processes are reaped.</summary>
+    public void Release() => _ = Task.Run(async () =>
+    {
+        for (var attempt = 0; attempt < 50; attempt++)
+        {
+            var left = folders.Where(Directory.Exists).ToArray();
+            if (left.Length == 0)
+            {
+                return;
+            }
+
+            foreach (var folder in left)
+            {
+                try
+                {
+                    Empty(folder, rounds: 1);
+                    Directory.Delete(folder);
+                }
+                catch (IOException)
+                {
+                    // Busy until the kernel has reaped the members; the next attempt follows shortly.
+                }
+            }
+
+            await Task.Delay(10 * (attempt + 1));
+        }
+    });
+
     public void Dispose()
     {
         foreach (var folder in folders.Where(Directory.Exists))
@@ -275,7 +353,7 @@ internal sealed class CallGroup(LimitMechanism mechanism, string[] folders) : ID
         }
     }
 
-    private void Empty(string folder)
+    private void Empty(string folder, int rounds = 10)
     {
         var kill = Path.Combine(folder, "cgroup.kill");
         if (mechanism == LimitMechanism.CgroupV2 && File.Exists(kill))
@@ -285,7 +363,7 @@ internal sealed class CallGroup(LimitMechanism mechanism, string[] folders) : ID
         }
 
         // v1 has no cgroup.kill: a few rounds of SIGKILL to every member catch a process forked meanwhile.
-        for (var round = 0; round < 10; round++)
+        for (var round = 0; round < rounds; round++)
         {
             var members = File.ReadAllLines(Path.Combine(folder, "cgroup.procs"));
             if (members.Length == 0)

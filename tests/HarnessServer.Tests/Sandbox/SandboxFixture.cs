@@ -49,6 +49,7 @@ public sealed class SandboxFixture : IDisposable
 
     public void Dispose()
     {
+        Groups.Dispose();
         if (Directory.Exists(Root.FullPath))
         {
             Directory.Delete(Root.FullPath, recursive: true);
