@@ -2,6 +2,7 @@ using HarnessServer.Agents;
 using HarnessServer.Api;
 using HarnessServer.Approvals;
 using HarnessServer.Audit;
+using HarnessServer.WebConsole;
 using HarnessServer.Data;
 using HarnessServer.Http;
 using HarnessServer.Identity;
@@ -58,6 +59,9 @@ builder.AddHarnessAgents();
 // The HTTP routes.
 builder.AddHarnessApi();
 
+// The web console under /console: server-rendered pages, its own cookie session signed in with OIDC code flow + PKCE.
+builder.AddHarnessConsole();
+
 var app = builder.Build();
 
 app.UseHarnessHttp();
@@ -68,6 +72,7 @@ app.UseHarnessTenancy();
 app.MapHarnessHealth();
 app.MapHarnessApiReference();
 app.MapHarnessApi();
+app.MapHarnessConsole();
 
 app.Run();
 
