@@ -29,7 +29,7 @@ internal static class ConsoleAuthentication
         returnUrl is { Length: > 0 and < 2048 }
         && (returnUrl == PathBase || returnUrl.StartsWith(PathBase + "/", StringComparison.Ordinal)
             || returnUrl.StartsWith(PathBase + "?", StringComparison.Ordinal))
-        && !returnUrl.Contains('\\') && !returnUrl.Contains("//", StringComparison.Ordinal)
+        && !returnUrl.Contains('\\') && !returnUrl.Contains("//", StringComparison.Ordinal) && !returnUrl.Contains("..", StringComparison.Ordinal)
         && returnUrl.All(c => c > ' ' && c < 0x7f)
             ? returnUrl
             : PathBase;

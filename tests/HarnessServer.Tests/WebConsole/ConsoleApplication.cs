@@ -29,6 +29,8 @@ public sealed class ConsoleApplication : HarnessApplication
         ["alice"] = new { name = "Alice Member", tid = Tenant, groups = new[] { "platform" }, roles = Array.Empty<string>() },
         ["bob"] = new { name = "Bob Approver", tid = Tenant, groups = new[] { "platform" }, roles = new[] { HarnessRoles.Approver } },
         ["carol"] = new { name = "Carol Elsewhere", tid = Tenant, groups = new[] { "design" }, roles = new[] { HarnessRoles.Approver } },
+        // An account whose id token names no tenant: the console must refuse it as the API refuses such a token.
+        ["nobody"] = new { name = "No Tenant", groups = Array.Empty<string>(), roles = Array.Empty<string>() },
     };
 
     public const string OrgPolicy = """
