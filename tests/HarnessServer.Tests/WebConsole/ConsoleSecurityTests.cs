@@ -112,6 +112,16 @@ public sealed partial class ConsoleSecurityTests(ConsoleApplication app)
         Assert.DoesNotContain(await context.CookiesAsync(), c => c.Name == "harness.console");
     }
 
+    [Fact]
+    public async Task Outside_Development_there_is_no_local_sign_in()
+    {
+        using var client = new HttpClient { BaseAddress = new Uri(app.Address) };
+        var page = await (await client.GetAsync("/console/sign-in")).Content.ReadAsStringAsync();
+        Assert.Contains("Sign in with your identity provider", page, StringComparison.Ordinal);
+        Assert.DoesNotContain("Development sign-in", page, StringComparison.Ordinal);
+        Assert.DoesNotContain("/console/sign-in/local", page, StringComparison.Ordinal);
+    }
+
     [Theory]
     [InlineData("/console/sessions", "/console/sessions")]
     [InlineData("/console", "/console")]
