@@ -52,6 +52,9 @@ public sealed class ConsoleApplication : HarnessApplication
     private Process? _issuer;
     private IPlaywright? _playwright;
 
+    /// <summary>The agent's model: an OpenAI-compatible server answering from a script the test sets.</summary>
+    public ScriptedModelServer Model { get; private set; } = null!;
+
     public string Address => $"http://127.0.0.1:{_port}";
     public string IssuerAddress => $"http://127.0.0.1:{_issuerPort}";
     public IBrowser Browser { get; private set; } = null!;
@@ -67,11 +70,15 @@ public sealed class ConsoleApplication : HarnessApplication
         settings["Harness:Console:Scopes:0"] = "harness";
         settings["Harness:Console:RequireHttpsMetadata"] = "false";
         settings["Harness:Approvals:PollInterval"] = "00:00:00.200";
+        settings["Harness:Model:Endpoint"] = Model.Endpoint;
+        settings["Harness:Model:ApiKey"] = "test-key";
+        settings["Harness:Model:Id"] = "scripted-model";
     }
 
     public override async Task InitializeAsync()
     {
         _issuer = StartIssuer();
+        Model = await ScriptedModelServer.StartAsync();
         UseKestrel(options => options.Listen(IPAddress.Loopback, _port));
         var browser = StartBrowserAsync();
         await WaitForIssuerAsync();
@@ -238,6 +245,10 @@ public sealed class ConsoleApplication : HarnessApplication
 
         _issuer?.Dispose();
         await base.DisposeAsync();
+        if (Model is not null)
+        {
+            await Model.DisposeAsync();
+        }
     }
 }
 

@@ -78,6 +78,41 @@ public sealed class ConsoleStoryTests(ConsoleApplication app)
     }
 
     [Fact]
+    public async Task A_message_runs_an_agent_turn_whose_held_call_and_reply_appear_live()
+    {
+        app.Model.Reset();
+        app.Model.Call("fs_write", new { path = "agent/plan.md", content = "the agent's plan" }).Reply("The plan is written.");
+        var (context, page, errors) = await app.NewPageAsync();
+        await using var _ = context;
+        await ConsoleApplication.SignInAsync(page, "alice");
+        await page.GetByRole(AriaRole.Button, new() { Name = "New session" }).ClickAsync();
+        await page.WaitForURLAsync(url => url.Contains("/console/sessions/", StringComparison.Ordinal));
+
+        await page.GetByLabel("Message", new() { Exact = true }).FillAsync("Write the plan, please.");
+        await page.GetByRole(AriaRole.Button, new() { Name = "Send" }).ClickAsync();
+        var conversation = page.GetByTestId("conversation");
+        await Expect(conversation).ToContainTextAsync("Write the plan, please.");
+        await Expect(conversation).ToContainTextAsync("Agent proposes");
+        var call = page.GetByTestId("call").First;
+        await Expect(call.GetByTestId("call-status")).ToHaveTextAsync("pending approval");
+        await page.EvaluateAsync("() => { window.consoleTestMarker = 'not reloaded'; }");
+
+        // Another approver decides over the API; the turn continues and its reply arrives on the open page.
+        using var approver = app.Api("bob", [HarnessServer.Identity.HarnessRoles.Approver]);
+        var approvalId = await call.GetAttributeAsync("data-call-id");
+        var list = JsonDocument.Parse(await approver.GetStringAsync("/v1/approvals?status=pending")).RootElement.GetProperty("approvals");
+        var approval = list.EnumerateArray().Single(a => a.GetProperty("toolCallId").GetString() == approvalId).GetProperty("id").GetString();
+        var decided = await approver.PostAsync($"/v1/approvals/{approval}/decision", JsonContent(new { approve = true, comment = "fine" }));
+        Assert.Equal(HttpStatusCode.OK, decided.StatusCode);
+
+        await Expect(call.GetByTestId("call-status")).ToHaveTextAsync("succeeded", new() { Timeout = 15_000 });
+        await Expect(conversation).ToContainTextAsync("The plan is written.", new() { Timeout = 15_000 });
+        Assert.Equal("not reloaded", await page.EvaluateAsync<string>("() => window.consoleTestMarker"));
+        await AssertAccessibleAsync(page, "conversation");
+        NoConsoleErrors(errors);
+    }
+
+    [Fact]
     public async Task The_session_page_works_at_a_phone_width()
     {
         var (context, page, errors) = await app.NewPageAsync(390, 844);
