@@ -21,6 +21,9 @@ internal static class ConsoleAuthentication
     /// <summary>Approvers and admins: the approval queue.</summary>
     public const string Approver = "console.approver";
 
+    /// <summary>Auditors and admins: the audit trail and its verification.</summary>
+    public const string Auditor = "console.auditor";
+
     /// <summary>
     /// A return address the console may redirect to after sign-in: a path under <c>/console</c> on this server,
     /// never another host (<c>//evil</c>, <c>/\evil</c>) or a path outside the console.

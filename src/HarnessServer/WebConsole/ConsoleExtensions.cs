@@ -127,7 +127,10 @@ internal static class ConsoleExtensions
                 .AddAuthenticationSchemes(ConsoleAuthentication.CookieScheme).RequireAuthenticatedUser())
             .AddPolicy(ConsoleAuthentication.Approver, p => p
                 .AddAuthenticationSchemes(ConsoleAuthentication.CookieScheme).RequireAuthenticatedUser()
-                .RequireRole(HarnessRoles.Approver, HarnessRoles.Admin));
+                .RequireRole(HarnessRoles.Approver, HarnessRoles.Admin))
+            .AddPolicy(ConsoleAuthentication.Auditor, p => p
+                .AddAuthenticationSchemes(ConsoleAuthentication.CookieScheme).RequireAuthenticatedUser()
+                .RequireRole(HarnessRoles.Auditor, HarnessRoles.Admin));
         return builder;
     }
 

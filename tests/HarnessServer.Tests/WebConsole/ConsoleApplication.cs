@@ -21,6 +21,9 @@ public sealed class ConsoleApplication : HarnessApplication
 {
     public const string Tenant = "console";
     public const string ClientId = "harness-console";
+
+    /// <summary>The security reviewer's tenant, whose chain a test tampers with (no other test reads it).</summary>
+    public const string ReviewTenant = "console-review";
     private const string ClientSecret = "console-tests-client-secret";
 
     /// <summary>The accounts of the issuer: a member, an approver of the same team, and a member of another team.</summary>
@@ -29,6 +32,7 @@ public sealed class ConsoleApplication : HarnessApplication
         ["alice"] = new { name = "Alice Member", tid = Tenant, groups = new[] { "platform" }, roles = Array.Empty<string>() },
         ["bob"] = new { name = "Bob Approver", tid = Tenant, groups = new[] { "platform" }, roles = new[] { HarnessRoles.Approver } },
         ["carol"] = new { name = "Carol Elsewhere", tid = Tenant, groups = new[] { "design" }, roles = new[] { HarnessRoles.Approver } },
+        ["rita"] = new { name = "Rita Reviewer", tid = ReviewTenant, groups = new[] { "security" }, roles = new[] { HarnessRoles.Auditor } },
         // An account whose id token names no tenant: the console must refuse it as the API refuses such a token.
         ["nobody"] = new { name = "No Tenant", groups = Array.Empty<string>(), roles = Array.Empty<string>() },
     };
@@ -92,11 +96,11 @@ public sealed class ConsoleApplication : HarnessApplication
     }
 
     /// <summary>A client of the API on the real port with a bearer token from the API's issuer.</summary>
-    public HttpClient Api(string user, string[]? roles = null, string[]? teams = null)
+    public HttpClient Api(string user, string[]? roles = null, string[]? teams = null, string tenant = Tenant)
     {
         var client = new HttpClient { BaseAddress = new Uri(Address) };
         client.DefaultRequestHeaders.Authorization =
-            new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", Issuer.CreateToken(user, Tenant, teams ?? ["platform"], roles));
+            new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", Issuer.CreateToken(user, tenant, teams ?? ["platform"], roles));
         return client;
     }
 
@@ -139,18 +143,30 @@ public sealed class ConsoleApplication : HarnessApplication
     public static async Task SignInAsync(IPage page, string login, string start = "/console/sessions")
     {
         await page.GotoAsync(start);
+        await LogInAtIssuerAsync(page, login, url => url.AbsolutePath == start);
+    }
+
+    /// <summary>
+    /// From the console's sign-in page: the issuer's login form, then its consent page when it shows one, until the
+    /// browser is back where <paramref name="landed"/> says.
+    /// </summary>
+    public static async Task LogInAtIssuerAsync(IPage page, string login, Func<Uri, bool> landed)
+    {
         await page.GetByRole(AriaRole.Button, new() { Name = "Sign in with your identity provider" }).ClickAsync();
         await page.Locator("input[name=login]").FillAsync(login);
         await page.Locator("input[name=password]").FillAsync("any password");
         await page.Locator("button[type=submit]").ClickAsync();
+        // The login and consent pages share the /interaction/ path, so wait for either the consent button or the
+        // console, whichever comes: the consent page is the only one with a 'Continue' button.
         var consent = page.Locator("button:has-text('Continue')");
-        await page.WaitForURLAsync(url => url.Contains("/console", StringComparison.Ordinal) || url.Contains("/interaction/", StringComparison.Ordinal));
-        if (await consent.CountAsync() > 0)
+        var back = page.WaitForURLAsync(url => landed(new Uri(url)));
+        var asked = consent.WaitForAsync(new() { State = WaitForSelectorState.Visible });
+        if (await Task.WhenAny(back, asked) == asked && !back.IsCompleted)
         {
             await consent.ClickAsync();
         }
 
-        await page.WaitForURLAsync(url => new Uri(url).AbsolutePath == start);
+        await back;
     }
 
     private Process StartIssuer()

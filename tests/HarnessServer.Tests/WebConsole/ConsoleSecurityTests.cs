@@ -96,18 +96,7 @@ public sealed partial class ConsoleSecurityTests(ConsoleApplication app)
         var (context, page, _) = await app.NewPageAsync();
         await using var __ = context;
         await page.GotoAsync("/console/sessions");
-        await page.GetByRole(AriaRole.Button, new() { Name = "Sign in with your identity provider" }).ClickAsync();
-        await page.Locator("input[name=login]").FillAsync("nobody");
-        await page.Locator("input[name=password]").FillAsync("any password");
-        await page.Locator("button[type=submit]").ClickAsync();
-        var consent = page.Locator("button:has-text('Continue')");
-        await page.WaitForURLAsync(url => url.Contains("/console", StringComparison.Ordinal) || url.Contains("/interaction/", StringComparison.Ordinal));
-        if (await consent.CountAsync() > 0)
-        {
-            await consent.ClickAsync();
-        }
-
-        await page.WaitForURLAsync(url => new Uri(url).AbsolutePath == "/console/sign-in");
+        await ConsoleApplication.LogInAtIssuerAsync(page, "nobody", url => url.AbsolutePath == "/console/sign-in" && url.Query.Contains("error=", StringComparison.Ordinal));
         await Assertions.Expect(page.GetByRole(AriaRole.Alert)).ToContainTextAsync("no 'tid' (tenant)");
         Assert.DoesNotContain(await context.CookiesAsync(), c => c.Name == "harness.console");
     }
