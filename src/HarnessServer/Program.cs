@@ -13,6 +13,7 @@ using HarnessServer.Policies;
 using HarnessServer.Sandbox;
 using HarnessServer.Sessions;
 using HarnessServer.Tools;
+using HarnessServer.Webhooks;
 
 // Composition only, bottom layer first; tests/HarnessServer.Tests/Architecture holds the order the folders depend in.
 var builder = WebApplication.CreateBuilder(args);
@@ -47,6 +48,9 @@ builder.AddHarnessSessions();
 // Namespaced memory on pgvector: embeddings (local or an OpenAI-compatible endpoint), search, re-embedding.
 builder.AddHarnessMemory();
 
+// Tenants' outbound webhooks: a signed, retried outbox of approval events.
+builder.AddHarnessWebhooks();
+
 // Approvals of held calls.
 builder.AddHarnessApprovals();
 
@@ -63,6 +67,12 @@ builder.AddHarnessApi();
 builder.AddHarnessConsole();
 
 var app = builder.Build();
+
+// `--migrate`: apply the migrations as the schema owner and exit (a release step; serving replicas never migrate).
+if (await DatabaseMigrator.RunIfAskedAsync(app, args))
+{
+    return;
+}
 
 app.UseHarnessHttp();
 app.UseAuthentication();
