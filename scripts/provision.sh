@@ -194,4 +194,30 @@ else
   [ -f "$MCP_SDK_DIR/node_modules/@modelcontextprotocol/sdk/package.json" ] || die "mcp-sdk install finished but the package is missing"
 fi
 
+# --- 6. the web console's browser tests (issue 19): Debian's chromium and the certified oidc-provider ---------
+# Playwright drives the distribution's chromium through ExecutablePath and never downloads a browser of its own.
+# fonts-liberation: installed without recommends, chromium would render the screenshots' text in boxes.
+console_missing=()
+for pkg in chromium fonts-liberation; do
+  is_installed "$pkg" || console_missing+=("$pkg")
+done
+if [ "${#console_missing[@]}" -gt 0 ]; then
+  apt_install "${console_missing[@]}"
+else
+  log "chromium: already installed"
+fi
+[ -x /usr/bin/chromium ] || die "chromium installed but /usr/bin/chromium is missing"
+
+OIDC_PROVIDER_VERSION=9.13.3
+OIDC_PROVIDER_DIR="$REPO_ROOT/.data/tools/oidc-provider"
+if grep -q "\"version\": \"$OIDC_PROVIDER_VERSION\"" "$OIDC_PROVIDER_DIR/node_modules/oidc-provider/package.json" 2>/dev/null; then
+  log "oidc-provider: already installed ($OIDC_PROVIDER_VERSION)"
+else
+  command -v npm >/dev/null 2>&1 || die "npm is required for the console tests' identity provider"
+  log "step: install oidc-provider $OIDC_PROVIDER_VERSION under .data/tools/oidc-provider"
+  mkdir -p "$OIDC_PROVIDER_DIR"
+  npm install --prefix "$OIDC_PROVIDER_DIR" --no-audit --no-fund --loglevel=error "oidc-provider@$OIDC_PROVIDER_VERSION" >/dev/null
+  [ -f "$OIDC_PROVIDER_DIR/node_modules/oidc-provider/lib/index.js" ] || die "oidc-provider install finished but its module is missing"
+fi
+
 log "done"

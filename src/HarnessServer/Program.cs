@@ -2,6 +2,7 @@ using HarnessServer.Agents;
 using HarnessServer.Api;
 using HarnessServer.Approvals;
 using HarnessServer.Audit;
+using HarnessServer.WebConsole;
 using HarnessServer.Data;
 using HarnessServer.Http;
 using HarnessServer.Identity;
@@ -69,6 +70,8 @@ builder.AddHarnessApi();
 
 // /mcp: the same pipeline for MCP clients (Streamable HTTP, stateless), an OAuth 2.1 protected resource.
 builder.AddHarnessMcp();
+// The web console under /console: server-rendered pages, its own cookie session signed in with OIDC code flow + PKCE.
+builder.AddHarnessConsole();
 
 var app = builder.Build();
 
@@ -87,6 +90,7 @@ app.MapHarnessHealth();
 app.MapHarnessApiReference();
 app.MapHarnessApi();
 app.MapHarnessMcp();
+app.MapHarnessConsole();
 
 app.Run();
 

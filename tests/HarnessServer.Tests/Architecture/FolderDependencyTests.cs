@@ -16,6 +16,7 @@ public sealed class FolderDependencyTests
     [
         "Migrations",    // EF Core migrations: the model snapshot only
         "Mcp",           // /mcp: the MCP server over the pipeline (tools/list, tools/call, the protected resource)
+        "WebConsole",    // the web console: its pages, cookie + OIDC sign-in, live updates (beside Api, above all else)
         "Api",           // every HTTP route and its request/response records
         "Agents",        // Semantic Kernel turns; their function filter hands every call to the pipeline
         "Pipeline",      // the one ordered list of steps a tool call passes, the approved-call executor, recovery
