@@ -61,6 +61,13 @@ internal static class OpenApiConventions
             return;
         }
 
+        // The same hidden type left string arrays without items, which clients typed as arrays of anything.
+        if (context.JsonTypeInfo.ElementType == typeof(string) && schema.Type is { } array && (array & JsonSchemaType.Array) != 0 && schema.Items is null)
+        {
+            schema.Items = new OpenApiSchema { Type = JsonSchemaType.String };
+            return;
+        }
+
         if (schema.Type is { } type && (type & (JsonSchemaType.Integer | JsonSchemaType.Number)) != 0 && (type & JsonSchemaType.String) != 0)
         {
             schema.Type = type & ~JsonSchemaType.String;
