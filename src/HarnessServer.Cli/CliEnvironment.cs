@@ -4,7 +4,7 @@ namespace HarnessServer.Cli;
 /// What the command line reads and writes outside its arguments: its output streams, environment variables, the
 /// folder of its token cache and, for the tests, the handler its HTTP requests go through.
 /// </summary>
-internal sealed record CliEnvironment(
+public sealed record CliEnvironment(
     TextWriter Out,
     TextWriter Error,
     Func<string, string?> Variable,
@@ -23,6 +23,6 @@ internal sealed record CliEnvironment(
         return Path.Combine(root, "harness");
     }
 
-    public HttpClient HttpClient(Uri baseAddress, TimeSpan timeout) =>
+    internal HttpClient HttpClient(Uri baseAddress, TimeSpan timeout) =>
         new(Handler?.Invoke() ?? new SocketsHttpHandler(), disposeHandler: true) { BaseAddress = baseAddress, Timeout = timeout };
 }

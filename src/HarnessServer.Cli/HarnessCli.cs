@@ -8,15 +8,16 @@ using HarnessServer.Client;
 namespace HarnessServer.Cli;
 
 /// <summary>The <c>harness</c> command tree: each command group in Commands/, each calling the typed client.</summary>
-internal static class HarnessCli
+/// <remarks>Public for the tests, which run the command line in-process against a real server.</remarks>
+public static class HarnessCli
 {
-    public static readonly Option<string?> Server = new("--server")
+    internal static readonly Option<string?> Server = new("--server")
     {
         Description = "The server's URL (default: $HARNESS_SERVER, else http://127.0.0.1:5080).",
         Recursive = true,
     };
 
-    public static readonly Option<bool> Json = new("--json")
+    internal static readonly Option<bool> Json = new("--json")
     {
         Description = "Print the server's answers as JSON, for scripts.",
         Recursive = true,
@@ -43,7 +44,7 @@ internal static class HarnessCli
         return await parsed.InvokeAsync(new InvocationConfiguration { Output = environment.Out, Error = environment.Error }, ct);
     }
 
-    public static Uri ServerOf(ParseResult parsed, CliEnvironment environment)
+    internal static Uri ServerOf(ParseResult parsed, CliEnvironment environment)
     {
         var text = parsed.GetValue(Server) ?? environment.Variable("HARNESS_SERVER") ?? "http://127.0.0.1:5080";
         if (!Uri.TryCreate(text.TrimEnd('/') + "/", UriKind.Absolute, out var uri) || uri.Scheme is not ("http" or "https"))
@@ -58,7 +59,7 @@ internal static class HarnessCli
     /// Runs one command against the server with the caller's token (HARNESS_TOKEN, else the cached login), turning
     /// what can go wrong into a message on stderr and an exit code.
     /// </summary>
-    public static async Task<int> WithClientAsync(
+    internal static async Task<int> WithClientAsync(
         ParseResult parsed, CliEnvironment environment, CancellationToken ct, Func<CommandContext, Task<int>> run)
     {
         try

@@ -48,7 +48,7 @@ internal static class SessionCommands
             var response = await c.Client.CallToolAsync(sessionId, body, ct);
             c.Print(response, o =>
             {
-                o.WriteLine($"session {sessionId}  call {response.Id}  {response.Tool}: {response.Status}");
+                o.WriteLine($"session {sessionId}  call {response.Id}  {response.Tool}: {JsonNamingPolicy.SnakeCaseLower.ConvertName(response.Status.ToString())}");
                 if (response.Decision is { } d)
                 {
                     o.WriteLine($"decision: {d.Effect} by {d.Level}{(d.Source is null ? "" : $" ({d.Source}{(d.Index is null ? "" : $" #{d.Index}")})")}: {d.Reason}");
