@@ -318,6 +318,11 @@ namespace HarnessServer.Migrations
                         .HasColumnType("uuid")
                         .HasColumnName("id");
 
+                    b.PrimitiveCollection<string[]>("Approvers")
+                        .IsRequired()
+                        .HasColumnType("text[]")
+                        .HasColumnName("approvers");
+
                     b.Property<string>("Comment")
                         .HasMaxLength(4000)
                         .HasColumnType("character varying(4000)")
@@ -353,6 +358,12 @@ namespace HarnessServer.Migrations
                         .HasColumnType("jsonb")
                         .HasColumnName("preview");
 
+                    b.Property<int>("Quorum")
+                        .ValueGeneratedOnAdd()
+                        .HasColumnType("integer")
+                        .HasDefaultValue(1)
+                        .HasColumnName("quorum");
+
                     b.Property<string>("Reason")
                         .IsRequired()
                         .HasMaxLength(2000)
@@ -369,6 +380,10 @@ namespace HarnessServer.Migrations
                         .IsRequired()
                         .HasColumnType("text[]")
                         .HasColumnName("requester_teams");
+
+                    b.Property<bool>("SelfApproval")
+                        .HasColumnType("boolean")
+                        .HasColumnName("self_approval");
 
                     b.Property<Guid?>("SessionId")
                         .HasColumnType("uuid")
@@ -416,6 +431,48 @@ namespace HarnessServer.Migrations
                         .HasDatabaseName("ix_approvals_tenant_id_status_created_at");
 
                     b.ToTable("approvals", (string)null);
+                });
+
+            modelBuilder.Entity("HarnessServer.Approvals.ApprovalVote", b =>
+                {
+                    b.Property<Guid>("ApprovalId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("approval_id");
+
+                    b.Property<string>("Approver")
+                        .HasMaxLength(200)
+                        .HasColumnType("character varying(200)")
+                        .HasColumnName("approver");
+
+                    b.Property<bool>("Approve")
+                        .HasColumnType("boolean")
+                        .HasColumnName("approve");
+
+                    b.Property<string>("ApproverName")
+                        .IsRequired()
+                        .HasMaxLength(400)
+                        .HasColumnType("character varying(400)")
+                        .HasColumnName("approver_name");
+
+                    b.Property<DateTimeOffset>("At")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("at");
+
+                    b.Property<string>("Comment")
+                        .HasMaxLength(4000)
+                        .HasColumnType("character varying(4000)")
+                        .HasColumnName("comment");
+
+                    b.Property<string>("TenantId")
+                        .IsRequired()
+                        .HasMaxLength(200)
+                        .HasColumnType("character varying(200)")
+                        .HasColumnName("tenant_id");
+
+                    b.HasKey("ApprovalId", "Approver")
+                        .HasName("pk_approval_votes");
+
+                    b.ToTable("approval_votes", (string)null);
                 });
 
             modelBuilder.Entity("HarnessServer.Audit.AuditCheckpointRecord", b =>
@@ -1125,6 +1182,151 @@ namespace HarnessServer.Migrations
                     b.ToTable("tool_registrations", (string)null);
                 });
 
+            modelBuilder.Entity("HarnessServer.Webhooks.TenantWebhook", b =>
+                {
+                    b.Property<string>("TenantId")
+                        .HasMaxLength(200)
+                        .HasColumnType("character varying(200)")
+                        .HasColumnName("tenant_id");
+
+                    b.Property<bool>("IncludeArguments")
+                        .HasColumnType("boolean")
+                        .HasColumnName("include_arguments");
+
+                    b.Property<byte[]>("SecretCiphertext")
+                        .IsRequired()
+                        .HasColumnType("bytea")
+                        .HasColumnName("secret_ciphertext");
+
+                    b.Property<DateTimeOffset>("UpdatedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("updated_at");
+
+                    b.Property<string>("UpdatedBy")
+                        .IsRequired()
+                        .HasMaxLength(200)
+                        .HasColumnType("character varying(200)")
+                        .HasColumnName("updated_by");
+
+                    b.Property<string>("Url")
+                        .IsRequired()
+                        .HasMaxLength(2000)
+                        .HasColumnType("character varying(2000)")
+                        .HasColumnName("url");
+
+                    b.HasKey("TenantId")
+                        .HasName("pk_tenant_webhooks");
+
+                    b.ToTable("tenant_webhooks", (string)null);
+                });
+
+            modelBuilder.Entity("HarnessServer.Webhooks.WebhookAttempt", b =>
+                {
+                    b.Property<Guid>("DeliveryId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("delivery_id");
+
+                    b.Property<int>("Attempt")
+                        .HasColumnType("integer")
+                        .HasColumnName("attempt");
+
+                    b.Property<DateTimeOffset>("At")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("at");
+
+                    b.Property<long>("DurationMs")
+                        .HasColumnType("bigint")
+                        .HasColumnName("duration_ms");
+
+                    b.Property<string>("Error")
+                        .HasMaxLength(1000)
+                        .HasColumnType("character varying(1000)")
+                        .HasColumnName("error");
+
+                    b.Property<int?>("StatusCode")
+                        .HasColumnType("integer")
+                        .HasColumnName("status_code");
+
+                    b.Property<string>("TenantId")
+                        .IsRequired()
+                        .HasMaxLength(200)
+                        .HasColumnType("character varying(200)")
+                        .HasColumnName("tenant_id");
+
+                    b.HasKey("DeliveryId", "Attempt")
+                        .HasName("pk_webhook_attempts");
+
+                    b.ToTable("webhook_attempts", (string)null);
+                });
+
+            modelBuilder.Entity("HarnessServer.Webhooks.WebhookDelivery", b =>
+                {
+                    b.Property<Guid>("Id")
+                        .ValueGeneratedOnAdd()
+                        .HasColumnType("uuid")
+                        .HasColumnName("id");
+
+                    b.Property<int>("Attempts")
+                        .HasColumnType("integer")
+                        .HasColumnName("attempts");
+
+                    b.Property<string>("Body")
+                        .IsRequired()
+                        .HasColumnType("text")
+                        .HasColumnName("body");
+
+                    b.Property<DateTimeOffset>("CreatedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("created_at");
+
+                    b.Property<DateTimeOffset?>("DeliveredAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("delivered_at");
+
+                    b.Property<string>("Event")
+                        .IsRequired()
+                        .HasMaxLength(64)
+                        .HasColumnType("character varying(64)")
+                        .HasColumnName("event");
+
+                    b.Property<string>("LastError")
+                        .HasMaxLength(1000)
+                        .HasColumnType("character varying(1000)")
+                        .HasColumnName("last_error");
+
+                    b.Property<int?>("LastStatusCode")
+                        .HasColumnType("integer")
+                        .HasColumnName("last_status_code");
+
+                    b.Property<DateTimeOffset>("NextAttemptAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("next_attempt_at");
+
+                    b.Property<string>("Status")
+                        .IsRequired()
+                        .HasMaxLength(20)
+                        .HasColumnType("character varying(20)")
+                        .HasColumnName("status");
+
+                    b.Property<string>("TenantId")
+                        .IsRequired()
+                        .HasMaxLength(200)
+                        .HasColumnType("character varying(200)")
+                        .HasColumnName("tenant_id");
+
+                    b.HasKey("Id")
+                        .HasName("pk_webhook_deliveries");
+
+                    b.HasIndex("NextAttemptAt")
+                        .HasDatabaseName("ix_webhook_deliveries_next_attempt_at")
+                        .HasFilter("status = 'Pending'");
+
+                    b.HasIndex("TenantId", "CreatedAt")
+                        .HasDatabaseName("ix_webhook_deliveries_tenant_id_created_at");
+
+                    b.ToTable("webhook_deliveries", (string)null);
+                });
+
             modelBuilder.Entity("HarnessServer.Agents.AgentMessage", b =>
                 {
                     b.HasOne("HarnessServer.Sessions.Session", null)
@@ -1170,6 +1372,16 @@ namespace HarnessServer.Migrations
                         .OnDelete(DeleteBehavior.Cascade)
                         .IsRequired()
                         .HasConstraintName("fk_approvals_tool_calls_tool_call_id");
+                });
+
+            modelBuilder.Entity("HarnessServer.Approvals.ApprovalVote", b =>
+                {
+                    b.HasOne("HarnessServer.Approvals.Approval", null)
+                        .WithMany()
+                        .HasForeignKey("ApprovalId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired()
+                        .HasConstraintName("fk_approval_votes_approvals_approval_id");
                 });
 
             modelBuilder.Entity("HarnessServer.Data.Team", b =>
@@ -1273,6 +1485,26 @@ namespace HarnessServer.Migrations
                         .OnDelete(DeleteBehavior.Cascade)
                         .IsRequired()
                         .HasConstraintName("fk_tool_registrations_tenants_tenant_id");
+                });
+
+            modelBuilder.Entity("HarnessServer.Webhooks.TenantWebhook", b =>
+                {
+                    b.HasOne("HarnessServer.Data.Tenant", null)
+                        .WithMany()
+                        .HasForeignKey("TenantId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired()
+                        .HasConstraintName("fk_tenant_webhooks_tenants_tenant_id");
+                });
+
+            modelBuilder.Entity("HarnessServer.Webhooks.WebhookAttempt", b =>
+                {
+                    b.HasOne("HarnessServer.Webhooks.WebhookDelivery", null)
+                        .WithMany()
+                        .HasForeignKey("DeliveryId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired()
+                        .HasConstraintName("fk_webhook_attempts_webhook_delivery_delivery_id");
                 });
 #pragma warning restore 612, 618
         }

@@ -1,7 +1,7 @@
 using BenchmarkDotNet.Running;
 using HarnessServer.Benchmarks;
 
-// `latency` prints per-call percentiles, `shell-corpus <folder>` the shell corpus's; anything else goes to
+// `latency` prints per-call percentiles, `shell-corpus <folder>` the shell corpus's, `sandbox-start` sandbox start times; anything else goes to
 // BenchmarkDotNet (e.g. --filter '*Policy*').
 if (args is ["latency"])
 {
@@ -12,6 +12,12 @@ if (args is ["latency"])
 if (args is ["shell-corpus", var folder])
 {
     ShellCorpusProbe.Run(folder);
+    return;
+}
+
+if (args is ["sandbox-start"])
+{
+    await SandboxStartProbe.RunAsync();
     return;
 }
 

@@ -12,6 +12,7 @@ using HarnessServer.Policies;
 using HarnessServer.Sandbox;
 using HarnessServer.Sessions;
 using HarnessServer.Tools;
+using HarnessServer.Webhooks;
 
 // Composition only, bottom layer first; tests/HarnessServer.Tests/Architecture holds the order the folders depend in.
 var builder = WebApplication.CreateBuilder(args);
@@ -46,6 +47,9 @@ builder.AddHarnessSessions();
 // Namespaced memory on pgvector: embeddings (local or an OpenAI-compatible endpoint), search, re-embedding.
 builder.AddHarnessMemory();
 
+// Tenants' outbound webhooks: a signed, retried outbox of approval events.
+builder.AddHarnessWebhooks();
+
 // Approvals of held calls.
 builder.AddHarnessApprovals();
 
@@ -59,6 +63,12 @@ builder.AddHarnessAgents();
 builder.AddHarnessApi();
 
 var app = builder.Build();
+
+// `--migrate`: apply the migrations as the schema owner and exit (a release step; serving replicas never migrate).
+if (await DatabaseMigrator.RunIfAskedAsync(app, args))
+{
+    return;
+}
 
 app.UseHarnessHttp();
 app.UseAuthentication();

@@ -20,6 +20,7 @@ internal static class ApiExtensions
         app.MapApprovals();
         app.MapAgents();
         app.MapMemory();
+        app.MapWebhooks();
         return app;
     }
 }

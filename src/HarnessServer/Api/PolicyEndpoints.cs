@@ -1,5 +1,6 @@
 using System.Text;
 using System.Text.Json;
+using HarnessServer.Approvals;
 using HarnessServer.Audit;
 using HarnessServer.Data;
 using HarnessServer.Errors;
@@ -9,6 +10,7 @@ using HarnessServer.Policies;
 using HarnessServer.Tools;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
 using Microsoft.OpenApi;
 
 namespace HarnessServer.Api;
@@ -114,23 +116,23 @@ internal static class PolicyEndpoints
     }
 
     private static async Task<Ok<PermissionMatrix>> MyPermissionsAsync(
-        CurrentUser user, PolicyService policies, ToolRegistry registry, CancellationToken ct)
+        CurrentUser user, PolicyService policies, ToolRegistry registry, IOptions<ApprovalOptions> approvals, CancellationToken ct)
     {
         var resolver = await policies.ResolverForAsync(user, ct);
         var tools = await registry.ListAsync(user.TenantId, ct);
-        return TypedResults.Ok(resolver.Matrix(tools.Select(t => t.Name).Order(StringComparer.Ordinal)));
+        return TypedResults.Ok(resolver.Matrix(tools.Select(t => t.Name).Order(StringComparer.Ordinal), approvals.Value.Expiry));
     }
 
     private static async Task<Ok<PermissionMatrix>> PermissionsOfAsync(
-        string user, string? teams, CurrentUser caller, PolicyService policies, ToolRegistry registry, CancellationToken ct)
+        string user, string? teams, CurrentUser caller, PolicyService policies, ToolRegistry registry, IOptions<ApprovalOptions> approvals, CancellationToken ct)
     {
         var resolver = await policies.ResolverForAsync(caller.TenantId, user, SplitTeams(teams), ct);
         var tools = await registry.ListAsync(caller.TenantId, ct);
-        return TypedResults.Ok(resolver.Matrix(tools.Select(t => t.Name).Order(StringComparer.Ordinal)));
+        return TypedResults.Ok(resolver.Matrix(tools.Select(t => t.Name).Order(StringComparer.Ordinal), approvals.Value.Expiry));
     }
 
     private static async Task<Ok<SimulationResult>> SimulateAsync(
-        SimulationRequest request, CurrentUser caller, PolicyService policies, CancellationToken ct)
+        SimulationRequest request, CurrentUser caller, PolicyService policies, IOptions<ApprovalOptions> approvals, CancellationToken ct)
     {
         if (string.IsNullOrWhiteSpace(request.User) || string.IsNullOrWhiteSpace(request.Tool))
         {
@@ -148,7 +150,8 @@ internal static class PolicyEndpoints
             decision.Explanation,
             decision.DecidedBy.Locked,
             decision.SimpleCommand,
-            decision.Unclassifiable));
+            decision.Unclassifiable,
+            ApprovalRequirements.Of(decision.Routing, approvals.Value.Expiry)));
     }
 
     private static async Task<IResult> GetLevelAsync(
@@ -221,7 +224,8 @@ internal static class PolicyEndpoints
 internal sealed record SimulationRequest(string User, IReadOnlyList<string>? Teams, string Tool, JsonElement? Arguments, string? Workspace);
 
 internal sealed record SimulationResult(
-    string Effect, string Level, string Source, int? Index, string Reason, bool Locked, string? SimpleCommand, bool Unclassifiable);
+    string Effect, string Level, string Source, int? Index, string Reason, bool Locked, string? SimpleCommand, bool Unclassifiable,
+    ApprovalRequirements? Approval);
 
 internal sealed record PolicyVersionView(string Level, int Version, string Origin, string ChangedBy, string ChangedByName, DateTimeOffset ChangedAt, string ContentHash, string? Diff)
 {

@@ -32,6 +32,18 @@ internal sealed class Approval : ITenantOwned
     /// </summary>
     public System.Text.Json.JsonDocument? Preview { get; init; }
     public ApprovalStatus Status { get; set; }
+
+    /// <summary>
+    /// Who may approve, from the rule that asked: <c>team:&lt;name&gt;</c> and <c>role:&lt;name&gt;</c> entries; empty means
+    /// approvers of <see cref="RequesterTeams"/> and admins (the default, as before rules could route).
+    /// </summary>
+    public string[] Approvers { get; init; } = [];
+
+    /// <summary>How many distinct approvers must approve before the call runs (one rejection rejects it).</summary>
+    public int Quorum { get; init; } = 1;
+
+    /// <summary>Whether the requester may approve their own call (the rule's <c>self: allow</c>); otherwise four eyes.</summary>
+    public bool SelfApproval { get; init; }
     public string? DecidedBy { get; set; }
     public string? DecidedByName { get; set; }
     public string? Comment { get; set; }
@@ -43,4 +55,19 @@ internal sealed class Approval : ITenantOwned
     public DateTimeOffset? ExecutedAt { get; set; }
 
     public uint Version { get; set; }
+}
+
+/// <summary>
+/// One approver's vote on an approval: each approver counts once (the key is the approval and the approver), and the
+/// approval is approved when its quorum of approving votes is reached, rejected on the first rejecting one.
+/// </summary>
+internal sealed class ApprovalVote : ITenantOwned
+{
+    public Guid ApprovalId { get; init; }
+    public required string TenantId { get; set; }
+    public required string Approver { get; init; }
+    public required string ApproverName { get; init; }
+    public bool Approve { get; init; }
+    public string? Comment { get; init; }
+    public DateTimeOffset At { get; init; }
 }

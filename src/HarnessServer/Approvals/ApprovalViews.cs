@@ -11,9 +11,15 @@ internal sealed record ApprovalDecisionBody(bool Approve, string? Comment);
 /// </summary>
 internal sealed record ApprovalView(
     Guid Id, Guid ToolCallId, Guid? SessionId, string Tool, JsonElement Arguments, string RequestedBy, string Reason, string Status,
-    string? DecidedBy, string? Comment, DateTimeOffset CreatedAt, DateTimeOffset ExpiresAt, DateTimeOffset? DecidedAt, JsonElement? Preview)
+    string? DecidedBy, string? Comment, DateTimeOffset CreatedAt, DateTimeOffset ExpiresAt, DateTimeOffset? DecidedAt, JsonElement? Preview,
+    IReadOnlyList<string> Approvers, int Quorum, string Self, IReadOnlyList<ApprovalVoteView> Approvals)
 {
-    public static ApprovalView Of(Approval a, JsonDocument arguments) => new(
+    public static ApprovalView Of(Approval a, JsonDocument arguments, IEnumerable<ApprovalVote> votes) => new(
         a.Id, a.ToolCallId, a.SessionId, a.Tool, arguments.RootElement.Clone(), a.RequestedBy, a.Reason, a.Status.ToString().ToLowerInvariant(),
-        a.DecidedBy, a.Comment, a.CreatedAt, a.ExpiresAt, a.DecidedAt, a.Preview?.RootElement.Clone());
+        a.DecidedBy, a.Comment, a.CreatedAt, a.ExpiresAt, a.DecidedAt, a.Preview?.RootElement.Clone(),
+        a.Approvers, a.Quorum, a.SelfApproval ? "allow" : "deny",
+        [.. votes.Where(v => v.Approve).Select(v => new ApprovalVoteView(v.Approver, v.ApproverName, v.Comment, v.At))]);
 }
+
+/// <summary>One approving vote recorded so far: who, and when.</summary>
+internal sealed record ApprovalVoteView(string Approver, string Name, string? Comment, DateTimeOffset At);

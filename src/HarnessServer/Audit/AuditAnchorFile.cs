@@ -11,7 +11,8 @@ namespace HarnessServer.Audit;
 /// </summary>
 internal sealed class AuditAnchorFile(string? path)
 {
-    private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
+    /// <summary>How a checkpoint is written as a line (and pushed by <see cref="AuditAnchorPush"/>).</summary>
+    internal static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
     private readonly SemaphoreSlim _gate = new(1, 1);
 
     public string? Path { get; } = path;

@@ -9,7 +9,8 @@ namespace HarnessServer.Audit;
 /// signed checkpoint is caught by <see cref="AuditVerifier"/>.
 /// </summary>
 internal sealed class AuditCheckpoints(
-    NpgsqlDataSource database, AuditSigningKey key, AuditRetiredKeys retired, TimeProvider time, AuditAnchorFile? anchor = null)
+    NpgsqlDataSource database, AuditSigningKey key, AuditRetiredKeys retired, TimeProvider time, AuditAnchorFile? anchor = null,
+    AuditAnchorPush? push = null)
 {
     public AuditPublicKey PublicKey { get; } = new(key.KeyId, "ES256", key.PublicKeySpki, key.PublicKeyPem);
 
@@ -56,6 +57,11 @@ internal sealed class AuditCheckpoints(
         if (inserted && anchor is not null)
         {
             await anchor.AppendAsync(page[0], ct);
+        }
+
+        if (inserted)
+        {
+            push?.Enqueue(page[0]);
         }
 
         return page[0];

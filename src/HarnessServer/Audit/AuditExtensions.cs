@@ -21,6 +21,12 @@ internal static class AuditExtensions
             throw new OptionsValidationException(nameof(AuditOptions), typeof(AuditOptions), [MissingKey]);
         }
 
+        if (!string.IsNullOrWhiteSpace(configured.AnchorUrl) && AnchorUrlOf(configured.AnchorUrl) is null)
+        {
+            throw new OptionsValidationException(nameof(AuditOptions), typeof(AuditOptions),
+                ["Harness:Audit:AnchorUrl must be an absolute https URL, or http to a loopback address."]);
+        }
+
         builder.Services.AddOptions<AuditOptions>().BindConfiguration("Harness:Audit")
             .Validate(o => o.CheckpointInterval > TimeSpan.Zero, "Harness:Audit:CheckpointInterval must be positive.")
             .Validate(o => o.MaxBatchSize is >= 1 and <= 10_000, "Harness:Audit:MaxBatchSize must be between 1 and 10000.")
@@ -58,10 +64,28 @@ internal static class AuditExtensions
             var root = services.GetRequiredService<IHostEnvironment>().ContentRootPath;
             return new AuditAnchorFile(string.IsNullOrWhiteSpace(path) ? null : Path.Combine(root, path));
         });
+        if (AnchorUrlOf(configured.AnchorUrl) is { } anchorUrl)
+        {
+            builder.Services.AddHttpClient(AuditAnchorPush.HttpClientName, client => client.Timeout = TimeSpan.FromSeconds(30));
+            builder.Services.AddSingleton(services => new AuditAnchorPush(
+                services.GetRequiredService<IHttpClientFactory>().CreateClient(AuditAnchorPush.HttpClientName), anchorUrl,
+                services.GetRequiredService<IOptions<AuditOptions>>().Value.AnchorToken,
+                services.GetRequiredService<NpgsqlDataSource>(), services.GetRequiredService<TimeProvider>(),
+                services.GetRequiredService<ILogger<AuditAnchorPush>>()));
+            builder.Services.AddHostedService(services => services.GetRequiredService<AuditAnchorPush>());
+        }
+
         builder.Services.AddSingleton<AuditCheckpoints>();
         builder.Services.AddSingleton<AuditVerifier>();
         builder.Services.AddSingleton<AuditExport>();
         builder.Services.AddHostedService<AuditCheckpointService>();
         return builder;
     }
+
+    /// <summary>The anchor receiver's URL when it is acceptable: absolute https, or http to a loopback address.</summary>
+    internal static Uri? AnchorUrlOf(string? value) =>
+        Uri.TryCreate(value, UriKind.Absolute, out var url)
+        && (url.Scheme == Uri.UriSchemeHttps || (url.Scheme == Uri.UriSchemeHttp && url.IsLoopback))
+            ? url
+            : null;
 }

@@ -24,6 +24,15 @@ internal sealed class AuditOptions
     /// </summary>
     public string? AnchorPath { get; set; }
 
+    /// <summary>
+    /// A receiver every new signed checkpoint is POSTed to (see <see cref="AuditAnchorPush"/>): https, or http to a
+    /// loopback address; none when empty.
+    /// </summary>
+    public string? AnchorUrl { get; set; }
+
+    /// <summary>Bearer token sent to <see cref="AnchorUrl"/>; none when empty. A secret: keep it out of the repository.</summary>
+    public string? AnchorToken { get; set; }
+
     /// <summary>The most appends one group-commit transaction carries.</summary>
     public int MaxBatchSize { get; set; } = AuditChain.DefaultMaxBatchSize;
 }

@@ -44,7 +44,8 @@ internal static class DataExtensions
         builder.Services.AddSingleton<TenantDbContextFactory>();
 
         builder.Services.AddOptions<DatabaseOptions>().BindConfiguration("Harness");
-        builder.Services.AddHostedService<DatabaseMigrator>();
+        builder.Services.AddSingleton<DatabaseMigrator>();
+        builder.Services.AddHostedService(services => services.GetRequiredService<DatabaseMigrator>());
 
         // Tells every process when a tenant's policies, tools or sessions changed (LISTEN/NOTIFY).
         builder.Services.AddSingleton<ChangeFeed>();

@@ -35,6 +35,29 @@ internal sealed class DatabaseMigrator(
 
     public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 
+    /// <summary>
+    /// <c>HarnessServer --migrate</c>: applies the migrations as the owner, checks the server's login, and exits
+    /// without serving, so a deployment runs migrations once (a Kubernetes Job, a release step) and the serving
+    /// replicas never hold the owner's credentials.
+    /// </summary>
+    public static async Task<bool> RunIfAskedAsync(WebApplication app, string[] args)
+    {
+        if (!args.Contains("--migrate", StringComparer.Ordinal))
+        {
+            return false;
+        }
+
+        await app.Services.GetRequiredService<DatabaseMigrator>().MigrateOnlyAsync(app.Lifetime.ApplicationStopping);
+        return true;
+    }
+
+    private async Task MigrateOnlyAsync(CancellationToken cancellationToken)
+    {
+        await MigrateAsync(cancellationToken);
+        await CheckApplicationLoginAsync(cancellationToken);
+        logger.LogInformation("Migrations applied; exiting (--migrate).");
+    }
+
     private async Task MigrateAsync(CancellationToken cancellationToken)
     {
         var owner = new NpgsqlDataSourceBuilder(migrationLogin.ConnectionString);

@@ -4,6 +4,7 @@ using HarnessServer.Audit;
 using HarnessServer.Data;
 using HarnessServer.Identity;
 using HarnessServer.Sessions;
+using HarnessServer.Webhooks;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
 using Npgsql;
@@ -143,6 +144,9 @@ internal sealed class ApprovedCallExecutor(
                     await unit.Db.ToolCalls.Where(c => c.Id == approval.ToolCallId)
                         .ExecuteUpdateAsync(c => c.SetProperty(x => x.Status, ToolCallStatus.Expired).SetProperty(x => x.CompletedAt, now), ct);
                     SessionEvents.CallChanged(unit, tenant, approval.SessionId, approval.ToolCallId);
+                    var arguments = await unit.Db.ToolCalls.Where(c => c.Id == approval.ToolCallId).Select(c => c.Arguments).FirstAsync(ct);
+                    var voters = await unit.Db.ApprovalVotes.Where(v => v.ApprovalId == approval.Id && v.Approve).OrderBy(v => v.At).Select(v => v.Approver).ToListAsync(ct);
+                    await ApprovalWebhook.EnqueueAsync(unit, WebhookOutbox.Decided, approval, arguments.RootElement, voters, now, ct);
                     entries.Add(new AuditEntry("tool_call.approval_expired", new AuditActor("harness", "HarnessServer"),
                         approval.SessionId, approval.Tool,
                         Payload: new JsonObject { ["approvalId"] = approval.Id.ToString(), ["callId"] = approval.ToolCallId.ToString(), ["requestedBy"] = approval.RequestedBy }));

@@ -30,11 +30,12 @@ internal static class PipelineRows
 
     public static AuditCommand InsertApproval(Approval approval) => new("""
         INSERT INTO approvals (id, tenant_id, tool_call_id, session_id, requested_by, requester_teams, tool, reason, status,
-                               created_at, expires_at, preview)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                               created_at, expires_at, preview, approvers, quorum, self_approval)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
         """,
         approval.Id, approval.TenantId, approval.ToolCallId, Nullable(approval.SessionId, NpgsqlDbType.Uuid), approval.RequestedBy, approval.RequesterTeams,
-        approval.Tool, approval.Reason, approval.Status.ToString(), approval.CreatedAt, approval.ExpiresAt, Json(approval.Preview?.RootElement.GetRawText()));
+        approval.Tool, approval.Reason, approval.Status.ToString(), approval.CreatedAt, approval.ExpiresAt, Json(approval.Preview?.RootElement.GetRawText()),
+        approval.Approvers, approval.Quorum, approval.SelfApproval);
 
     public static AuditCommand CompleteCall(
         string tenant, Guid callId, ToolCallStatus status, JsonNode? result, ToolCallError? error, DateTimeOffset at) => new("""

@@ -6,6 +6,7 @@ using HarnessServer.Policies;
 using HarnessServer.Sandbox;
 using HarnessServer.Sessions;
 using HarnessServer.Tools;
+using HarnessServer.Webhooks;
 using Microsoft.Extensions.Options;
 
 namespace HarnessServer.Pipeline;
@@ -153,7 +154,9 @@ internal sealed class CommitDecisionStep(AuditChain audit, TimeProvider time, IO
         var commands = new List<AuditCommand> { PipelineRows.InsertCall(context, status, arguments, decision?.ToJsonString(), now) };
         if (status == ToolCallStatus.PendingApproval)
         {
-            commands.Add(PipelineRows.InsertApproval(new Approval
+            // The rule that asked says who approves, how many, whether the requester may, and for how long.
+            var routing = context.Decision?.Routing ?? ApprovalRouting.Default;
+            var approval = new Approval
             {
                 Id = context.ApprovalId!.Value,
                 TenantId = context.Caller.TenantId,
@@ -166,8 +169,15 @@ internal sealed class CommitDecisionStep(AuditChain audit, TimeProvider time, IO
                 Preview = ApprovalPreview.Of(context) is { } preview ? JsonSerializer.SerializeToDocument(preview) : null,
                 Status = ApprovalStatus.Pending,
                 CreatedAt = now,
-                ExpiresAt = now + approvalOptions.Value.Expiry,
-            }));
+                ExpiresAt = now + (routing.Expires ?? approvalOptions.Value.Expiry),
+                Approvers = [.. routing.Approvers],
+                Quorum = routing.Quorum,
+                SelfApproval = routing.SelfApproval,
+            };
+            commands.Add(PipelineRows.InsertApproval(approval));
+            // The tenant's webhook hears of it exactly when the held call commits (nothing is written without one).
+            commands.Add(ApprovalWebhook.Enqueue(WebhookOutbox.Pending, approval, context.Request.Arguments, now));
+            commands.Add(AuditCommand.NotifyChange(WebhookOutbox.ChangeKind, approval.TenantId));
         }
 
         commands.AddRange(context.DecisionWrites);

@@ -4,7 +4,11 @@ namespace HarnessServer.Policies;
 /// Who decided a call: one rule of one source, or the org default (<see cref="Index"/> null). Built once when a
 /// policy is compiled, so decisions can point at it without allocating.
 /// </summary>
-internal sealed record PolicyRuleInfo(PolicyLevel Level, string Source, int? Index, PolicyEffect Effect, bool Locked, string Reason, PolicyRule? Rule);
+internal sealed record PolicyRuleInfo(PolicyLevel Level, string Source, int? Index, PolicyEffect Effect, bool Locked, string Reason, PolicyRule? Rule)
+{
+    /// <summary>Who approves a call this rule (or the org default) asks about; null unless the effect is ask.</summary>
+    public ApprovalRouting? Routing => Effect == PolicyEffect.Ask ? Rule?.Approval ?? ApprovalRouting.Default : null;
+}
 
 /// <summary>One argument matcher of a compiled rule: the argument's name and its globs, any of which may match.</summary>
 internal sealed class ArgumentMatcher(string name, PolicyGlob[] globs)

@@ -13,6 +13,9 @@ internal readonly record struct PolicyDecision(PolicyEffect Effect, PolicyRuleIn
 
     public int? Index => DecidedBy.Index;
 
+    /// <summary>Who approves the call when the effect is ask (the deciding rule's routing, or the default); otherwise null.</summary>
+    public ApprovalRouting? Routing => Effect == PolicyEffect.Ask ? DecidedBy.Rule?.Approval ?? ApprovalRouting.Default : null;
+
     /// <summary>True when the call could not be classified (a shell line outside the plain subset, an escaping path).</summary>
     public bool Unclassifiable { get; init; }
 
@@ -62,7 +65,11 @@ internal sealed record PermissionMatrix(IReadOnlyList<ToolPermission> Tools);
 /// One tool of the matrix: <see cref="Effect"/> is what a call whose arguments match no argument-constrained rule
 /// gets; <see cref="Rules"/> are every rule that can decide a call of the tool, most specific level first.
 /// </summary>
-internal sealed record ToolPermission(string Tool, string Effect, IReadOnlyList<PermissionRule> Rules);
+internal sealed record ToolPermission(string Tool, string Effect, IReadOnlyList<PermissionRule> Rules)
+{
+    /// <summary>Who approves when <see cref="Effect"/> is ask; null otherwise.</summary>
+    public ApprovalRequirements? Approval { get; init; }
+}
 
 internal sealed record PermissionRule(
     string Level,
@@ -71,4 +78,35 @@ internal sealed record PermissionRule(
     string Effect,
     IReadOnlyDictionary<string, IReadOnlyList<string>> Args,
     bool Locked,
-    string Reason);
+    string Reason)
+{
+    /// <summary>Who approves a call this rule asks about; null unless the rule's effect is ask.</summary>
+    public ApprovalRequirements? Approval { get; init; }
+}
+
+/// <summary>
+/// Who would approve a call an ask holds, as the matrix and <c>simulate</c> show it: the rule's <see cref="Approvers"/>
+/// (empty with <see cref="DefaultApprovers"/>: approvers of the requester's teams, and admins), how many distinct
+/// approvers (<see cref="Quorum"/>), whether the requester may approve their own call (<see cref="Self"/>: allow or
+/// deny) and after how many seconds it expires (<see cref="ExpiresSeconds"/>; null: <c>Harness:Approvals:Expiry</c>).
+/// </summary>
+internal sealed record ApprovalRequirements(IReadOnlyList<string> Approvers, bool DefaultApprovers, int Quorum, string Self, long? ExpiresSeconds, string Who)
+{
+    public static ApprovalRequirements? Of(ApprovalRouting? routing, TimeSpan? defaultExpiry = null)
+    {
+        if (routing is null)
+        {
+            return null;
+        }
+
+        var named = routing.Approvers.Count > 0;
+        var who = named
+            ? string.Join(", ", routing.Approvers.Select(a => a.StartsWith("team:", StringComparison.Ordinal) ? $"members of team {a[5..]}" : $"holders of role {a[5..]}"))
+            : "approvers (role harness.approver) of a team of the requester, and admins";
+        who += routing.Quorum == 1 ? "; one approval runs the call" : $"; {routing.Quorum} distinct approvers must approve";
+        who += routing.SelfApproval ? "; the requester may approve their own call" : "; never the requester";
+        return new ApprovalRequirements(
+            routing.Approvers, !named, routing.Quorum, routing.SelfApproval ? "allow" : "deny",
+            (long?)(routing.Expires ?? defaultExpiry)?.TotalSeconds, who);
+    }
+}

@@ -25,10 +25,27 @@ internal sealed record PolicyRule(
     PolicyEffect Effect,
     IReadOnlyDictionary<string, IReadOnlyList<string>> Args,
     bool Locked = false,
-    string? Reason = null)
+    string? Reason = null,
+    ApprovalRouting? Approval = null)
 {
     public static readonly IReadOnlyDictionary<string, IReadOnlyList<string>> NoArgs =
         new Dictionary<string, IReadOnlyList<string>>(StringComparer.Ordinal);
+}
+
+/// <summary>
+/// Who may approve a call an <c>ask</c> rule holds (its <c>approvers</c>, <c>quorum</c>, <c>self</c> and <c>expires</c>
+/// keys). <see cref="Approvers"/> holds <c>team:&lt;name&gt;</c> and <c>role:&lt;name&gt;</c> entries; empty means the
+/// default: approvers of the requester's teams, and admins. <see cref="Expires"/> null means
+/// <c>Harness:Approvals:Expiry</c>. The requester may approve their own call only when <see cref="SelfApproval"/>.
+/// </summary>
+internal sealed record ApprovalRouting(IReadOnlyList<string> Approvers, int Quorum, bool SelfApproval, TimeSpan? Expires)
+{
+    public const int MaxQuorum = 10;
+    public static readonly TimeSpan MinExpiry = TimeSpan.FromSeconds(1);
+    public static readonly TimeSpan MaxExpiry = TimeSpan.FromDays(30);
+
+    /// <summary>What an ask without routing keys (and the org default) means: as before routing existed.</summary>
+    public static readonly ApprovalRouting Default = new([], 1, false, null);
 }
 
 /// <summary>

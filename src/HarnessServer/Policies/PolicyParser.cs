@@ -13,7 +13,8 @@ internal static class PolicyParser
     public const int MaxLength = 1 << 20;
 
     private static readonly string[] DocumentKeys = ["default", "rules"];
-    private static readonly string[] RuleKeys = ["tool", "effect", "args", "locked", "reason"];
+    private static readonly string[] RuleKeys = ["tool", "effect", "args", "locked", "reason", "approvers", "quorum", "self", "expires"];
+    private static readonly string[] RoutingKeys = ["approvers", "quorum", "self", "expires"];
 
     public static PolicyParseResult Parse(string text, PolicyLevel level, string source)
     {
@@ -163,10 +164,32 @@ internal static class PolicyParser
             var locked = false;
             string? reason = null;
             IReadOnlyDictionary<string, IReadOnlyList<string>> args = PolicyRule.NoArgs;
+            IReadOnlyList<string> approvers = [];
+            var quorum = 1;
+            var self = false;
+            TimeSpan? expires = null;
+            var routing = new List<(string Key, YamlNode Value)>();
             foreach (var (key, value) in Entries(map, where, RuleKeys))
             {
+                if (Array.IndexOf(RoutingKeys, key) >= 0)
+                {
+                    routing.Add((key, value));
+                }
+
                 switch (key)
                 {
+                    case "approvers":
+                        approvers = Approvers(value, where);
+                        break;
+                    case "quorum":
+                        quorum = Quorum(value, where);
+                        break;
+                    case "self":
+                        self = Self(value, where);
+                        break;
+                    case "expires":
+                        expires = Expires(value, where);
+                        break;
                     case "tool":
                         tool = Scalar(value, $"{where}.tool");
                         if (tool is not null)
@@ -197,9 +220,164 @@ internal static class PolicyParser
                 Error(map.Start, $"{where}: missing {string.Join(" and ", missing)}: every rule needs tool and effect");
             }
 
+            // Routing says who approves what an ask holds; on allow or deny it would be silently meaningless.
+            if (effect is { } e && e != PolicyEffect.Ask)
+            {
+                foreach (var (key, value) in routing)
+                {
+                    Error(value.Start, $"{where}.{key}: only an ask rule says who approves; this rule's effect is {e.ToString().ToLowerInvariant()}");
+                }
+            }
+
+            var approval = routing.Count == 0 ? null : new ApprovalRouting(approvers, quorum, self, expires);
             return _errors.Count == before && tool is not null && effect is not null
-                ? new PolicyRule(tool, effect.Value, args, locked, string.IsNullOrEmpty(reason) ? null : reason)
+                ? new PolicyRule(tool, effect.Value, args, locked, string.IsNullOrEmpty(reason) ? null : reason, approval)
                 : null;
+        }
+
+        private string[] Approvers(YamlNode value, string where)
+        {
+            var at = $"{where}.approvers";
+            if (value is not YamlSequenceNode list)
+            {
+                Error(value.Start, $"{at}: a list of 'team:<name>' or 'role:<name>' entries, not {Describe(value)}");
+                return [];
+            }
+
+            if (list.Children.Count == 0)
+            {
+                Error(list.Start, $"{at}: an empty list names no one who could approve: name at least one 'team:<name>' or 'role:<name>', or leave the key out for the default (approvers of the requester's teams, and admins)");
+            }
+
+            var entries = new List<string>();
+            for (var i = 0; i < list.Children.Count; i++)
+            {
+                var node = list.Children[i];
+                var text = node is YamlScalarNode && !IsNull(node) ? Scalar(node, $"{at}[{i}]") : null;
+                if (text is null)
+                {
+                    if (node is not YamlScalarNode || IsNull(node))
+                    {
+                        Error(node.Start, $"{at}[{i}]: an entry is 'team:<name>' or 'role:<name>', not {Describe(node)}");
+                    }
+
+                    continue;
+                }
+
+                var colon = text.IndexOf(':', StringComparison.Ordinal);
+                var kind = colon < 0 ? "" : text[..colon];
+                var name = colon < 0 ? "" : text[(colon + 1)..];
+                if (kind is not ("team" or "role") || name.Length == 0 || name.Length > Data.ColumnLimits.Identifier || name.Trim().Length != name.Length)
+                {
+                    Error(node.Start, $"{at}[{i}]: '{text}' is not 'team:<name>' or 'role:<name>' (a name of 1 to {Data.ColumnLimits.Identifier} characters, no surrounding spaces)");
+                    continue;
+                }
+
+                if (!entries.Contains(text, StringComparer.Ordinal))
+                {
+                    entries.Add(text);
+                }
+            }
+
+            return [.. entries];
+        }
+
+        private int Quorum(YamlNode value, string where)
+        {
+            var text = Scalar(value, $"{where}.quorum");
+            if (text is null)
+            {
+                return 1;
+            }
+
+            if (!int.TryParse(text, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var quorum)
+                || quorum < 1 || quorum > ApprovalRouting.MaxQuorum)
+            {
+                Error(value.Start, $"{where}.quorum: '{text}' is not a number of distinct approvers from 1 to {ApprovalRouting.MaxQuorum}");
+                return 1;
+            }
+
+            return quorum;
+        }
+
+        private bool Self(YamlNode value, string where)
+        {
+            var text = Scalar(value, $"{where}.self");
+            switch (text)
+            {
+                case null:
+                    return false;
+                case "allow":
+                    return true;
+                case "deny":
+                    return false;
+                default:
+                    Error(value.Start, $"{where}.self: '{text}' is not allow or deny (allow lets the requester approve their own call; deny, the default, needs another person)");
+                    return false;
+            }
+        }
+
+        private TimeSpan? Expires(YamlNode value, string where)
+        {
+            var text = Scalar(value, $"{where}.expires");
+            if (text is null)
+            {
+                return null;
+            }
+
+            if (ParseDuration(text) is not { } duration || duration < ApprovalRouting.MinExpiry || duration > ApprovalRouting.MaxExpiry)
+            {
+                Error(value.Start, $"{where}.expires: '{text}' is not a duration from 1s to 30d: a number and a unit (s, m, h, d), or several, such as 90s, 15m, 1h30m, 2d");
+                return null;
+            }
+
+            return duration;
+        }
+
+        // "1h30m": numbers each followed by one of s, m, h, d, units in decreasing order and each at most once.
+        private static TimeSpan? ParseDuration(string text)
+        {
+            var total = TimeSpan.Zero;
+            var last = int.MaxValue;
+            var i = 0;
+            if (text.Length == 0 || text.Length > 32)
+            {
+                return null;
+            }
+
+            while (i < text.Length)
+            {
+                var start = i;
+                while (i < text.Length && char.IsAsciiDigit(text[i]))
+                {
+                    i++;
+                }
+
+                if (i == start || i == text.Length || i - start > 6)
+                {
+                    return null;
+                }
+
+                var number = long.Parse(text.AsSpan(start, i - start), System.Globalization.CultureInfo.InvariantCulture);
+                var (rank, unit) = text[i] switch
+                {
+                    'd' => (3, TimeSpan.FromDays(1)),
+                    'h' => (2, TimeSpan.FromHours(1)),
+                    'm' => (1, TimeSpan.FromMinutes(1)),
+                    's' => (0, TimeSpan.FromSeconds(1)),
+                    _ => (-1, TimeSpan.Zero),
+                };
+                if (rank < 0 || rank >= last)
+                {
+                    return null;
+                }
+
+                last = rank;
+                total += unit * number;
+                i++;
+            }
+
+            return total;
         }
 
         private PolicyEffect? Effect(YamlNode value, string where)

@@ -268,13 +268,15 @@ internal sealed class PolicyResolver
     }
 
     /// <summary>The effective matrix for <paramref name="tools"/> (typically the tenant's registry names).</summary>
-    public PermissionMatrix Matrix(IEnumerable<string> tools)
+    /// <param name="tools">the tools to list</param>
+    /// <param name="defaultExpiry">the expiry of an ask whose rule names none (<c>Harness:Approvals:Expiry</c>)</param>
+    public PermissionMatrix Matrix(IEnumerable<string> tools, TimeSpan? defaultExpiry = null)
     {
         ArgumentNullException.ThrowIfNull(tools);
-        return new PermissionMatrix([.. tools.Distinct(StringComparer.Ordinal).Select(ToolPermissions)]);
+        return new PermissionMatrix([.. tools.Distinct(StringComparer.Ordinal).Select(t => ToolPermissions(t, defaultExpiry))]);
     }
 
-    private ToolPermission ToolPermissions(string tool)
+    private ToolPermission ToolPermissions(string tool, TimeSpan? defaultExpiry)
     {
         var plan = Plan(tool);
         var blanket = plan.Default;
@@ -296,9 +298,9 @@ internal sealed class PolicyResolver
                 Name(r.Effect),
                 r.Info.Rule?.Args ?? PolicyRule.NoArgs,
                 r.Locked,
-                r.Info.Reason))
+                r.Info.Reason) { Approval = ApprovalRequirements.Of(r.Info.Routing, defaultExpiry) })
             .ToArray();
-        return new ToolPermission(tool, Name(blanket.Effect), rules);
+        return new ToolPermission(tool, Name(blanket.Effect), rules) { Approval = ApprovalRequirements.Of(blanket.Routing, defaultExpiry) };
     }
 
     private static string Name(PolicyEffect effect) => effect switch

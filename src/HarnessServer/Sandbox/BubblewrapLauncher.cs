@@ -19,7 +19,7 @@ namespace HarnessServer.Sandbox;
 /// command: there <c>RLIMIT_NPROC</c> counts the sandbox's own user namespace, so concurrent calls do not share one
 /// process budget.
 /// </remarks>
-internal sealed partial class BubblewrapLauncher(IOptions<SandboxOptions> options, ILogger<BubblewrapLauncher> logger)
+internal sealed partial class BubblewrapLauncher(IOptions<SandboxOptions> options, ControlGroups groups, ILogger<BubblewrapLauncher> logger)
 {
     private static readonly Encoding Utf8 = new UTF8Encoding(encoderShouldEmitUTF8Identifier: false);
 
@@ -76,7 +76,22 @@ internal sealed partial class BubblewrapLauncher(IOptions<SandboxOptions> option
     public async Task<SandboxResult> RunAsync(SandboxCommand command, CancellationToken cancellationToken)
     {
         var timeout = Validate(command);
-        var startInfo = StartInfo(command, timeout);
+        var group = groups.Create();
+        try
+        {
+            return await RunAsync(command, timeout, group, cancellationToken);
+        }
+        finally
+        {
+            // Off the call's path: the sandbox's last processes are still being reaped when bwrap has exited, and an
+            // rmdir before then fails; the call need not wait for that.
+            group?.Release();
+        }
+    }
+
+    private async Task<SandboxResult> RunAsync(SandboxCommand command, int timeout, CallGroup? group, CancellationToken cancellationToken)
+    {
+        var startInfo = StartInfo(command, timeout, group);
         var clock = Stopwatch.StartNew();
         using var process = new Process { StartInfo = startInfo };
         await ForkThread.StartAsync(process);
@@ -85,9 +100,11 @@ internal sealed partial class BubblewrapLauncher(IOptions<SandboxOptions> option
         var stderr = CaptureAsync(process.StandardError.BaseStream);
 
         var timedOut = false;
+        var outOfMemory = false;
         using (var limit = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken))
         {
             limit.CancelAfter(TimeSpan.FromSeconds(timeout));
+            var watch = group is null ? Task.CompletedTask : WatchMemoryAsync(group, limit);
             try
             {
                 await process.WaitForExitAsync(limit.Token);
@@ -98,8 +115,12 @@ internal sealed partial class BubblewrapLauncher(IOptions<SandboxOptions> option
                 // and --die-with-parent covers a child that was between fork and exec.
                 process.Kill(entireProcessTree: true);
                 await process.WaitForExitAsync(CancellationToken.None);
-                timedOut = !cancellationToken.IsCancellationRequested;
+                outOfMemory = group?.OutOfMemory == true;
+                timedOut = !cancellationToken.IsCancellationRequested && !outOfMemory;
             }
+
+            await limit.CancelAsync();
+            await watch;
         }
 
         var (output, outputCut, outputBytes) = await stdout;
@@ -112,6 +133,14 @@ internal sealed partial class BubblewrapLauncher(IOptions<SandboxOptions> option
         if (timedOut)
         {
             logger.LogInformation("Sandboxed command killed at its {Timeout} s time limit.", timeout);
+        }
+
+        if (outOfMemory || group?.OutOfMemory == true)
+        {
+            // The kernel killed a process of the sandbox; say so where the agent reads, as the shell would say "Killed".
+            killed = true;
+            errors += $"\n[the sandbox reached its memory limit of {_options.GroupMemoryBytes} bytes: the kernel killed a process]";
+            logger.LogInformation("Sandboxed command hit its group memory limit of {Bytes} bytes.", _options.GroupMemoryBytes);
         }
 
         return new SandboxResult(exitCode, output, errors, outputCut || errorsCut, clock.ElapsedMilliseconds, timedOut, killed)
@@ -164,12 +193,12 @@ internal sealed partial class BubblewrapLauncher(IOptions<SandboxOptions> option
         };
     }
 
-    private ProcessStartInfo StartInfo(SandboxCommand command, int timeout)
+    private ProcessStartInfo StartInfo(SandboxCommand command, int timeout, CallGroup? group)
     {
         var serverIsRoot = Libc.Geteuid() == 0;
         var start = new ProcessStartInfo
         {
-            FileName = serverIsRoot ? _options.SetprivPath : _options.BwrapPath,
+            FileName = group is null ? (serverIsRoot ? _options.SetprivPath : _options.BwrapPath) : EnterGroupShell,
             UseShellExecute = false,
             RedirectStandardInput = true,
             RedirectStandardOutput = true,
@@ -179,6 +208,15 @@ internal sealed partial class BubblewrapLauncher(IOptions<SandboxOptions> option
         start.Environment.Clear();
 
         var args = start.ArgumentList;
+        if (group is not null)
+        {
+            // A shell outside the sandbox moves itself into the call's groups, then becomes setpriv (or bwrap), so
+            // every process of the sandbox is born inside them.
+            Add(args, "-c", EnterGroupScript, "harness-enter-group");
+            Add(args, [.. group.Folders]);
+            Add(args, "--", serverIsRoot ? _options.SetprivPath : _options.BwrapPath);
+        }
+
         if (serverIsRoot)
         {
             // Root in the sandbox's user namespace would still be host root to the kernel's limits and file owners:
@@ -260,6 +298,36 @@ internal sealed partial class BubblewrapLauncher(IOptions<SandboxOptions> option
 
         return start;
     }
+
+    /// <summary>
+    /// Ends the call when the kernel killed one of its processes for the group's memory: cgroup v2's
+    /// <c>memory.oom.group</c> kills the whole sandbox by itself, v1 kills only the largest process and lets the
+    /// others go on, so a sandbox that ran out of memory is stopped as a whole either way.
+    /// </summary>
+    private static async Task WatchMemoryAsync(CallGroup group, CancellationTokenSource limit)
+    {
+        using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(100));
+        try
+        {
+            while (await timer.WaitForNextTickAsync(limit.Token))
+            {
+                if (group.OutOfMemory)
+                {
+                    await limit.CancelAsync();
+                    return;
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            // The call ended, or its time ran out: nothing left to watch.
+        }
+    }
+
+    private const string EnterGroupShell = "/bin/sh";
+
+    // $1.. are the group folders up to "--", then the program and its arguments; exit 125 if a group refuses the PID.
+    private const string EnterGroupScript = "while [ \"$1\" != -- ]; do echo $$ > \"$1/cgroup.procs\" || exit 125; shift; done; shift; exec \"$@\"";
 
     /// <summary>Reads a stream to its end, keeping the first <c>MaxOutputBytes</c> and discarding the rest so the child never blocks.</summary>
     private async Task<(string Text, bool Truncated, OutputText Lossless)> CaptureAsync(Stream stream)

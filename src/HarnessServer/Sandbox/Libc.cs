@@ -165,5 +165,10 @@ internal static partial class Libc
     [LibraryImport(Library, EntryPoint = "geteuid")]
     public static partial uint Geteuid();
 
+    public const int SIGKILL = 9;
+
+    [LibraryImport(Library, EntryPoint = "kill", SetLastError = true)]
+    public static partial int Kill(int pid, int signal);
+
     public static string Describe(int errno) => Marshal.GetPInvokeErrorMessage(errno);
 }

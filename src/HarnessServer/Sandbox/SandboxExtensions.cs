@@ -19,6 +19,7 @@ internal static class SandboxExtensions
 
         builder.Services.AddSingleton<WorkspaceRoot>();
         builder.Services.AddSingleton<TenantSandboxUsers>();
+        builder.Services.AddSingleton<ControlGroups>();
         builder.Services.AddSingleton<BubblewrapLauncher>();
         builder.Services.AddSingleton<BubblewrapSandbox>();
         builder.Services.AddSingleton<SandboxProbe>();

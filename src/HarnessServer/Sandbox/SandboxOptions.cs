@@ -21,6 +21,24 @@ internal sealed class SandboxOptions
     /// </summary>
     public long ShmBytes { get; set; } = 16L * 1024 * 1024;
 
+    /// <summary>
+    /// Memory of the whole sandbox (all its processes, and the pages of its <c>/tmp</c> and <c>/dev/shm</c>), held by
+    /// its control group where the host lends one (see <see cref="ControlGroups"/>); with rlimits only, nothing holds it.
+    /// </summary>
+    public long GroupMemoryBytes { get; set; } = 1024L * 1024 * 1024;
+
+    /// <summary>CPU weight of a sandbox's control group (1-10000, 100 is the kernel's default): below the server's by default.</summary>
+    public int CpuWeight { get; set; } = 50;
+
+    /// <summary>
+    /// A cgroup v2 folder delegated to the server (writable, with the memory and pids controllers), under which each
+    /// call gets its own group; empty to use cgroup v1 where it is writable, else rlimits only.
+    /// </summary>
+    public string CgroupRoot { get; set; } = "";
+
+    /// <summary>Whether writable cgroup v1 memory and pids hierarchies are used when no <see cref="CgroupRoot"/> is set.</summary>
+    public bool UseCgroupV1 { get; set; } = true;
+
     public int DefaultTimeoutSeconds { get; set; } = 30;
     public int MaxTimeoutSeconds { get; set; } = 300;
 
@@ -71,6 +89,12 @@ internal sealed class SandboxOptions
                 "Harness:Sandbox:MaxProcesses must be positive."),
             (MaxFileBytes <= 0,
                 "Harness:Sandbox:MaxFileBytes must be positive."),
+            (GroupMemoryBytes < 16 * 1024 * 1024,
+                "Harness:Sandbox:GroupMemoryBytes must be at least 16 MiB."),
+            (CpuWeight is < 1 or > 10_000,
+                "Harness:Sandbox:CpuWeight must be between 1 and 10000."),
+            (CgroupRoot.Length > 0 && !Path.IsPathFullyQualified(CgroupRoot),
+                "Harness:Sandbox:CgroupRoot must be empty or an absolute path."),
             (ShmBytes < 0,
                 "Harness:Sandbox:ShmBytes must be 0 (no /dev/shm) or positive."),
             (DefaultTimeoutSeconds <= 0,

@@ -92,14 +92,14 @@ internal sealed class SandboxProbe : IHostedService
     }
 }
 
-/// <summary>Ready only when the sandbox probe succeeded; otherwise unhealthy with the probe's reason.</summary>
-internal sealed class SandboxHealthCheck(SandboxProbe probe) : IHealthCheck
+/// <summary>Ready only when the sandbox probe succeeded (and saying what holds its limits); otherwise unhealthy with the probe's reason.</summary>
+internal sealed class SandboxHealthCheck(SandboxProbe probe, ControlGroups groups) : IHealthCheck
 {
     public async Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
     {
         var outcome = await probe.WaitAsync(cancellationToken);
         return outcome.IsAvailable
-            ? HealthCheckResult.Healthy("bubblewrap sandbox available.")
+            ? HealthCheckResult.Healthy($"bubblewrap sandbox available; limits: {groups.Description}")
             : HealthCheckResult.Unhealthy($"Sandbox unavailable: {outcome.FailureReason}");
     }
 }

@@ -19,6 +19,7 @@ public sealed class FolderDependencyTests
         "Agents",        // Semantic Kernel turns; their function filter hands every call to the pipeline
         "Pipeline",      // the one ordered list of steps a tool call passes, the approved-call executor, recovery
         "Approvals",     // approvals of held calls and their decisions
+        "Webhooks",      // tenants' outbound webhooks: the outbox and its dispatcher
         "Memory",        // namespaced memory on pgvector
         "Sessions",      // sessions, their stored tool calls and events, workspace checkpoints
         "Sandbox",       // workspaces and bubblewrap

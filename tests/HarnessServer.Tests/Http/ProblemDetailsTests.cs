@@ -75,6 +75,8 @@ public sealed class ProblemDetailsTests(ProblemDetailsTests.SmallBodyApplication
 
         Assert.True(ready.StatusCode == HttpStatusCode.OK, body.GetRawText());
         Assert.StartsWith("PostgreSQL reachable, pgvector", body.GetProperty("checks").GetProperty("database").GetProperty("description").GetString());
+        // This machine kind is a root server on a cgroup v1 host: the sandbox's limits are held by a group per call.
+        Assert.Contains("limits: cgroup v1 (memory, pids", body.GetProperty("checks").GetProperty("sandbox").GetProperty("description").GetString());
     }
 
     [Fact]

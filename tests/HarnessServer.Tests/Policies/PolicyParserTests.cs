@@ -71,7 +71,7 @@ public sealed class PolicyParserTests
     }
 
     [Theory]
-    [InlineData("rules:\n  - tool: fs.read\n    effect: allow\n    efect: deny\n", 4, 5, "unknown key 'efect'; allowed keys are tool, effect, args, locked, reason")]
+    [InlineData("rules:\n  - tool: fs.read\n    effect: allow\n    efect: deny\n", 4, 5, "unknown key 'efect'; allowed keys are tool, effect, args, locked, reason, approvers, quorum, self, expires")]
     [InlineData("defaults: deny\n", 1, 1, "unknown key 'defaults'; allowed keys are default, rules")]
     [InlineData("rules:\n  - tool: fs.read\n    effect: permit\n", 3, 13, "unknown effect 'permit': use allow, ask or deny")]
     [InlineData("default: allow\n", 1, 10, "default must be deny or ask")]

@@ -3,6 +3,10 @@ using System.Text;
 using System.Text.Json;
 using HarnessServer.Identity;
 using HarnessServer.Tests.Infrastructure;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 
 namespace HarnessServer.Tests.Review;
 
@@ -348,6 +352,30 @@ public sealed class HardeningTests(HardeningApplication app) : IClassFixture<Har
         Assert.Contains("removed from the tail", output);
     }
 
+    // Issue 16, anchoring: the file is one anchor outside the database; a receiver the operator runs elsewhere is the
+    // other. Every new checkpoint reaches it, signed, and a refused push is retried until it is accepted.
+    [Fact]
+    public async Task Hardening_new_checkpoints_are_pushed_to_the_anchor_receiver_and_a_failed_push_is_retried()
+    {
+        const string tenant = "pushed";
+        using var client = app.ClientFor("pushed-user", tenant);
+        var session = await NewSessionAsync(client);
+        await (await CallAsync(client, session, new { tool = "shell.exec", arguments = new { command = "echo pushed" } })).JsonAsync(HttpStatusCode.OK);
+        using var auditor = app.ClientFor("auditor", tenant, roles: [HarnessRoles.Auditor]);
+        app.Anchors.FailNext(HttpStatusCode.InternalServerError);
+
+        var checkpoint = await (await auditor.PostAsync("/v1/audit/checkpoints", null)).JsonAsync(HttpStatusCode.OK);
+
+        var received = await app.Anchors.NextForAsync(tenant, TimeSpan.FromSeconds(15));
+        Assert.Equal("Bearer " + HardeningApplication.AnchorToken, received.Authorization);
+        Assert.Equal(checkpoint.GetProperty("seq").GetInt64(), received.Body.GetProperty("seq").GetInt64());
+        Assert.Equal(checkpoint.GetProperty("hash").GetString(), received.Body.GetProperty("hash").GetString());
+        Assert.Equal(checkpoint.GetProperty("signature").GetString(), received.Body.GetProperty("signature").GetString());
+        Assert.True(app.Anchors.Refused >= 1);
+        var verified = await (await auditor.GetAsync("/v1/audit/verify?checkpoint=" + Uri.EscapeDataString(received.Body.GetRawText()))).JsonAsync(HttpStatusCode.OK);
+        Assert.True(verified.GetProperty("valid").GetBoolean(), verified.GetRawText());
+    }
+
     private static async Task<(bool Ok, string Output)> RunVerifierAsync(params string[] arguments)
     {
         var start = new System.Diagnostics.ProcessStartInfo("python3") { RedirectStandardOutput = true, RedirectStandardError = true };
@@ -388,9 +416,22 @@ public sealed class HardeningApplication : HarnessApplication
         settings["Harness:PoliciesPath"] = Path.Combine(RepositoryRoot, "policies");
         settings["Harness:Recovery:SweepInterval"] = "00:00:00.300";
         settings["Harness:Audit:AnchorPath"] = AnchorPath;
+        settings["Harness:Audit:AnchorUrl"] = Anchors.Url;
+        settings["Harness:Audit:AnchorToken"] = AnchorToken;
     }
 
+    public const string AnchorToken = "anchor-receiver-token";
+
+    /// <summary>The operator's anchor receiver, on loopback.</summary>
+    public AnchorReceiver Anchors { get; } = AnchorReceiver.Start();
+
     public string AnchorPath => Path.Combine(DataRoot, "audit-anchors.jsonl");
+
+    public override async ValueTask DisposeAsync()
+    {
+        await base.DisposeAsync();
+        await Anchors.DisposeAsync();
+    }
 
     public override async Task InitializeAsync()
     {
@@ -402,4 +443,63 @@ public sealed class HardeningApplication : HarnessApplication
             put.EnsureSuccessStatusCode();
         }
     }
+}
+
+/// <summary>An anchor receiver on a loopback port: records every POSTed checkpoint, refusing the ones it is told to.</summary>
+public sealed class AnchorReceiver : IAsyncDisposable
+{
+    private readonly Microsoft.AspNetCore.Builder.WebApplication _app;
+    private readonly System.Threading.Channels.Channel<(string? Authorization, JsonElement Body)> _received =
+        System.Threading.Channels.Channel.CreateUnbounded<(string?, JsonElement)>();
+    private int _failNext;
+    private int _refused;
+
+    private AnchorReceiver(Microsoft.AspNetCore.Builder.WebApplication app) => _app = app;
+
+    public string Url { get; private set; } = "";
+
+    public int Refused => Volatile.Read(ref _refused);
+
+    public static AnchorReceiver Start()
+    {
+        var builder = Microsoft.AspNetCore.Builder.WebApplication.CreateSlimBuilder();
+        builder.WebHost.UseUrls("http://127.0.0.1:0");
+        builder.Logging.ClearProviders();
+        var receiver = new AnchorReceiver(builder.Build());
+        receiver._app.MapPost("/anchors", async (Microsoft.AspNetCore.Http.HttpContext context) =>
+        {
+            var body = await JsonSerializer.DeserializeAsync<JsonElement>(context.Request.Body);
+            if (Interlocked.Exchange(ref receiver._failNext, 0) is var status and not 0)
+            {
+                Interlocked.Increment(ref receiver._refused);
+                return Microsoft.AspNetCore.Http.Results.StatusCode(status);
+            }
+
+            receiver._received.Writer.TryWrite((context.Request.Headers.Authorization.ToString(), body));
+            return Microsoft.AspNetCore.Http.Results.Ok();
+        });
+        receiver._app.StartAsync().GetAwaiter().GetResult();
+        var address = receiver._app.Services.GetRequiredService<Microsoft.AspNetCore.Hosting.Server.IServer>()
+            .Features.Get<Microsoft.AspNetCore.Hosting.Server.Features.IServerAddressesFeature>()!.Addresses.First();
+        receiver.Url = address + "/anchors";
+        return receiver;
+    }
+
+    public void FailNext(HttpStatusCode status) => Volatile.Write(ref _failNext, (int)status);
+
+    /// <summary>The next checkpoint of <paramref name="tenant"/> the receiver accepted.</summary>
+    public async Task<(string? Authorization, JsonElement Body)> NextForAsync(string tenant, TimeSpan within)
+    {
+        using var timeout = new CancellationTokenSource(within);
+        while (true)
+        {
+            var received = await _received.Reader.ReadAsync(timeout.Token);
+            if (received.Body.GetProperty("tenant").GetString() == tenant)
+            {
+                return received;
+            }
+        }
+    }
+
+    public async ValueTask DisposeAsync() => await _app.DisposeAsync();
 }

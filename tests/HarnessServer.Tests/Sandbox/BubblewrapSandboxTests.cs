@@ -232,6 +232,44 @@ public sealed class BubblewrapSandboxTests(SandboxFixture fixture) : IDisposable
     }
 
     [Fact]
+    public async Task Processes_that_together_exceed_the_group_memory_are_killed_and_the_group_is_removed()
+    {
+        // Each process stays under its own address-space limit (512 MiB); together they pass the group's 256 MiB.
+        Assert.Equal(LimitMechanism.CgroupV1, fixture.Groups.Mechanism);
+        var hog = "python3 -c 'import time; b = b\"x\" * (120 * 1024 * 1024); time.sleep(20)'";
+
+        var result = await fixture.ShellAsync(_workspace, $"{hog} & {hog} & {hog} & wait; echo done", timeoutSeconds: 15);
+
+        Assert.True(result.Killed, result.Stderr);
+        Assert.Contains($"memory limit of {fixture.Options.GroupMemoryBytes} bytes", result.Stderr);
+        Assert.InRange(result.DurationMs, 0, 10_000);
+        Assert.Empty(SandboxUserProcesses("python3"));
+        var after = await fixture.ShellAsync(_workspace, "echo alive");
+        Assert.Equal("alive\n", after.Stdout);
+    }
+
+    [Fact]
+    public void A_calls_group_has_the_limits_written_and_is_gone_once_disposed()
+    {
+        string[] folders;
+        using (var group = fixture.Groups.Create())
+        {
+            Assert.NotNull(group);
+            folders = [.. group.Folders];
+            Assert.Equal(Path.Combine(SandboxGroups, Path.GetFileName(folders[0])), folders[0]);
+            Assert.Equal($"{fixture.Options.GroupMemoryBytes}", File.ReadAllText(Path.Combine(folders[0], "memory.limit_in_bytes")).Trim());
+            Assert.Equal($"{fixture.Options.MaxProcesses}", File.ReadAllText(Path.Combine(folders[1], "pids.max")).Trim());
+            Assert.False(group.OutOfMemory);
+        }
+
+        Assert.All(folders, f => Assert.False(Directory.Exists(f), f));
+    }
+
+    private static string SandboxGroups =>
+        "/sys/fs/cgroup/memory" + File.ReadAllLines("/proc/self/cgroup").Select(l => l.Split(':', 3)).Single(f => f[1] == "memory")[2]
+        + $"/harness-sandboxes/server-{Environment.ProcessId}";
+
+    [Fact]
     public async Task Files_stop_at_the_size_limit()
     {
         var result = await fixture.ShellAsync(_workspace, "head -c 5000000 /dev/zero > big");

@@ -9,14 +9,18 @@ public sealed class SandboxFixture : IDisposable
 {
     public SandboxFixture()
     {
-        Options = new SandboxOptions { MaxOutputBytes = 64 * 1024, MaxFileBytes = 1024 * 1024, MaxReadBytes = 64 * 1024, MaxProcesses = 32 };
+        Options = new SandboxOptions { MaxOutputBytes = 64 * 1024, MaxFileBytes = 1024 * 1024, MaxReadBytes = 64 * 1024, MaxProcesses = 32, GroupMemoryBytes = 256L * 1024 * 1024 };
         Root = new WorkspaceRoot(Path.Combine(Path.GetTempPath(), $"harness-sandbox-tests-{Guid.NewGuid():N}"), Options);
-        var launcher = new BubblewrapLauncher(Microsoft.Extensions.Options.Options.Create(Options), NullLogger<BubblewrapLauncher>.Instance);
+        var options = Microsoft.Extensions.Options.Options.Create(Options);
+        Groups = new ControlGroups(options, NullLogger<ControlGroups>.Instance);
+        var launcher = new BubblewrapLauncher(options, Groups, NullLogger<BubblewrapLauncher>.Instance);
         Probe = new SandboxProbe(Microsoft.Extensions.Options.Options.Create(Options), Root, launcher, NullLogger<SandboxProbe>.Instance);
         Sandbox = new BubblewrapSandbox(Probe, launcher);
     }
 
     internal SandboxOptions Options { get; }
+
+    internal ControlGroups Groups { get; }
     internal WorkspaceRoot Root { get; }
     internal SandboxProbe Probe { get; }
     internal BubblewrapSandbox Sandbox { get; }
@@ -45,6 +49,7 @@ public sealed class SandboxFixture : IDisposable
 
     public void Dispose()
     {
+        Groups.Dispose();
         if (Directory.Exists(Root.FullPath))
         {
             Directory.Delete(Root.FullPath, recursive: true);
