@@ -114,8 +114,20 @@ internal static class SessionCommands
             var turn = await c.Client.SendMessageAsync(sessionId, new MessageBody { Content = parsed.GetValue(message)! }, ct);
             await stop.CancelAsync();
             await streaming;
+
+            // The stream may trail the turn's answer: what it had not shown yet is shown from the session as stored.
+            var stored = await c.Client.GetSessionAsync(sessionId, ct);
             lock (events)
             {
+                foreach (var call in stored.ToolCalls.Where(call => !events.Any(e => e.Id == call.Id && e.Status == call.Status)))
+                {
+                    events.Add(call);
+                    if (!c.Json)
+                    {
+                        c.Out.WriteLine($"  [{call.Tool}] {call.Status}");
+                    }
+                }
+
                 c.Print(new { session = sessionId, turn, events }, o =>
                 {
                     o.WriteLine($"turn {turn.TurnId}: {turn.Status}");
