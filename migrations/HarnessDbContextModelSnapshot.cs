@@ -1182,6 +1182,114 @@ namespace HarnessServer.Migrations
                     b.ToTable("tool_registrations", (string)null);
                 });
 
+            modelBuilder.Entity("HarnessServer.Upstreams.McpToolChange", b =>
+                {
+                    b.Property<string>("TenantId")
+                        .HasMaxLength(200)
+                        .HasColumnType("character varying(200)")
+                        .HasColumnName("tenant_id");
+
+                    b.Property<string>("Tool")
+                        .HasMaxLength(200)
+                        .HasColumnType("character varying(200)")
+                        .HasColumnName("tool");
+
+                    b.Property<string>("Description")
+                        .IsRequired()
+                        .HasMaxLength(2000)
+                        .HasColumnType("character varying(2000)")
+                        .HasColumnName("description");
+
+                    b.Property<DateTimeOffset>("DetectedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("detected_at");
+
+                    b.Property<bool>("IsNew")
+                        .HasColumnType("boolean")
+                        .HasColumnName("is_new");
+
+                    b.Property<JsonDocument>("Schema")
+                        .IsRequired()
+                        .HasColumnType("jsonb")
+                        .HasColumnName("schema");
+
+                    b.Property<string>("Server")
+                        .IsRequired()
+                        .HasMaxLength(40)
+                        .HasColumnType("character varying(40)")
+                        .HasColumnName("server");
+
+                    b.Property<string>("UpstreamName")
+                        .IsRequired()
+                        .HasMaxLength(128)
+                        .HasColumnType("character varying(128)")
+                        .HasColumnName("upstream_name");
+
+                    b.HasKey("TenantId", "Tool")
+                        .HasName("pk_mcp_tool_changes");
+
+                    b.HasIndex("TenantId", "Server")
+                        .HasDatabaseName("ix_mcp_tool_changes_tenant_id_server");
+
+                    b.ToTable("mcp_tool_changes", (string)null);
+                });
+
+            modelBuilder.Entity("HarnessServer.Upstreams.McpUpstream", b =>
+                {
+                    b.Property<string>("TenantId")
+                        .HasMaxLength(200)
+                        .HasColumnType("character varying(200)")
+                        .HasColumnName("tenant_id");
+
+                    b.Property<string>("Name")
+                        .HasMaxLength(40)
+                        .HasColumnType("character varying(40)")
+                        .HasColumnName("name");
+
+                    b.PrimitiveCollection<string[]>("Command")
+                        .HasColumnType("text[]")
+                        .HasColumnName("command");
+
+                    b.Property<DateTimeOffset>("CreatedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("created_at");
+
+                    b.Property<string>("CreatedBy")
+                        .IsRequired()
+                        .HasMaxLength(200)
+                        .HasColumnType("character varying(200)")
+                        .HasColumnName("created_by");
+
+                    b.Property<string>("ProtectedCredential")
+                        .HasMaxLength(16384)
+                        .HasColumnType("character varying(16384)")
+                        .HasColumnName("protected_credential");
+
+                    b.Property<DateTimeOffset?>("RefreshedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("refreshed_at");
+
+                    b.Property<int>("TimeoutSeconds")
+                        .HasColumnType("integer")
+                        .HasColumnName("timeout_seconds");
+
+                    b.Property<string>("Transport")
+                        .IsRequired()
+                        .HasMaxLength(10)
+                        .HasColumnType("character varying(10)")
+                        .HasColumnName("transport");
+
+                    b.Property<string>("Url")
+                        .HasMaxLength(2048)
+                        .HasColumnType("character varying(2048)")
+                        .HasColumnName("url");
+
+                    b.HasKey("TenantId", "Name")
+                        .HasName("pk_mcp_upstreams");
+
+                    b.ToTable("mcp_upstreams", (string)null);
+                });
+
             modelBuilder.Entity("HarnessServer.Webhooks.TenantWebhook", b =>
                 {
                     b.Property<string>("TenantId")
@@ -1485,6 +1593,26 @@ namespace HarnessServer.Migrations
                         .OnDelete(DeleteBehavior.Cascade)
                         .IsRequired()
                         .HasConstraintName("fk_tool_registrations_tenants_tenant_id");
+                });
+
+            modelBuilder.Entity("HarnessServer.Upstreams.McpToolChange", b =>
+                {
+                    b.HasOne("HarnessServer.Upstreams.McpUpstream", null)
+                        .WithMany()
+                        .HasForeignKey("TenantId", "Server")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired()
+                        .HasConstraintName("fk_mcp_tool_changes_mcp_upstreams_tenant_id_server");
+                });
+
+            modelBuilder.Entity("HarnessServer.Upstreams.McpUpstream", b =>
+                {
+                    b.HasOne("HarnessServer.Data.Tenant", null)
+                        .WithMany()
+                        .HasForeignKey("TenantId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired()
+                        .HasConstraintName("fk_mcp_upstreams_tenants_tenant_id");
                 });
 
             modelBuilder.Entity("HarnessServer.Webhooks.TenantWebhook", b =>

@@ -181,4 +181,17 @@ else
   [ -x "$REDOCLY_DIR/node_modules/.bin/redocly" ] || die "redocly install finished but its binary is missing"
 fi
 
+# --- 5. the MCP tests' outside client: the official TypeScript SDK (npm, project-local) ---
+MCP_SDK_VERSION=1.32.2
+MCP_SDK_DIR="$REPO_ROOT/.data/tools/mcp-sdk"
+if grep -q "\"version\": \"$MCP_SDK_VERSION\"" "$MCP_SDK_DIR/node_modules/@modelcontextprotocol/sdk/package.json" 2>/dev/null; then
+  log "mcp-sdk: already installed ($MCP_SDK_VERSION)"
+else
+  command -v npm >/dev/null 2>&1 || die "npm is required for the MCP client tests (Node.js ships with this machine image)"
+  log "step: install @modelcontextprotocol/sdk $MCP_SDK_VERSION under .data/tools/mcp-sdk"
+  mkdir -p "$MCP_SDK_DIR"
+  npm install --prefix "$MCP_SDK_DIR" --no-audit --no-fund --loglevel=error "@modelcontextprotocol/sdk@$MCP_SDK_VERSION" >/dev/null
+  [ -f "$MCP_SDK_DIR/node_modules/@modelcontextprotocol/sdk/package.json" ] || die "mcp-sdk install finished but the package is missing"
+fi
+
 log "done"

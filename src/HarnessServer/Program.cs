@@ -5,6 +5,7 @@ using HarnessServer.Audit;
 using HarnessServer.Data;
 using HarnessServer.Http;
 using HarnessServer.Identity;
+using HarnessServer.Mcp;
 using HarnessServer.Memory;
 using HarnessServer.Observability;
 using HarnessServer.Pipeline;
@@ -13,6 +14,7 @@ using HarnessServer.Sandbox;
 using HarnessServer.Sessions;
 using HarnessServer.Tools;
 using HarnessServer.Webhooks;
+using HarnessServer.Upstreams;
 
 // Composition only, bottom layer first; tests/HarnessServer.Tests/Architecture holds the order the folders depend in.
 var builder = WebApplication.CreateBuilder(args);
@@ -41,6 +43,9 @@ builder.AddHarnessTools();
 // Session workspaces, and bubblewrap for every command (probed at start; never unsandboxed).
 builder.AddHarnessSandbox();
 
+// Upstream MCP servers whose tools run behind the pipeline (credentials encrypted with keys outside the database).
+builder.AddHarnessUpstreams();
+
 // Sessions, their stored tool calls and event stream, and workspace checkpoints.
 builder.AddHarnessSessions();
 
@@ -62,6 +67,9 @@ builder.AddHarnessAgents();
 // The HTTP routes.
 builder.AddHarnessApi();
 
+// /mcp: the same pipeline for MCP clients (Streamable HTTP, stateless), an OAuth 2.1 protected resource.
+builder.AddHarnessMcp();
+
 var app = builder.Build();
 
 // `--migrate`: apply the migrations as the schema owner and exit (a release step; serving replicas never migrate).
@@ -78,6 +86,7 @@ app.UseHarnessTenancy();
 app.MapHarnessHealth();
 app.MapHarnessApiReference();
 app.MapHarnessApi();
+app.MapHarnessMcp();
 
 app.Run();
 

@@ -21,6 +21,7 @@ internal static class ApiExtensions
         app.MapAgents();
         app.MapMemory();
         app.MapWebhooks();
+        app.MapMcpServers();
         return app;
     }
 }

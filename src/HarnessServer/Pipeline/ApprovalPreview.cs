@@ -26,6 +26,8 @@ internal static class ApprovalPreview
             return context.Tool switch
             {
                 { Kind: ToolKind.Command } tool => Command(tool, arguments),
+                // The arguments ride with every approval; this says where they go.
+                { Kind: ToolKind.Mcp, Argv: [var server, var upstreamTool] } => new JsonObject { ["kind"] = "mcp_call", ["server"] = server, ["tool"] = upstreamTool },
                 { Name: BuiltInTools.FsWrite } => FileWrite(context.Workspace, Text(arguments, "path"), Text(arguments, "content")),
                 { Name: BuiltInTools.ShellExec } => Shell(context.ShellLine ?? Text(arguments, "command")),
                 { Name: BuiltInTools.HttpFetch } => Fetch(Text(arguments, "url")),

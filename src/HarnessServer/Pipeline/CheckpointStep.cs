@@ -26,7 +26,7 @@ internal sealed class CheckpointStep(WorkspaceCheckpoints checkpoints, AuditChai
     public string Name => "checkpoint";
 
     public static bool ChangesWorkspace(ToolDefinition tool) =>
-        tool.Kind == ToolKind.Command || tool.Name is BuiltInTools.FsWrite or BuiltInTools.ShellExec;
+        tool.Kind is ToolKind.Command or ToolKind.Mcp || tool.Name is BuiltInTools.FsWrite or BuiltInTools.ShellExec;
 
     public async Task RunAsync(ToolCallContext context, CancellationToken cancellationToken)
     {

@@ -13,7 +13,8 @@ namespace HarnessServer.Pipeline;
 /// beneath its root), <c>shell.exec</c> and command tools in a fresh bubblewrap sandbox, <c>http.fetch</c> through the
 /// allow-listed client, memory tools through the tenant's memory. Only <see cref="ExecuteStep"/> calls this.
 /// </summary>
-internal sealed class ToolExecutors(BubblewrapSandbox sandbox, HttpFetchTool http, HttpFetchAllowList allowList, Memory.MemoryStore memory)
+internal sealed class ToolExecutors(
+    BubblewrapSandbox sandbox, HttpFetchTool http, HttpFetchAllowList allowList, Memory.MemoryStore memory, Upstreams.McpUpstreamCalls upstreams)
 {
     public async Task<ToolOutcome> RunAsync(ToolCallContext context, CancellationToken cancellationToken)
     {
@@ -21,6 +22,11 @@ internal sealed class ToolExecutors(BubblewrapSandbox sandbox, HttpFetchTool htt
         var arguments = context.Request.Arguments;
         try
         {
+            if (tool.Kind == ToolKind.Mcp)
+            {
+                return await upstreams.RunAsync(context.Caller.TenantId, tool, arguments, context.SessionId is null ? null : context.Workspace, cancellationToken);
+            }
+
             return tool.Kind == ToolKind.Command
                 ? await RunCommandAsync(context, tool, arguments, cancellationToken)
                 : tool.Name switch

@@ -32,4 +32,19 @@ internal sealed class BubblewrapSandbox
 
         return await _launcher.RunAsync(command, cancellationToken);
     }
+
+    /// <summary>
+    /// Starts <paramref name="command"/> for a conversation over its stdin and stdout (an MCP stdio server), in the
+    /// same sandbox; <c>sandbox_unavailable</c> when there is none here.
+    /// </summary>
+    public async Task<SandboxedProcess> StartAsync(SandboxCommand command, CancellationToken cancellationToken)
+    {
+        var outcome = await _probe.WaitAsync(cancellationToken);
+        if (!outcome.IsAvailable)
+        {
+            throw new SandboxException(SandboxErrors.SandboxUnavailable, $"The sandbox is unavailable: {outcome.FailureReason}");
+        }
+
+        return await _launcher.StartAsync(command);
+    }
 }

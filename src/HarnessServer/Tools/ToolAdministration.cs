@@ -33,6 +33,7 @@ internal sealed partial class ToolAdministration(ToolRegistry registry, AuditCha
     {
         var current = await registry.FindAsync(user.TenantId, name, ct)
             ?? throw new HarnessError(ErrorKind.NotFound, "tool_not_found", $"No tool named '{name}' exists; POST creates it.");
+        RefuseMcp(current);
         return await StoreAsync(name, body, current, user, ct);
     }
 
@@ -41,6 +42,7 @@ internal sealed partial class ToolAdministration(ToolRegistry registry, AuditCha
     {
         var current = await registry.FindAsync(user.TenantId, name, ct)
             ?? throw new HarnessError(ErrorKind.NotFound, "tool_not_found", $"No tool named '{name}' exists.");
+        RefuseMcp(current);
         if (current.Kind == ToolKind.Builtin)
         {
             throw new HarnessError(ErrorKind.Conflict, "builtin_tool",
@@ -53,6 +55,16 @@ internal sealed partial class ToolAdministration(ToolRegistry registry, AuditCha
             Schema = JsonDocument.Parse(current.Schema.GetRawText()), Kind = current.Kind, Argv = current.Argv?.ToArray(),
             Enabled = false, Deleted = true, ChangedBy = user.UserId, ChangedAt = time.GetUtcNow(),
         }, "tool.deleted", ct);
+    }
+
+    // An upstream MCP server's tools change only through its registration, where changes are held for review.
+    private static void RefuseMcp(ToolDefinition current)
+    {
+        if (current.Kind == ToolKind.Mcp)
+        {
+            throw new HarnessError(ErrorKind.Conflict, "mcp_tool",
+                $"'{current.Name}' belongs to MCP server '{current.Argv?[0]}'; change it through /v1/admin/mcp-servers.");
+        }
     }
 
     private async Task<ToolView> StoreAsync(string name, ToolBody body, ToolDefinition? current, CurrentUser user, CancellationToken ct)
@@ -103,6 +115,11 @@ internal sealed partial class ToolAdministration(ToolRegistry registry, AuditCha
         if (!NamePattern().IsMatch(name))
         {
             throw Invalid($"Tool name '{name}' must match {NamePattern()} (lowercase letters, digits, '.', '_', '-').");
+        }
+
+        if (name.StartsWith("mcp.", StringComparison.Ordinal) && current is null)
+        {
+            throw Invalid("Names starting with 'mcp.' belong to upstream MCP servers (/v1/admin/mcp-servers).");
         }
 
         if (body.Name is not null && body.Name != name)

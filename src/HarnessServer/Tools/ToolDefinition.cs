@@ -11,6 +11,12 @@ internal enum ToolKind
 {
     Builtin,
     Command,
+
+    /// <summary>
+    /// A tool of an upstream MCP server (<c>mcp.&lt;server&gt;.&lt;tool&gt;</c>), managed by <c>/v1/admin/mcp-servers</c>;
+    /// its <see cref="ToolDefinition.Argv"/> is <c>[server, upstream tool name]</c>.
+    /// </summary>
+    Mcp,
 }
 
 /// <summary>

@@ -15,6 +15,7 @@ public sealed class FolderDependencyTests
     public static readonly string[] Layers =
     [
         "Migrations",    // EF Core migrations: the model snapshot only
+        "Mcp",           // /mcp: the MCP server over the pipeline (tools/list, tools/call, the protected resource)
         "Api",           // every HTTP route and its request/response records
         "Agents",        // Semantic Kernel turns; their function filter hands every call to the pipeline
         "Pipeline",      // the one ordered list of steps a tool call passes, the approved-call executor, recovery
@@ -22,6 +23,7 @@ public sealed class FolderDependencyTests
         "Webhooks",      // tenants' outbound webhooks: the outbox and its dispatcher
         "Memory",        // namespaced memory on pgvector
         "Sessions",      // sessions, their stored tool calls and events, workspace checkpoints
+        "Upstreams",     // upstream MCP servers: registration, held changes, the client the execute step calls
         "Sandbox",       // workspaces and bubblewrap
         "Tools",         // the tool registry and definitions, http.fetch
         "Policies",      // policy files and versions, the resolution engine, shell-line and path matching

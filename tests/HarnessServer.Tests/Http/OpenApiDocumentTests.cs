@@ -34,7 +34,8 @@ public sealed class OpenApiDocumentTests(HarnessApplication app) : IClassFixture
         var schemes = document.GetProperty("components").GetProperty("securitySchemes");
         Assert.Equal("bearer", schemes.GetProperty("bearer").GetProperty("scheme").GetString());
 
-        var open = new HashSet<string>(StringComparer.Ordinal) { "/healthz", "/readyz", "/openapi/v1.json" };
+        // The MCP protected-resource metadata is public by definition (RFC 9728): it is how a client finds the issuer.
+        var open = new HashSet<string>(StringComparer.Ordinal) { "/healthz", "/readyz", "/openapi/v1.json", "/.well-known/oauth-protected-resource/mcp" };
         foreach (var path in document.GetProperty("paths").EnumerateObject().Where(p => !open.Contains(p.Name)))
         {
             foreach (var operation in path.Value.EnumerateObject())

@@ -1,0 +1,20 @@
+namespace HarnessServer.Upstreams;
+
+/// <summary>The <c>Harness:Upstreams</c> section: where credential keys live, and the time limits of upstream calls.</summary>
+internal sealed class UpstreamOptions
+{
+    /// <summary>
+    /// The folder of the Data Protection key ring that encrypts upstream credentials (relative to the content root).
+    /// It is outside the database on purpose: a database dump alone does not reveal a credential.
+    /// </summary>
+    public string KeysPath { get; set; } = ".data/upstream-keys";
+
+    /// <summary>The time limit of one upstream call when its registration names none.</summary>
+    public int DefaultTimeoutSeconds { get; set; } = 30;
+
+    /// <summary>The most a registration may give one upstream call.</summary>
+    public int MaxTimeoutSeconds { get; set; } = 300;
+
+    public bool IsValid() =>
+        !string.IsNullOrWhiteSpace(KeysPath) && DefaultTimeoutSeconds > 0 && MaxTimeoutSeconds >= DefaultTimeoutSeconds;
+}
