@@ -39,7 +39,7 @@ internal static class AuditEndpoints
         audit.MapGet("/export", Export)
             .WithName("ExportAudit")
             .WithSummary("The tenant's chain as JSON Lines; `from`/`to` are inclusive seq bounds.")
-            .Produces(StatusCodes.Status200OK, contentType: "application/x-ndjson");
+            .Produces<string>(StatusCodes.Status200OK, "application/x-ndjson");
         audit.MapGet("/checkpoints", GetCheckpoints)
             .WithName("GetAuditCheckpoints")
             .WithSummary("The tenant's signed checkpoints, oldest first, with the public key that verifies them.");

@@ -11,6 +11,7 @@ using HarnessServer.Tools;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
+using Microsoft.OpenApi;
 
 namespace HarnessServer.Api;
 
@@ -28,22 +29,22 @@ internal static class PolicyEndpoints
 
         var admin = app.MapGroup("/v1/admin/policies").RequireAuthorization(HarnessPolicies.Admin).WithTags("Policies");
         admin.MapGet("/org", (HttpContext http, HarnessDbContext db, CurrentUser user, CancellationToken ct) =>
-            GetLevelAsync(http, db, user, PolicyLevelKey.Org, ct)).WithName("GetOrgPolicy")
+            GetLevelAsync(http, db, user, PolicyLevelKey.Org, ct)).WithName("GetOrgPolicy").AsPolicyText()
             .WithSummary("The org level as stored, its version as the ETag.");
         admin.MapGet("/teams/{team}", (string team, HttpContext http, HarnessDbContext db, CurrentUser user, CancellationToken ct) =>
-            GetLevelAsync(http, db, user, PolicyLevelKey.Team(team), ct)).WithName("GetTeamPolicy")
+            GetLevelAsync(http, db, user, PolicyLevelKey.Team(team), ct)).WithName("GetTeamPolicy").AsPolicyText()
             .WithSummary("A team's level as stored, its version as the ETag.");
         admin.MapGet("/users/{userId}", (string userId, HttpContext http, HarnessDbContext db, CurrentUser user, CancellationToken ct) =>
-            GetLevelAsync(http, db, user, PolicyLevelKey.User(userId), ct)).WithName("GetUserPolicy")
+            GetLevelAsync(http, db, user, PolicyLevelKey.User(userId), ct)).WithName("GetUserPolicy").AsPolicyText()
             .WithSummary("A user's level as stored, its version as the ETag.");
         admin.MapPut("/org", (HttpContext http, PolicyService policies, AuditChain audit, CurrentUser user, TimeProvider time, CancellationToken ct) =>
-            PutLevelAsync(http, policies, audit, user, time, PolicyLevelKey.Org, ct)).WithName("PutOrgPolicy")
+            PutLevelAsync(http, policies, audit, user, time, PolicyLevelKey.Org, ct)).WithName("PutOrgPolicy").AsPolicyReplacement()
             .WithSummary("Replace the org level (YAML or JSON); 400 with the error's location, 412 on a stale If-Match.");
         admin.MapPut("/teams/{team}", (string team, HttpContext http, PolicyService policies, AuditChain audit, CurrentUser user, TimeProvider time, CancellationToken ct) =>
-            PutLevelAsync(http, policies, audit, user, time, PolicyLevelKey.Team(team), ct)).WithName("PutTeamPolicy")
+            PutLevelAsync(http, policies, audit, user, time, PolicyLevelKey.Team(team), ct)).WithName("PutTeamPolicy").AsPolicyReplacement()
             .WithSummary("Replace a team's level (YAML or JSON); 400 with the error's location, 412 on a stale If-Match.");
         admin.MapPut("/users/{userId}", (string userId, HttpContext http, PolicyService policies, AuditChain audit, CurrentUser user, TimeProvider time, CancellationToken ct) =>
-            PutLevelAsync(http, policies, audit, user, time, PolicyLevelKey.User(userId), ct)).WithName("PutUserPolicy")
+            PutLevelAsync(http, policies, audit, user, time, PolicyLevelKey.User(userId), ct)).WithName("PutUserPolicy").AsPolicyReplacement()
             .WithSummary("Replace a user's level (YAML or JSON); 400 with the error's location, 412 on a stale If-Match.");
         admin.MapGet("/history", HistoryAsync).WithName("GetPolicyHistory")
             .WithSummary("Every stored version of a level (?level=org|team:x|user:y): who, when, origin, and the line diff from the previous.");
@@ -52,6 +53,66 @@ internal static class PolicyEndpoints
             .RequireAuthorization(HarnessPolicies.PermissionReader).WithTags("Policies").WithName("SimulatePolicy")
             .WithSummary("What a call would get for a user in some teams, and why, without running anything.");
         return app;
+    }
+
+    private static readonly string[] PolicyMediaTypes = ["application/yaml", "application/json"];
+
+    // A level's body is the policy file as stored (YAML or JSON text), not a JSON value, and its version travels as
+    // the ETag: the document says so, so that a client can send If-Match and read the ETag back.
+    private static RouteHandlerBuilder AsPolicyText(this RouteHandlerBuilder route) => route
+        .Produces<string>(StatusCodes.Status200OK, PolicyMediaTypes[0], PolicyMediaTypes[1..])
+        .ProducesProblem(StatusCodes.Status404NotFound)
+        .AddOpenApiOperationTransformer((operation, _, _) =>
+        {
+            PolicyFile(operation.Responses!["200"].Content);
+            VersionHeader(operation.Responses!["200"]);
+            return Task.CompletedTask;
+        });
+
+    private static RouteHandlerBuilder AsPolicyReplacement(this RouteHandlerBuilder route) => route
+        .Accepts<string>(PolicyMediaTypes[0], PolicyMediaTypes[1..])
+        .ProducesProblem(StatusCodes.Status412PreconditionFailed)
+        .AddOpenApiOperationTransformer((operation, _, _) =>
+        {
+            operation.Parameters ??= [];
+            operation.Parameters.Add(new OpenApiParameter
+            {
+                Name = "If-Match",
+                In = ParameterLocation.Header,
+                Required = false,
+                Description = "The ETag of the version this replaces (as GET returned it); 412 when another version was stored since.",
+                Schema = new OpenApiSchema { Type = JsonSchemaType.String },
+            });
+            PolicyFile(operation.RequestBody?.Content);
+            VersionHeader(operation.Responses!["200"]);
+            return Task.CompletedTask;
+        });
+
+    // The file itself: YAML text, or a JSON object (not a JSON string).
+    private static void PolicyFile(IDictionary<string, OpenApiMediaType>? content)
+    {
+        if (content?.TryGetValue("application/json", out var json) == true)
+        {
+            json.Schema = new OpenApiSchema { Type = JsonSchemaType.Object, Description = "The policy file as JSON." };
+        }
+
+        if (content?.TryGetValue("application/yaml", out var yaml) == true)
+        {
+            yaml.Schema = new OpenApiSchema { Type = JsonSchemaType.String, Description = "The policy file as YAML." };
+        }
+    }
+
+    private static void VersionHeader(IOpenApiResponse response)
+    {
+        if (response is OpenApiResponse concrete)
+        {
+            concrete.Headers ??= new Dictionary<string, IOpenApiHeader>(StringComparer.Ordinal);
+            concrete.Headers["ETag"] = new OpenApiHeader
+            {
+                Description = "The stored version, quoted: send it back as If-Match.",
+                Schema = new OpenApiSchema { Type = JsonSchemaType.String },
+            };
+        }
     }
 
     private static async Task<Ok<PermissionMatrix>> MyPermissionsAsync(

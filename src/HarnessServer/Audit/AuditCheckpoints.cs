@@ -3,12 +3,6 @@ using Npgsql;
 
 namespace HarnessServer.Audit;
 
-/// <summary>A signed checkpoint as the API shows it.</summary>
-internal sealed record AuditCheckpoint(string Tenant, long Seq, string Hash, string At, string KeyId, string Signature);
-
-/// <summary>The public half of the checkpoint key.</summary>
-internal sealed record AuditPublicKey(string KeyId, string Algorithm, string Spki, string Pem);
-
 /// <summary>
 /// Signs <c>{at, hash, seq, tenant}</c> (canonical JSON, the same JCS as the chain) for a tenant's current head and
 /// stores it in the insert-only <c>audit_checkpoints</c>. A later chain that is shorter than, or differs from, a
@@ -43,7 +37,7 @@ internal sealed class AuditCheckpoints(
 
         var at = AuditHash.FormatAt(AuditHash.ToMicroseconds(time.GetUtcNow()));
         bool inserted;
-        var signature = Convert.ToBase64String(key.Sign(SignedBytes(tenantId, seq, hash, at)));
+        var signature = Convert.ToBase64String(key.Sign(AuditCheckpointSignature.SignedBytes(tenantId, seq, hash, at)));
         await using (var insert = new NpgsqlCommand("""
             INSERT INTO audit_checkpoints (tenant_id, seq, hash, at, key_id, signature) VALUES ($1, $2, $3, $4::timestamptz, $5, $6)
             ON CONFLICT (tenant_id, seq) DO NOTHING
@@ -107,24 +101,10 @@ internal sealed class AuditCheckpoints(
             return false;
         }
 
-        var signed = SignedBytes(checkpoint.Tenant, checkpoint.Seq, checkpoint.Hash, checkpoint.At);
+        var signed = AuditCheckpointSignature.SignedBytes(checkpoint.Tenant, checkpoint.Seq, checkpoint.Hash, checkpoint.At);
         return checkpoint.KeyId == key.KeyId
             ? key.Verify(signed, signature[..length])
             : retired.Verify(checkpoint.KeyId, signed, signature[..length]);
-    }
-
-    /// <summary>The canonical JSON <c>{"at":…,"hash":…,"seq":…,"tenant":…}</c> that a checkpoint signature covers.</summary>
-    public static byte[] SignedBytes(string tenant, long seq, string hash, string at)
-    {
-        var buffer = new ArrayBufferWriter<byte>(256);
-        CanonicalJson.WriteAscii(buffer, "{\"at\":");
-        CanonicalJson.WriteString(at, buffer);
-        CanonicalJson.WriteAscii(buffer, ",\"hash\":");
-        CanonicalJson.WriteString(hash, buffer);
-        CanonicalJson.WriteAscii(buffer, $",\"seq\":{seq},\"tenant\":");
-        CanonicalJson.WriteString(tenant, buffer);
-        CanonicalJson.WriteAscii(buffer, "}");
-        return buffer.WrittenSpan.ToArray();
     }
 
     internal static async Task<List<AuditCheckpoint>> ListAsync(

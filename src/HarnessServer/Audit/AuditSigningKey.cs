@@ -21,7 +21,7 @@ internal sealed class AuditSigningKey : IDisposable
     }
 
     /// <summary>A key's id: the first 16 hex characters of SHA-256 over its DER SubjectPublicKeyInfo.</summary>
-    public static string IdOf(ReadOnlySpan<byte> spki) => Convert.ToHexStringLower(SHA256.HashData(spki))[..16];
+    public static string IdOf(ReadOnlySpan<byte> spki) => AuditCheckpointSignature.KeyIdOf(spki);
 
     /// <summary>The first 16 hex characters of SHA-256 over the DER SubjectPublicKeyInfo.</summary>
     public string KeyId { get; }

@@ -25,9 +25,11 @@ internal static class HealthExtensions
     public static WebApplication MapHarnessApiReference(this WebApplication app)
     {
         app.MapOpenApi().AllowAnonymous();
-        if (app.Environment.IsDevelopment())
+        // On in Development, elsewhere only when Harness:ApiReference:Enabled says so. Self-hosted and possibly
+        // air-gapped: the page loads its script from this server (the package's embedded bundle, CdnUrl left at its
+        // local default) and no web fonts from the vendor's hosts (tests/.../Http/ApiReferencePageTests.cs).
+        if (app.Configuration.GetValue<bool?>("Harness:ApiReference:Enabled") ?? app.Environment.IsDevelopment())
         {
-            // Self-hosted and possibly air-gapped: the page loads nothing from the vendor's hosts (no web fonts).
             app.MapScalarApiReference(options => options.DisableDefaultFonts()).AllowAnonymous();
         }
 

@@ -42,6 +42,37 @@ internal static class OpenApiConventions
             Annotate(operation, context);
             return Task.CompletedTask;
         });
+        options.AddSchemaTransformer((schema, context, _) =>
+        {
+            Type(schema, context);
+            return Task.CompletedTask;
+        });
+    }
+
+    // What generated clients type fields by. Strings pass through StorableStringConverter, whose custom converter
+    // hides their type from the generator (it wrote {} and clients typed them object). Numbers are read from JSON
+    // strings too (the web defaults), which the generator wrote as ["integer","string"] with a digits pattern; the
+    // document promises numbers, which is what the server writes.
+    private static void Type(OpenApiSchema schema, OpenApiSchemaTransformerContext context)
+    {
+        if (context.JsonTypeInfo.Type == typeof(string) && schema.Type is null)
+        {
+            schema.Type = JsonSchemaType.String | (context.JsonPropertyInfo is { IsGetNullable: true } ? JsonSchemaType.Null : 0);
+            return;
+        }
+
+        // The same hidden type left string arrays without items, which clients typed as arrays of anything.
+        if (context.JsonTypeInfo.ElementType == typeof(string) && schema.Type is { } array && (array & JsonSchemaType.Array) != 0 && schema.Items is null)
+        {
+            schema.Items = new OpenApiSchema { Type = JsonSchemaType.String };
+            return;
+        }
+
+        if (schema.Type is { } type && (type & (JsonSchemaType.Integer | JsonSchemaType.Number)) != 0 && (type & JsonSchemaType.String) != 0)
+        {
+            schema.Type = type & ~JsonSchemaType.String;
+            schema.Pattern = null;
+        }
     }
 
     private static void Describe(OpenApiDocument document, string? authority)

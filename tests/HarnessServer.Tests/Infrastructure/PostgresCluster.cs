@@ -95,10 +95,12 @@ public sealed class PostgresCluster : IAsyncDisposable
             ["-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync", "--locale=C"], asRoot);
 
         var port = FreePort();
-        // Test clusters trade durability for speed; the audit benchmarks run against fsync-on clusters.
+        // Test clusters trade durability for speed; the audit benchmarks run against fsync-on clusters. Every test
+        // class's host keeps its own pools on the one shared cluster, and classes run in parallel: 300 connections
+        // ran out once the MCP and CLI classes joined the suite.
         await RunAsync(Path.Combine(BinDirectory, "pg_ctl"),
             ["-D", data, "-w", "-l", Path.Combine(directory, "log"), "-o",
-                $"-p {port} -c listen_addresses=127.0.0.1 -k {directory} -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300",
+                $"-p {port} -c listen_addresses=127.0.0.1 -k {directory} -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=800",
                 "start"], asRoot);
         var cluster = new PostgresCluster(directory, port);
         // Roles are cluster-wide: create the application role once, so that test hosts migrating their databases in
