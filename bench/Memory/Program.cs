@@ -15,7 +15,7 @@ const int Dimensions = 384;
 const int K = 10;
 const int Queries = 100;
 const int GlobalClusters = 200;
-const string Model = LocalHashEmbeddingGenerator.ModelId;
+const string Model = HarnessServer.Tests.Memory.HashEmbeddingTestDouble.ModelId;
 
 var connectionString = args.FirstOrDefault() ?? Environment.GetEnvironmentVariable("MEMORY_BENCH_CONNECTION")
     ?? throw new InvalidOperationException("Pass a connection string (superuser of a database with pgvector).");
@@ -107,7 +107,7 @@ indexWatch.Stop();
 // Saves are audited like the server's: the item and its chained event commit together.
 var audit = new HarnessServer.Audit.AuditChain(database, TimeProvider.System, Microsoft.Extensions.Logging.Abstractions.NullLogger<HarnessServer.Audit.AuditChain>.Instance);
 await audit.StartAsync(default);
-var store = new MemoryStore(database, new MemoryEmbedder(new LocalHashEmbeddingGenerator(), Model, Dimensions), audit,
+var store = new MemoryStore(database, new MemoryEmbedder(new HarnessServer.Tests.Memory.HashEmbeddingTestDouble(), Model, Dimensions), audit,
     new StoredSessionOwnership(new HarnessServer.Data.DatabaseSources(database, database)),
     Options.Create(new MemoryOptions { ExactSearchMaxRows = threshold }), TimeProvider.System);
 

@@ -257,7 +257,7 @@ public sealed class MemoryTests(MemoryApplication app) : IClassFixture<MemoryApp
         var last = Assert.Single(second.GetProperty("items").EnumerateArray());
         Assert.Equal(ids[2], last.GetProperty("id").GetGuid());
         Assert.Equal("alice", last.GetProperty("author").GetProperty("id").GetString());
-        Assert.Equal("local-hash-384-v1", last.GetProperty("embeddingModel").GetString());
+        Assert.Equal(HashEmbeddingTestDouble.ModelId, last.GetProperty("embeddingModel").GetString());
         Assert.False(second.TryGetProperty("next", out _));
     }
 
@@ -342,7 +342,7 @@ public sealed class MemoryTests(MemoryApplication app) : IClassFixture<MemoryApp
         }
         while (progress.GetProperty("done").GetInt64() < progress.GetProperty("total").GetInt64() && DateTime.UtcNow < deadline);
 
-        Assert.Equal("local-hash-384-v1", progress.GetProperty("model").GetString());
+        Assert.Equal(HashEmbeddingTestDouble.ModelId, progress.GetProperty("model").GetString());
         Assert.Equal(1, progress.GetProperty("total").GetInt64());
         Assert.Equal(1, progress.GetProperty("done").GetInt64());
         Assert.Equal(id, Assert.Single(await admin.SearchAsync("org", "re-embed me")).Id);
