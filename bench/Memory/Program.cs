@@ -117,7 +117,7 @@ const int Saves = 300;
 var saveWatch = Stopwatch.StartNew();
 for (var i = 0; i < Saves; i++)
 {
-    await store.SaveAsync(writerUser, "user", $"bench save {i} about topic {i % 17}", null, null, CancellationToken.None);
+    await store.SaveAsync(writerUser, "user", $"bench save {i} about topic {i % 17}", null, null, null, CancellationToken.None);
 }
 
 saveWatch.Stop();

@@ -601,8 +601,8 @@ public sealed class AgentTurnTests(AgentTurnTests.AgentApplication app) : IClass
 
         var recalled = ContentOf(Messages(model.Requests[0], "user").Last());
         Assert.Contains("retrieved from memory", recalled);
-        Assert.Contains("[user] Maria deploys the billing service", recalled);
-        Assert.Contains("[team:web] The billing service deploy needs the release checklist", recalled);
+        Assert.Matches(@"\[user, by maria \(maria\), \d{4}-\d{2}-\d{2}\] Maria deploys the billing service", recalled);
+        Assert.Matches(@"\[team:web, by bob \(bob\), \d{4}-\d{2}-\d{2}\] The billing service deploy needs the release checklist", recalled);
         Assert.DoesNotContain("Bob's private note", recalled);
         Assert.DoesNotContain("Ops note", recalled);
         Assert.DoesNotContain(Messages(model.Requests[0], "system"), m => ContentOf(m).Contains("retrieved from memory"));

@@ -32,7 +32,7 @@ public sealed class MemoryTests(MemoryApplication app) : IClassFixture<MemoryApp
             await alice.SaveAsync("org", sentence);
         }
 
-        var hits = await alice.SearchAsync("org", "deploy the kubernetes cluster");
+        var hits = await alice.SearchAsync("org", "deploy the kubernetes cluster", mode: "vector");
 
         Assert.Equal(5, hits.Count);
         Assert.Equal(Corpus[0], hits[0].Content);
@@ -346,6 +346,15 @@ public sealed class MemoryTests(MemoryApplication app) : IClassFixture<MemoryApp
         Assert.Equal(1, progress.GetProperty("total").GetInt64());
         Assert.Equal(1, progress.GetProperty("done").GetInt64());
         Assert.Equal(id, Assert.Single(await admin.SearchAsync("org", "re-embed me")).Id);
+        // The batch is audited: the item, its namespace and the model it had, never its content.
+        var payload = await app.ScalarAsSuperuserAsync<string>(
+            "SELECT payload::text FROM audit_events WHERE tenant_id = 'reembed-acme' AND type = 'memory.reembedded' ORDER BY seq DESC LIMIT 1");
+        var reembedded = JsonDocument.Parse(payload!).RootElement;
+        Assert.Equal(HashEmbeddingTestDouble.ModelId, reembedded.GetProperty("model").GetString());
+        var item = Assert.Single(reembedded.GetProperty("items").EnumerateArray());
+        Assert.Equal(id, item.GetProperty("id").GetGuid());
+        Assert.Equal("old-model", item.GetProperty("fromModel").GetString());
+        Assert.DoesNotContain("re-embed me", payload);
     }
 
     [Fact]
