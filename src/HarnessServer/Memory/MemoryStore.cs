@@ -184,9 +184,11 @@ internal sealed class MemoryStore(
             }
         }
 
-        // Ties (one list each, same rank) go to the vector list's hit, then to the older item, so the order is stable.
+        // Ties (one list each, same rank) go to the text list's hit, which contains every word of the query, then to
+        // the older item, so the order is stable.
+        var matched = text.Select(t => t.Id).ToHashSet();
         return fused.Values
-            .OrderByDescending(f => f.Score).ThenBy(f => vector.Any(v => v.Id == f.Hit.Id) ? 0 : 1).ThenBy(f => f.Hit.Id)
+            .OrderByDescending(f => f.Score).ThenBy(f => matched.Contains(f.Hit.Id) ? 0 : 1).ThenBy(f => f.Hit.Id)
             .Take(k).Select(f => f.Hit with { Score = f.Score }).ToList();
     }
 
@@ -219,11 +221,12 @@ internal sealed class MemoryStore(
         SELECT {HitColumns}, top.distance FROM top JOIN memory_items m ON m.id = top.id ORDER BY top.distance
         """;
 
-    // Any of the query's words (plainto_tsquery ANDs them, which a question would rarely satisfy): its lexemes joined
-    // by OR. Lexemes never contain spaces, so ' & ' only ever is the operator. Items of an older embedding model are
-    // found too: words do not depend on the model. $5 is the query text, $6 is k.
+    // Every word of the query (English stems, stop words ignored), as web search engines read it: "a or b" and quoted
+    // phrases work, "-word" excludes. Matching any word instead let common words ("build", "access") put unrelated
+    // items at the top of the text list, which fusion then rewarded (bench/results/memory-quality.md). Items of an
+    // older embedding model are found too: words do not depend on the model. $5 is the query text, $6 is k.
     internal const string TextSearchSql = $"""
-        WITH q AS (SELECT replace(plainto_tsquery('english', $5)::text, ' & ', ' | ')::tsquery AS query),
+        WITH q AS (SELECT websearch_to_tsquery('english', $5) AS query),
              top AS MATERIALIZED (
                  SELECT id, ts_rank(search_vector, q.query) AS rank FROM memory_items, q
                  WHERE {NamespaceFilter} AND search_vector @@ q.query
