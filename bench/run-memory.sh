@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Memory search benchmark: a throwaway PostgreSQL 15 + pgvector cluster with default durability (fsync on), 100k
-# synthetic items in 50 tenants, every search plan against exact search. Writes bench/results/memory.raw.txt.
+# Memory benchmark: a throwaway PostgreSQL 15 + pgvector cluster with default durability (fsync on); MEMORY_BENCH_ROWS
+# (200,000) synthetic items in 50 tenants, search plans against exact search; then quality (model vs hash double,
+# vector vs text vs hybrid) and speed (embeddings/s, saves/s). Writes bench/results/memory.raw.txt.
 #   bench/run-memory.sh            # MEMORY_BENCH_EXACT_MAX_ROWS=<n> changes the hybrid's threshold
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

@@ -5,6 +5,7 @@ using System.Globalization;
 using HarnessServer.Data;
 using HarnessServer.Identity;
 using HarnessServer.Memory;
+using HarnessServer.MemoryBench;
 using HarnessServer.Tenancy;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
@@ -15,7 +16,7 @@ const int Dimensions = 384;
 const int K = 10;
 const int Queries = 100;
 const int GlobalClusters = 200;
-const string Model = LocalHashEmbeddingGenerator.ModelId;
+const string Model = HarnessServer.Tests.Memory.HashEmbeddingTestDouble.ModelId;
 
 var connectionString = args.FirstOrDefault() ?? Environment.GetEnvironmentVariable("MEMORY_BENCH_CONNECTION")
     ?? throw new InvalidOperationException("Pass a connection string (superuser of a database with pgvector).");
@@ -38,11 +39,13 @@ await using (var reload = await database.OpenConnectionAsync())
     await reload.ReloadTypesAsync();
 }
 
-// 50 tenants: 50k, 10k, 8k, 5k, 3k, then a geometric tail from 1,500 down to 100.
-var sizes = new List<int> { 50_000, 10_000, 8_000, 5_000, 3_000 };
-for (var i = 0; i < 45; i++)
+// 50 tenants in a table of MEMORY_BENCH_ROWS (200,000 by default): half the table, 10%, 4%, 2%, then a geometric tail
+// from 1% down to 500 rows.
+var rowsWanted = int.Parse(Environment.GetEnvironmentVariable("MEMORY_BENCH_ROWS") ?? "200000", CultureInfo.InvariantCulture);
+var sizes = new List<int> { rowsWanted / 2, rowsWanted / 10, rowsWanted / 25, rowsWanted / 50 };
+for (var i = 0; i < 46; i++)
 {
-    sizes.Add((int)Math.Round(1500 * Math.Pow(100.0 / 1500, i / 44.0)));
+    sizes.Add((int)Math.Round(rowsWanted / 100.0 * Math.Pow(500.0 / (rowsWanted / 100.0), i / 45.0)));
 }
 
 var tenants = sizes.Select((size, i) => (Id: $"tenant-{i:D2}", Size: size)).ToList();
@@ -90,7 +93,7 @@ copyWatch.Stop();
 var indexWatch = Stopwatch.StartNew();
 await using (var connection = await database.OpenConnectionAsync())
 {
-    // One build worker: the machine is shared. The graph of 100k 384-d vectors fits in 1 GB.
+    // One build worker: the machine is shared. The graph of 200k 384-d vectors fits in 1 GB.
     foreach (var sql in new[]
     {
         "SET maintenance_work_mem = '1GB'", "SET max_parallel_maintenance_workers = 0",
@@ -107,7 +110,7 @@ indexWatch.Stop();
 // Saves are audited like the server's: the item and its chained event commit together.
 var audit = new HarnessServer.Audit.AuditChain(database, TimeProvider.System, Microsoft.Extensions.Logging.Abstractions.NullLogger<HarnessServer.Audit.AuditChain>.Instance);
 await audit.StartAsync(default);
-var store = new MemoryStore(database, new MemoryEmbedder(new LocalHashEmbeddingGenerator(), Model, Dimensions), audit,
+var store = new MemoryStore(database, new MemoryEmbedder(new HarnessServer.Tests.Memory.HashEmbeddingTestDouble(), Model, Dimensions), audit,
     new StoredSessionOwnership(new HarnessServer.Data.DatabaseSources(database, database)),
     Options.Create(new MemoryOptions { ExactSearchMaxRows = threshold }), TimeProvider.System);
 
@@ -117,7 +120,7 @@ const int Saves = 300;
 var saveWatch = Stopwatch.StartNew();
 for (var i = 0; i < Saves; i++)
 {
-    await store.SaveAsync(writerUser, "user", $"bench save {i} about topic {i % 17}", null, null, CancellationToken.None);
+    await store.SaveAsync(writerUser, "user", $"bench save {i} about topic {i % 17}", null, null, null, CancellationToken.None);
 }
 
 saveWatch.Stop();
@@ -129,8 +132,8 @@ var targets = new (string Label, string Tenant, string Namespace, int Rows)[]
 {
     ("largest tenant, org", tenants[0].Id, "org", tenants[0].Size - tenants[0].Size / 20),
     ("largest tenant, team:research", tenants[0].Id, "team:research", tenants[0].Size / 20),
-    ("10k tenant", tenants[1].Id, "org", tenants[1].Size),
-    ("5k tenant", tenants[3].Id, "org", tenants[3].Size),
+    ("10% tenant", tenants[1].Id, "org", tenants[1].Size),
+    ("2% tenant", tenants[3].Id, "org", tenants[3].Size),
     ("smallest tenant", tenants[^1].Id, "org", tenants[^1].Size),
 };
 
@@ -138,11 +141,7 @@ var plain = $"SELECT id, embedding <=> $6 AS distance FROM memory_items WHERE {M
 var strategies = new (string Name, Func<string, MemoryScope, Vector, Task<Guid[]>> Search)[]
 {
     ("exact, sequential scan (baseline)", (t, s, v) => Raw(t, s, v, plain, "SET LOCAL enable_indexscan = off", "SET LOCAL enable_bitmapscan = off")),
-    ("planner's choice, no hints", (t, s, v) => Raw(t, s, v, plain)),
-    ("HNSW + filter, ef_search=100", (t, s, v) => Raw(t, s, v, MemoryStore.ApproximateSearchSql, "SET LOCAL hnsw.ef_search = 100")),
-    ("HNSW + iterative relaxed_order, ef_search=100", (t, s, v) => Raw(t, s, v, MemoryStore.ApproximateSearchSql, "SET LOCAL hnsw.ef_search = 100", "SET LOCAL hnsw.iterative_scan = relaxed_order")),
     ("HNSW + iterative strict_order, ef_search=100", (t, s, v) => Raw(t, s, v, MemoryStore.ApproximateSearchSql, "SET LOCAL hnsw.ef_search = 100", "SET LOCAL hnsw.iterative_scan = strict_order")),
-    ("exact via btree (MATERIALIZED)", (t, s, v) => Raw(t, s, v, MemoryStore.ExactSearchSql)),
     ($"hybrid: exact below {threshold} rows, else HNSW iterative (shipped)", async (t, s, v) =>
         (await store.SearchVectorAsync(t, s, v, K, CancellationToken.None)).Select(h => h.Id).ToArray()),
 };
@@ -178,6 +177,9 @@ foreach (var (label, tenant, ns, rows) in targets)
             $"| {label} | {rows:N0} | {name} | {recall / Queries:F2} | {returned / Queries:F1} | {latencies[Queries / 2]:F2} | {latencies[(int)(Queries * 0.99) - 1]:F2} |"));
     }
 }
+
+// Quality and speed with the real model (bench/results/memory-quality.md).
+await QualityAndSpeed.RunAsync(database, audit);
 
 async Task<Guid[]> Raw(string tenant, MemoryScope scope, Vector vector, string sql, params string[] settings)
 {

@@ -229,7 +229,7 @@ internal sealed class AgentTurns(
     {
         var caller = new CurrentUser(turn.TenantId, turn.UserId, turn.UserName, turn.UserTeams, turn.UserRoles);
         var turnKernel = kernel.Clone();
-        new TurnInvocation(caller, turn.SessionId).AttachTo(turnKernel);
+        new TurnInvocation(caller, turn.SessionId, turn.Id).AttachTo(turnKernel);
         try
         {
             while (await StepAsync(turn, caller, turnKernel, cancellationToken))

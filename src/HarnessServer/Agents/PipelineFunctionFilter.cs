@@ -9,7 +9,7 @@ using Microsoft.SemanticKernel;
 namespace HarnessServer.Agents;
 
 /// <summary>Who a kernel's tool functions run for: set on the turn's kernel, read by <see cref="PipelineFunctionFilter"/>.</summary>
-internal sealed record TurnInvocation(CurrentUser Caller, Guid SessionId)
+internal sealed record TurnInvocation(CurrentUser Caller, Guid SessionId, Guid? TurnId = null)
 {
     private const string Key = "harness.turn";
 
@@ -42,7 +42,7 @@ internal sealed class PipelineFunctionFilter(ToolCallPipeline pipeline, IOptions
         var turn = TurnInvocation.Of(context.Kernel)
             ?? throw new InvalidOperationException("The kernel carries no turn: harness tools run only for a known user and session.");
 
-        var response = await pipeline.RunAsync(new ToolCallRequest(turn.Caller, turn.SessionId, tool, ArgumentsOf(context.Arguments)), context.CancellationToken);
+        var response = await pipeline.RunAsync(new ToolCallRequest(turn.Caller, turn.SessionId, tool, ArgumentsOf(context.Arguments), turn.TurnId), context.CancellationToken);
         // The value is the response as the HTTP API writes it, which is what any caller hands the model; the response
         // itself rides along in the metadata for callers that act on it (a call waiting for approval ends the turn).
         context.Result = new FunctionResult(context.Function, JsonSerializer.Serialize(response, json.Value.SerializerOptions),

@@ -38,7 +38,7 @@ internal static class MemoryEndpoints
             .ProducesProblem(StatusCodes.Status422UnprocessableEntity);
         group.MapPost("/{namespace}/search", SearchAsync)
             .WithName("SearchMemory")
-            .WithSummary("The k (default 5, at most 50) items nearest to the query by cosine similarity; answered like memory.search, or 202 when held for approval.")
+            .WithSummary("The k (default 5, at most 50) best items for the query, ranked by mode: hybrid (default: meaning and words fused), vector (meaning) or text (words); answered like memory.search, or 202 when held for approval.")
             .ProducesProblem(StatusCodes.Status422UnprocessableEntity);
         group.MapGet("/{namespace}/items", ListAsync)
             .WithName("ListMemory")
@@ -96,8 +96,12 @@ internal static class MemoryEndpoints
         var scope = await store.ResolveAsync(user, @namespace, cancellationToken);
         var k = request.K ?? MemoryStore.DefaultK;
         store.CheckSearch(request.Query, k);
+        var mode = MemorySearchModes.Parse(request.Mode);
 
-        var arguments = new JsonObject { ["namespace"] = scope.Namespace.ToString(), ["query"] = request.Query, ["k"] = k };
+        var arguments = new JsonObject
+        {
+            ["namespace"] = scope.Namespace.ToString(), ["query"] = request.Query, ["k"] = k, ["mode"] = MemorySearchModes.Name(mode),
+        };
         var call = await requests.SubmitAsync(user, MemoryStore.SearchTool, arguments, cancellationToken);
         return call.Status switch
         {

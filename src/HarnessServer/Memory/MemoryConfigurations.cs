@@ -25,6 +25,10 @@ internal sealed class MemoryItemConfiguration : IEntityTypeConfiguration<MemoryI
         builder.HasIndex(i => new { i.TenantId, i.Namespace, i.Id });
         // Finds items an earlier embedding model made, so re-embedding never scans a tenant that is up to date.
         builder.HasIndex(i => new { i.TenantId, i.EmbeddingModel });
+        // English stems ("passwords" finds "password"); identifiers, file names and numbers stay whole lexemes. The
+        // GIN index finds matching rows; the (tenant, namespace) btree narrows them to the namespace.
+        builder.HasGeneratedTsVectorColumn(i => i.SearchVector, "english", i => new { i.Content });
+        builder.HasIndex(i => i.SearchVector).HasMethod("gin");
         builder.HasIndex(i => i.Embedding)
             .HasMethod("hnsw")
             .HasOperators("vector_cosine_ops")

@@ -41,13 +41,13 @@ internal static class MemoryExtensions
     }
 
     // An OpenAI-compatible endpoint when one is configured (OpenAI, Azure OpenAI's v1 API, Ollama, vLLM), otherwise the
-    // local generator, so memory works on a machine without network.
+    // packaged local model, so memory understands meaning on a machine without network.
     private static MemoryEmbedder CreateEmbedder(IServiceProvider services)
     {
         var options = services.GetRequiredService<Microsoft.Extensions.Options.IOptions<EmbeddingOptions>>().Value;
         if (string.IsNullOrWhiteSpace(options.Endpoint))
         {
-            return new MemoryEmbedder(new LocalHashEmbeddingGenerator(), LocalHashEmbeddingGenerator.ModelId, options.Dimensions);
+            return new MemoryEmbedder(new MiniLmEmbeddingGenerator(), MiniLmEmbeddingGenerator.ModelId, options.Dimensions);
         }
 
         // Local servers such as Ollama take no key, but the client requires one.
@@ -59,13 +59,20 @@ internal static class MemoryExtensions
 }
 
 /// <summary>
-/// Refuses to start when the configured model's vectors do not fit the column. An endpoint that cannot be reached at
-/// start only logs: every embedding is checked again when it is made.
+/// Refuses to start when a configured endpoint's vectors do not fit the column. An endpoint that cannot be reached at
+/// start only logs: every embedding is checked again when it is made. The packaged model's dimension is fixed, and
+/// checking it would load it at every start, also in a process that never embeds.
 /// </summary>
-internal sealed class EmbeddingDimensionCheck(MemoryEmbedder embedder, ILogger<EmbeddingDimensionCheck> logger) : IHostedService
+internal sealed class EmbeddingDimensionCheck(
+    MemoryEmbedder embedder, Microsoft.Extensions.Options.IOptions<EmbeddingOptions> options, ILogger<EmbeddingDimensionCheck> logger) : IHostedService
 {
     public async Task StartAsync(CancellationToken cancellationToken)
     {
+        if (string.IsNullOrWhiteSpace(options.Value.Endpoint))
+        {
+            return;
+        }
+
         try
         {
             await embedder.EmbedAsync("dimension check", cancellationToken);

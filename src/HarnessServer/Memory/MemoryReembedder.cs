@@ -1,3 +1,5 @@
+using System.Text.Json.Nodes;
+using HarnessServer.Audit;
 using Microsoft.Extensions.Options;
 using Npgsql;
 using Pgvector;
@@ -7,12 +9,14 @@ namespace HarnessServer.Memory;
 
 /// <summary>
 /// After the embedding model changes, re-embeds every item whose <c>embedding_model</c> is not the configured one,
-/// tenant by tenant in batches, and again on each interval. Until an item is re-embedded, search skips it: vectors of
-/// two models are not comparable. Progress: <c>GET /v1/memory/reembedding</c>.
+/// tenant by tenant in batches, and again on each interval. Until an item is re-embedded, vector search skips it
+/// (vectors of two models are not comparable) and text search still finds it. Each batch commits with one
+/// <c>memory.reembedded</c> audit event naming the items and both models. Progress: <c>GET /v1/memory/reembedding</c>.
 /// </summary>
 internal sealed class MemoryReembedder(
     NpgsqlDataSource database,
     MemoryEmbedder embedder,
+    AuditChain audit,
     IOptions<MemoryOptions> options,
     TimeProvider time,
     ILogger<MemoryReembedder> logger) : BackgroundService
@@ -62,7 +66,7 @@ internal sealed class MemoryReembedder(
     }
 
     // Read, embed outside any transaction, then write back only rows still on an old model: items are never edited,
-    // so a row another process re-embedded meanwhile is simply skipped.
+    // so a row another process re-embedded meanwhile is simply skipped, and named in no event.
     private async Task<int> ReembedBatchAsync(string tenant, CancellationToken cancellationToken)
     {
         var batch = new List<(Guid Id, string Content)>();
@@ -84,15 +88,40 @@ internal sealed class MemoryReembedder(
         }
 
         var vectors = await embedder.EmbedAsync(batch.Select(b => b.Content).ToList(), cancellationToken);
-        await using (var transaction = await MemoryTransaction.BeginAsync(database, tenant, cancellationToken))
+        var receipt = await audit.AppendAsync(tenant, async (unit, ct) =>
         {
-            await using var update = transaction.Batch(batch.Select((item, i) => Command(
-                "UPDATE memory_items SET embedding = $1, embedding_model = $2 WHERE tenant_id = $3 AND id = $4 AND embedding_model <> $2",
-                Value(new Vector(vectors[i])), Text(embedder.ModelId), Text(tenant), Value(item.Id))).ToArray());
-            await update.ExecuteNonQueryAsync(cancellationToken);
-            await transaction.CommitAsync(cancellationToken);
-        }
+            var transaction = await MemoryTransaction.BindAsync(unit, ct);
+            var items = new JsonArray();
+            await using (var update = transaction.Batch(batch.Select((item, i) => Command(
+                // The self-join's row is the one before the update: the event names the model the item had.
+                "UPDATE memory_items m SET embedding = $1, embedding_model = $2 FROM memory_items old " +
+                "WHERE old.id = m.id AND m.tenant_id = $3 AND m.id = $4 AND m.embedding_model <> $2 " +
+                "RETURNING m.id, m.namespace, old.embedding_model",
+                Value(new Vector(vectors[i])), Text(embedder.ModelId), Text(tenant), Value(item.Id))).ToArray()))
+            await using (var reader = await update.ExecuteReaderAsync(ct))
+            {
+                do
+                {
+                    while (await reader.ReadAsync(ct))
+                    {
+                        items.Add(new JsonObject
+                        {
+                            ["id"] = reader.GetGuid(0).ToString(), ["namespace"] = reader.GetString(1), ["fromModel"] = reader.GetString(2),
+                        });
+                    }
+                }
+                while (await reader.NextResultAsync(ct));
+            }
 
-        return batch.Count;
+            if (items.Count == 0)
+            {
+                return (0, (IReadOnlyList<AuditEntry>)[]);
+            }
+
+            return (items.Count, (IReadOnlyList<AuditEntry>)[new AuditEntry("memory.reembedded", new AuditActor("harness", "HarnessServer"),
+                Tool: MemoryStore.SaveTool, Payload: new JsonObject { ["model"] = embedder.ModelId, ["count"] = items.Count, ["items"] = items })]);
+        }, cancellationToken);
+        // Rows another process re-embedded first count as handled: the next batch starts after them.
+        return receipt.Result == 0 ? batch.Count : receipt.Result;
     }
 }

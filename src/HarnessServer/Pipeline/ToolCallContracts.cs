@@ -10,7 +10,8 @@ namespace HarnessServer.Pipeline;
 /// A call proposed by a user (over HTTP) or by the model on their behalf (agent turns). <see cref="SessionId"/> is null
 /// only for the calls the memory routes hold for approval (<see cref="Tools.BuiltInTools.OutsideSessions"/>).
 /// </summary>
-internal sealed record ToolCallRequest(CurrentUser Caller, Guid? SessionId, string Tool, JsonElement Arguments);
+/// <param name="TurnId">The agent turn whose model proposed the call, when one did (memory records it as provenance).</param>
+internal sealed record ToolCallRequest(CurrentUser Caller, Guid? SessionId, string Tool, JsonElement Arguments, Guid? TurnId = null);
 
 /// <summary>Who or what decided a call, as the contract's <c>decision</c> object.</summary>
 internal sealed record DecisionView(string Effect, string? Level, string? Source, string? Reason, int? Index = null);

@@ -49,7 +49,8 @@ internal sealed class ToolExecutors(
                     // Membership of the namespace is checked by the store; the pipeline has already decided the policy.
                     BuiltInTools.MemorySave => await SaveMemoryAsync(context, arguments, cancellationToken),
                     BuiltInTools.MemorySearch => Json(await memory.SearchAsync(context.Caller, Text(arguments, "namespace"), Text(arguments, "query"),
-                        arguments.TryGetProperty("k", out var k) ? Integer(k) : Memory.MemoryStore.DefaultK, cancellationToken)),
+                        arguments.TryGetProperty("k", out var k) ? Integer(k) : Memory.MemoryStore.DefaultK,
+                        Memory.MemorySearchModes.Parse(OptionalText(arguments, "mode")), cancellationToken)),
                     _ => ToolOutcome.Failure("not_runnable", $"The built-in tool '{tool.Name}' cannot run in this server."),
                 };
         }
@@ -87,7 +88,8 @@ internal sealed class ToolExecutors(
         }
 
         var metadata = arguments.TryGetProperty("metadata", out var m) && m.ValueKind == JsonValueKind.Object ? JsonObject.Create(m) : null;
-        return Json(await memory.SaveAsync(context.Caller, Text(arguments, "namespace"), Text(arguments, "content"), metadata, expiresAt, cancellationToken));
+        return Json(await memory.SaveAsync(context.Caller, Text(arguments, "namespace"), Text(arguments, "content"), metadata, expiresAt,
+            new Memory.MemoryProvenance(context.SessionId, context.Request.TurnId), cancellationToken));
     }
 
     private async Task<ToolOutcome> RunCommandAsync(ToolCallContext context, ToolDefinition tool, JsonElement arguments, CancellationToken cancellationToken)

@@ -54,10 +54,11 @@ internal static class BuiltInTools
                            "metadata":{"type":"object","description":"Optional JSON object stored with the item."},
                            "expiresAt":{"type":"string","format":"date-time","description":"Optional RFC 3339 time after which the item is never returned."}}}
             """),
-        Define(MemorySearch, "Search a memory namespace by meaning.", """
+        Define(MemorySearch, "Search a memory namespace by meaning and by words (hybrid, the default), by meaning only (vector) or by words only (text).", """
             {"type":"object","additionalProperties":false,"required":["namespace","query"],
              "properties":{"namespace":{"type":"string","minLength":1,"maxLength":300},"query":{"type":"string","minLength":1},
-                           "k":{"type":"integer","minimum":1,"maximum":50}}}
+                           "k":{"type":"integer","minimum":1,"maximum":50},
+                           "mode":{"type":"string","enum":["vector","text","hybrid"],"description":"How results are ranked; hybrid when absent."}}}
             """),
     }.ToFrozenDictionary(t => t.Name, StringComparer.Ordinal);
 

@@ -569,7 +569,7 @@ public sealed class AgentTurnTests(AgentTurnTests.AgentApplication app) : IClass
             rules:
               - tool: "memory.*"
                 effect: allow
-                args: { namespace: ["user", "team:web"] }
+                args: { namespace: ["user", "team:web", "org"] }
               - tool: "memory.save"
                 effect: allow
                 args: { namespace: "team:ops" }
@@ -582,6 +582,8 @@ public sealed class AgentTurnTests(AgentTurnTests.AgentApplication app) : IClass
         await SaveAsync(bob, "team:web", "The billing service deploy needs the release checklist first.");
         await SaveAsync(bob, "user", "Bob's private note about the billing service deploy.");
         await SaveAsync(maria, "team:ops", "Ops note about the billing service deploy, not readable by policy.");
+        using var carol = app.ClientFor("carol", tenant, name: "Carol Org");
+        await SaveAsync(carol, "org", "Company-wide: billing service deploys are frozen on the last day of the quarter.");
         var session = await NewSessionAsync(maria);
 
         var defaults = await (await admin.GetAsync("/v1/admin/agent-settings")).JsonAsync(HttpStatusCode.OK);
@@ -601,8 +603,9 @@ public sealed class AgentTurnTests(AgentTurnTests.AgentApplication app) : IClass
 
         var recalled = ContentOf(Messages(model.Requests[0], "user").Last());
         Assert.Contains("retrieved from memory", recalled);
-        Assert.Contains("[user] Maria deploys the billing service", recalled);
-        Assert.Contains("[team:web] The billing service deploy needs the release checklist", recalled);
+        Assert.Matches(@"\[user, by maria \(maria\), \d{4}-\d{2}-\d{2}\] Maria deploys the billing service", recalled);
+        Assert.Matches(@"\[team:web, by bob \(bob\), \d{4}-\d{2}-\d{2}\] The billing service deploy needs the release checklist", recalled);
+        Assert.Matches(@"\[org, by Carol Org \(carol\), \d{4}-\d{2}-\d{2}\] Company-wide: billing service deploys are frozen", recalled);
         Assert.DoesNotContain("Bob's private note", recalled);
         Assert.DoesNotContain("Ops note", recalled);
         Assert.DoesNotContain(Messages(model.Requests[0], "system"), m => ContentOf(m).Contains("retrieved from memory"));

@@ -104,7 +104,8 @@ public sealed class FolderDependencyTests
 
             foreach (var dependency in type.Dependencies)
             {
-                if (Folder(dependency.Target) is { } to && to != from)
+                // A target ArchUnitNET cannot resolve lies outside the server's assembly (a package's type), so no folder.
+                if (dependency?.Target is { } target && Folder(target) is { } to && to != from)
                 {
                     edges.Add((from, to, $"{type.Name} -> {dependency.Target.Name}"));
                 }
@@ -118,7 +119,7 @@ public sealed class FolderDependencyTests
     private static string? Folder(IType type)
     {
         const string Root = "HarnessServer.";
-        var ns = type.Namespace.FullName;
+        var ns = type.Namespace?.FullName ?? "";
         if (!ns.StartsWith(Root, StringComparison.Ordinal))
         {
             return null;

@@ -1,6 +1,7 @@
 using System.Net.Http.Headers;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Mvc.Testing;
+using Microsoft.AspNetCore.TestHost;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
@@ -45,6 +46,12 @@ public class HarnessApplication : WebApplicationFactory<Program>, IAsyncLifetime
         await sibling.InitializeAsync();
         return sibling;
     }
+
+    /// <summary>
+    /// Whether memory embeds with the server's real default model. Hosts that do not test meaning embed with
+    /// <see cref="Memory.HashEmbeddingTestDouble"/>, which is instant and ranks by shared wording.
+    /// </summary>
+    protected virtual bool UsesEmbeddingModel => false;
 
     /// <summary>Extra configuration for a fixture subclass, applied over the defaults.</summary>
     protected virtual void Configure(IDictionary<string, string?> settings)
@@ -98,6 +105,11 @@ public class HarnessApplication : WebApplicationFactory<Program>, IAsyncLifetime
         }
 
         builder.ConfigureAppConfiguration(configuration => configuration.AddInMemoryCollection(_settings));
+        if (!UsesEmbeddingModel)
+        {
+            builder.ConfigureTestServices(services => services.AddSingleton(new HarnessServer.Memory.MemoryEmbedder(
+                new Memory.HashEmbeddingTestDouble(), Memory.HashEmbeddingTestDouble.ModelId, HarnessServer.Memory.MemoryItem.EmbeddingDimensions)));
+        }
     }
 
     /// <summary>A client whose requests carry a bearer token from the issuer for this user.</summary>

@@ -16,9 +16,9 @@ internal static class MemoryClient
     }
 
     public static async Task<List<(Guid Id, string Content, double Score, string Namespace)>> SearchAsync(
-        this HttpClient client, string @namespace, string query, int? k = null)
+        this HttpClient client, string @namespace, string query, int? k = null, string? mode = null)
     {
-        var response = await client.PostAsJsonAsync($"/v1/memory/{@namespace}/search", new { query, k });
+        var response = await client.PostAsJsonAsync($"/v1/memory/{@namespace}/search", new { query, k, mode });
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         var body = await response.Content.ReadFromJsonAsync<JsonElement>();
         return body.GetProperty("items").EnumerateArray()

@@ -32,7 +32,7 @@ public sealed class MemoryTests(MemoryApplication app) : IClassFixture<MemoryApp
             await alice.SaveAsync("org", sentence);
         }
 
-        var hits = await alice.SearchAsync("org", "deploy the kubernetes cluster");
+        var hits = await alice.SearchAsync("org", "deploy the kubernetes cluster", mode: "vector");
 
         Assert.Equal(5, hits.Count);
         Assert.Equal(Corpus[0], hits[0].Content);
@@ -257,7 +257,7 @@ public sealed class MemoryTests(MemoryApplication app) : IClassFixture<MemoryApp
         var last = Assert.Single(second.GetProperty("items").EnumerateArray());
         Assert.Equal(ids[2], last.GetProperty("id").GetGuid());
         Assert.Equal("alice", last.GetProperty("author").GetProperty("id").GetString());
-        Assert.Equal("local-hash-384-v1", last.GetProperty("embeddingModel").GetString());
+        Assert.Equal(HashEmbeddingTestDouble.ModelId, last.GetProperty("embeddingModel").GetString());
         Assert.False(second.TryGetProperty("next", out _));
     }
 
@@ -342,10 +342,19 @@ public sealed class MemoryTests(MemoryApplication app) : IClassFixture<MemoryApp
         }
         while (progress.GetProperty("done").GetInt64() < progress.GetProperty("total").GetInt64() && DateTime.UtcNow < deadline);
 
-        Assert.Equal("local-hash-384-v1", progress.GetProperty("model").GetString());
+        Assert.Equal(HashEmbeddingTestDouble.ModelId, progress.GetProperty("model").GetString());
         Assert.Equal(1, progress.GetProperty("total").GetInt64());
         Assert.Equal(1, progress.GetProperty("done").GetInt64());
         Assert.Equal(id, Assert.Single(await admin.SearchAsync("org", "re-embed me")).Id);
+        // The batch is audited: the item, its namespace and the model it had, never its content.
+        var payload = await app.ScalarAsSuperuserAsync<string>(
+            "SELECT payload::text FROM audit_events WHERE tenant_id = 'reembed-acme' AND type = 'memory.reembedded' ORDER BY seq DESC LIMIT 1");
+        var reembedded = JsonDocument.Parse(payload!).RootElement;
+        Assert.Equal(HashEmbeddingTestDouble.ModelId, reembedded.GetProperty("model").GetString());
+        var item = Assert.Single(reembedded.GetProperty("items").EnumerateArray());
+        Assert.Equal(id, item.GetProperty("id").GetGuid());
+        Assert.Equal("old-model", item.GetProperty("fromModel").GetString());
+        Assert.DoesNotContain("re-embed me", payload);
     }
 
     [Fact]

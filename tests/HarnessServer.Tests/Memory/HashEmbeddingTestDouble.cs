@@ -1,17 +1,18 @@
 using System.Text;
 using Microsoft.Extensions.AI;
 
-namespace HarnessServer.Memory;
+namespace HarnessServer.Tests.Memory;
 
 /// <summary>
-/// The built-in embedding generator, needing no network: feature hashing of lower-cased word unigrams, word bigrams
+/// A test double for the embedding model, for tests that do not need meaning and should not pay for the model:
+/// feature hashing of lower-cased word unigrams, word bigrams
 /// and character trigrams into signed buckets, L2-normalised. Texts score high when they share words and word parts
 /// (lexical similarity), not meaning: "car" and "automobile" are unrelated to it, and bucket collisions add noise that
 /// grows with text length. Deterministic across processes and versions, named by <see cref="ModelId"/>.
 /// </summary>
-internal sealed class LocalHashEmbeddingGenerator : IEmbeddingGenerator<string, Embedding<float>>
+internal sealed class HashEmbeddingTestDouble : IEmbeddingGenerator<string, Embedding<float>>
 {
-    public const string ModelId = "local-hash-384-v1";
+    public const string ModelId = "test-hash-384-v1";
     private const int Dimensions = 384;
 
     // Words that carry no topic; left in, they dominate short texts.
