@@ -1,7 +1,7 @@
 using System.Net;
-using System.Net.Sockets;
 using System.Text;
 using System.Text.Json.Nodes;
+using HarnessServer.Http;
 using Microsoft.Extensions.Options;
 
 namespace HarnessServer.Tools;
@@ -25,7 +25,9 @@ internal sealed class HttpFetchTool : IDisposable
             UseProxy = false,
             UseCookies = false,
             AutomaticDecompression = DecompressionMethods.All,
-            ConnectCallback = ConnectAsync,
+            ConnectCallback = AddressGuard.ConnectCallback(
+                (_, address) => _options.AllowPrivateAddresses || AddressGuard.IsPublic(address),
+                host => $"'{host}' resolves only to private, loopback or link-local addresses; http.fetch does not reach them."),
             PooledConnectionLifetime = TimeSpan.FromMinutes(1),
         };
         _client = new HttpClient(handler) { Timeout = TimeSpan.FromSeconds(_options.TimeoutSeconds) };
@@ -52,9 +54,9 @@ internal sealed class HttpFetchTool : IDisposable
             {
                 response = await _client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancellationToken);
             }
-            catch (HttpRequestException e) when (e.InnerException is BlockedAddressException blocked)
+            catch (HttpRequestException e) when (AddressGuard.Refusal(e) is { } blocked)
             {
-                return ToolOutcome.Failure("address_blocked", blocked.Message);
+                return ToolOutcome.Failure("address_blocked", blocked);
             }
             catch (HttpRequestException e)
             {
@@ -137,71 +139,5 @@ internal sealed class HttpFetchTool : IDisposable
         return (OutputText.Of(kept, truncated ? $"\n[response truncated at {_options.MaxResponseBytes} bytes]" : null), truncated);
     }
 
-    private async ValueTask<Stream> ConnectAsync(SocketsHttpConnectionContext context, CancellationToken cancellationToken)
-    {
-        var addresses = IPAddress.TryParse(context.DnsEndPoint.Host, out var literal)
-            ? [literal]
-            : await Dns.GetHostAddressesAsync(context.DnsEndPoint.Host, cancellationToken);
-        var permitted = addresses.Where(a => _options.AllowPrivateAddresses || IsPublic(a)).ToArray();
-        if (permitted.Length == 0)
-        {
-            throw new BlockedAddressException(
-                $"'{context.DnsEndPoint.Host}' resolves only to private, loopback or link-local addresses; http.fetch does not reach them.");
-        }
-
-        var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
-        try
-        {
-            await socket.ConnectAsync(permitted, context.DnsEndPoint.Port, cancellationToken);
-            return new NetworkStream(socket, ownsSocket: true);
-        }
-        catch
-        {
-            socket.Dispose();
-            throw;
-        }
-    }
-
-    internal static bool IsPublic(IPAddress address)
-    {
-        if (address.IsIPv4MappedToIPv6)
-        {
-            address = address.MapToIPv4();
-        }
-
-        if (IPAddress.IsLoopback(address) || address.Equals(IPAddress.Any) || address.Equals(IPAddress.IPv6Any)
-            || address.Equals(IPAddress.Broadcast) || address.Equals(IPAddress.IPv6None))
-        {
-            return false;
-        }
-
-        if (address.AddressFamily == AddressFamily.InterNetworkV6)
-        {
-            var b = address.GetAddressBytes();
-            return !(address.IsIPv6LinkLocal || address.IsIPv6SiteLocal || address.IsIPv6Multicast || address.IsIPv6Teredo
-                     || (b[0] & 0xfe) == 0xfc // unique local fc00::/7
-                     || (b[0] == 0x20 && b[1] == 0x02) // 6to4 can embed private IPv4
-                     || (b[0] == 0x00 && b[1] == 0x64 && b[2] == 0xff && b[3] == 0x9b) // NAT64 64:ff9b::/96 and 64:ff9b:1::/48
-                     || (b[0] == 0x01 && b[1] == 0x00 && b.AsSpan(2, 6).IndexOfAnyExcept((byte)0) < 0) // discard-only 100::/64
-                     || b.AsSpan(0, 12).IndexOfAnyExcept((byte)0) < 0); // IPv4-compatible ::/96 (and ::, ::1)
-        }
-
-        var v4 = address.GetAddressBytes();
-        return v4[0] switch
-        {
-            0 or 10 or 127 => false,
-            100 when v4[1] is >= 64 and < 128 => false, // carrier-grade NAT
-            169 when v4[1] == 254 => false, // link-local, cloud metadata
-            172 when v4[1] is >= 16 and < 32 => false,
-            192 when v4[1] == 168 => false,
-            192 when v4[1] == 0 && v4[2] is 0 or 2 => false,
-            198 when v4[1] is 18 or 19 => false,
-            >= 224 => false, // multicast and reserved
-            _ => true,
-        };
-    }
-
     public void Dispose() => _client.Dispose();
-
-    private sealed class BlockedAddressException(string message) : Exception(message);
 }

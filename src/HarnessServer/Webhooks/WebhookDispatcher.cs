@@ -1,10 +1,10 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Net;
-using System.Net.Sockets;
 using System.Security.Cryptography;
 using System.Text;
 using HarnessServer.Data;
+using HarnessServer.Http;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
 using Npgsql;
@@ -47,7 +47,12 @@ internal sealed class WebhookDispatcher : BackgroundService
             AllowAutoRedirect = false,
             UseProxy = false,
             UseCookies = false,
-            ConnectCallback = ConnectAsync,
+            // Every address the name resolves to is checked at connection time, so a name cannot point at a private
+            // address after the URL was accepted (DNS rebinding); plain http connects to loopback only.
+            ConnectCallback = AddressGuard.ConnectCallback(
+                (context, address) => _urls.Permits(address)
+                    && (context.InitialRequestMessage.RequestUri?.Scheme != Uri.UriSchemeHttp || IPAddress.IsLoopback(address)),
+                host => $"'{host}' resolves only to addresses a webhook may not reach (private, loopback or link-local, outside Harness:Webhooks:AllowedNetworks)."),
             PooledConnectionLifetime = TimeSpan.FromMinutes(1),
             ConnectTimeout = _options.Timeout,
         };
@@ -193,9 +198,9 @@ internal sealed class WebhookDispatcher : BackgroundService
             var code = (int)response.StatusCode;
             return (code, code is >= 200 and < 300 ? null : $"The receiver answered {code} {response.ReasonPhrase}.");
         }
-        catch (HttpRequestException e) when (e.InnerException is BlockedAddressException blocked)
+        catch (HttpRequestException e) when (AddressGuard.Refusal(e) is { } blocked)
         {
-            return (null, blocked.Message);
+            return (null, blocked);
         }
         catch (HttpRequestException e)
         {
@@ -216,39 +221,10 @@ internal sealed class WebhookDispatcher : BackgroundService
     private static string? Cut(string? error) =>
         error is { Length: > WebhookAttemptConfiguration.MaxError } ? error[..WebhookAttemptConfiguration.MaxError] : error;
 
-    // Every address the name resolves to is checked at connection time, so a name cannot point at a private
-    // address after the URL was accepted (DNS rebinding); plain http connects to loopback only.
-    private async ValueTask<Stream> ConnectAsync(SocketsHttpConnectionContext context, CancellationToken cancellationToken)
-    {
-        var host = context.DnsEndPoint.Host;
-        var addresses = IPAddress.TryParse(host, out var literal) ? [literal] : await Dns.GetHostAddressesAsync(host, cancellationToken);
-        var plainHttp = context.InitialRequestMessage.RequestUri?.Scheme == Uri.UriSchemeHttp;
-        var permitted = addresses.Where(a => _urls.Permits(a) && (!plainHttp || IPAddress.IsLoopback(a))).ToArray();
-        if (permitted.Length == 0)
-        {
-            throw new BlockedAddressException(
-                $"'{host}' resolves only to addresses a webhook may not reach (private, loopback or link-local, outside Harness:Webhooks:AllowedNetworks).");
-        }
-
-        var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
-        try
-        {
-            await socket.ConnectAsync(permitted, context.DnsEndPoint.Port, cancellationToken);
-            return new NetworkStream(socket, ownsSocket: true);
-        }
-        catch
-        {
-            socket.Dispose();
-            throw;
-        }
-    }
-
     public override void Dispose()
     {
         _client.Dispose();
         _wake.Dispose();
         base.Dispose();
     }
-
-    private sealed class BlockedAddressException(string message) : Exception(message);
 }

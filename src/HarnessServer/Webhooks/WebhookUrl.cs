@@ -1,6 +1,6 @@
 using System.Net;
 using HarnessServer.Errors;
-using HarnessServer.Tools;
+using HarnessServer.Http;
 
 namespace HarnessServer.Webhooks;
 
@@ -39,7 +39,7 @@ internal sealed class WebhookUrl
     public bool Permits(IPAddress address)
     {
         var plain = address.IsIPv4MappedToIPv6 ? address.MapToIPv4() : address;
-        return HttpFetchTool.IsPublic(plain) || _allowed.Any(n => n.Contains(plain));
+        return AddressGuard.IsPublic(plain) || _allowed.Any(n => n.Contains(plain));
     }
 
     /// <summary>The URL an admin asked for, checked; a refusal says what is wrong.</summary>

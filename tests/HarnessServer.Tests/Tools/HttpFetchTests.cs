@@ -1,4 +1,5 @@
 using System.Net;
+using HarnessServer.Http;
 using HarnessServer.Pipeline;
 using HarnessServer.Tools;
 using Microsoft.AspNetCore.Builder;
@@ -67,12 +68,12 @@ public sealed class HttpFetchTests : IAsyncLifetime
     [InlineData("64:ff9b:1::a00:1")]
     [InlineData("100::1")]
     public void Private_loopback_and_link_local_addresses_are_not_public(string address) =>
-        Assert.False(HttpFetchTool.IsPublic(IPAddress.Parse(address)));
+        Assert.False(AddressGuard.IsPublic(IPAddress.Parse(address)));
 
     [Theory]
     [InlineData("93.184.216.34")]
     [InlineData("2606:4700::6810:84e5")]
-    public void Public_addresses_are_public(string address) => Assert.True(HttpFetchTool.IsPublic(IPAddress.Parse(address)));
+    public void Public_addresses_are_public(string address) => Assert.True(AddressGuard.IsPublic(IPAddress.Parse(address)));
 
     [Theory]
     [InlineData("*.example.com", "api.example.com", true)]
