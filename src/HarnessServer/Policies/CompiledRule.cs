@@ -7,7 +7,7 @@ namespace HarnessServer.Policies;
 internal sealed record PolicyRuleInfo(PolicyLevel Level, string Source, int? Index, PolicyEffect Effect, bool Locked, string Reason, PolicyRule? Rule)
 {
     /// <summary>Who approves a call this rule (or the org default) asks about; null unless the effect is ask.</summary>
-    public ApprovalRouting? Routing => Effect == PolicyEffect.Ask ? Rule?.Approval ?? ApprovalRouting.Default : null;
+    public ApprovalRouting? Routing => Effect == PolicyEffect.Ask ? Rule?.Routing ?? ApprovalRouting.Default : null;
 }
 
 /// <summary>One argument matcher of a compiled rule: the argument's name and its globs, any of which may match.</summary>

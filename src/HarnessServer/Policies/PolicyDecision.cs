@@ -1,3 +1,5 @@
+using System.Text.Json.Serialization;
+
 namespace HarnessServer.Policies;
 
 /// <summary>
@@ -14,7 +16,7 @@ internal readonly record struct PolicyDecision(PolicyEffect Effect, PolicyRuleIn
     public int? Index => DecidedBy.Index;
 
     /// <summary>Who approves the call when the effect is ask (the deciding rule's routing, or the default); otherwise null.</summary>
-    public ApprovalRouting? Routing => Effect == PolicyEffect.Ask ? DecidedBy.Rule?.Approval ?? ApprovalRouting.Default : null;
+    public ApprovalRouting? Routing => Effect == PolicyEffect.Ask ? DecidedBy.Rule?.Routing ?? ApprovalRouting.Default : null;
 
     /// <summary>True when the call could not be classified (a shell line outside the plain subset, an escaping path).</summary>
     public bool Unclassifiable { get; init; }
@@ -68,7 +70,8 @@ internal sealed record PermissionMatrix(IReadOnlyList<ToolPermission> Tools);
 internal sealed record ToolPermission(string Tool, string Effect, IReadOnlyList<PermissionRule> Rules)
 {
     /// <summary>Who approves when <see cref="Effect"/> is ask; null otherwise.</summary>
-    public ApprovalRequirements? Approval { get; init; }
+    [JsonPropertyName("approval")]
+    public ApprovalRequirements? Approvers { get; init; }
 }
 
 internal sealed record PermissionRule(
@@ -81,7 +84,8 @@ internal sealed record PermissionRule(
     string Reason)
 {
     /// <summary>Who approves a call this rule asks about; null unless the rule's effect is ask.</summary>
-    public ApprovalRequirements? Approval { get; init; }
+    [JsonPropertyName("approval")]
+    public ApprovalRequirements? Approvers { get; init; }
 }
 
 /// <summary>

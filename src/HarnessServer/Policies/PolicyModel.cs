@@ -26,7 +26,7 @@ internal sealed record PolicyRule(
     IReadOnlyDictionary<string, IReadOnlyList<string>> Args,
     bool Locked = false,
     string? Reason = null,
-    ApprovalRouting? Approval = null)
+    ApprovalRouting? Routing = null)
 {
     public static readonly IReadOnlyDictionary<string, IReadOnlyList<string>> NoArgs =
         new Dictionary<string, IReadOnlyList<string>>(StringComparer.Ordinal);

@@ -298,9 +298,9 @@ internal sealed class PolicyResolver
                 Name(r.Effect),
                 r.Info.Rule?.Args ?? PolicyRule.NoArgs,
                 r.Locked,
-                r.Info.Reason) { Approval = ApprovalRequirements.Of(r.Info.Routing, defaultExpiry) })
+                r.Info.Reason) { Approvers = ApprovalRequirements.Of(r.Info.Routing, defaultExpiry) })
             .ToArray();
-        return new ToolPermission(tool, Name(blanket.Effect), rules) { Approval = ApprovalRequirements.Of(blanket.Routing, defaultExpiry) };
+        return new ToolPermission(tool, Name(blanket.Effect), rules) { Approvers = ApprovalRequirements.Of(blanket.Routing, defaultExpiry) };
     }
 
     private static string Name(PolicyEffect effect) => effect switch

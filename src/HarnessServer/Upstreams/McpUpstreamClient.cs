@@ -96,7 +96,7 @@ internal sealed class McpUpstreamClient(IHttpClientFactory http, UpstreamCredent
         }
     }
 
-    private async Task<Connection> ConnectAsync(McpUpstream upstream, SandboxPlace? place, CancellationToken cancellationToken)
+    private async Task<UpstreamConnection> ConnectAsync(McpUpstream upstream, SandboxPlace? place, CancellationToken cancellationToken)
     {
         var options = new McpClientOptions { ClientInfo = new Implementation { Name = "HarnessServer", Version = "1.0" } };
         if (upstream.Transport == McpTransport.Http)
@@ -114,7 +114,7 @@ internal sealed class McpUpstreamClient(IHttpClientFactory http, UpstreamCredent
                 AdditionalHeaders = headers,
                 Name = upstream.Name,
             }, http.CreateClient(HttpClientName), loggers, ownsHttpClient: true);
-            return new Connection(await McpClient.CreateAsync(transport, options, loggers, cancellationToken), null);
+            return new UpstreamConnection(await McpClient.CreateAsync(transport, options, loggers, cancellationToken), null);
         }
 
         var target = place ?? throw new InvalidOperationException($"The stdio upstream '{upstream.Name}' needs a sandbox place.");
@@ -128,7 +128,7 @@ internal sealed class McpUpstreamClient(IHttpClientFactory http, UpstreamCredent
         try
         {
             var client = await McpClient.CreateAsync(new StreamClientTransport(process.Input, process.Output, loggers), options, loggers, cancellationToken);
-            return new Connection(client, process);
+            return new UpstreamConnection(client, process);
         }
         catch (Exception e) when (IsUpstreamFault(e))
         {
@@ -147,7 +147,7 @@ internal sealed class McpUpstreamClient(IHttpClientFactory http, UpstreamCredent
 
     private static string Cut(string text) => text.Length <= MaxErrorText ? text : text[..MaxErrorText] + " [cut]";
 
-    private sealed class Connection(McpClient client, SandboxedProcess? process) : IAsyncDisposable
+    private sealed class UpstreamConnection(McpClient client, SandboxedProcess? process) : IAsyncDisposable
     {
         public McpClient Client { get; } = client;
 

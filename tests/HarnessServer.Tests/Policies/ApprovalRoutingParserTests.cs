@@ -17,7 +17,7 @@ public sealed class ApprovalRoutingParserTests
                 expires: 1h30m
             """, PolicyLevel.Org);
 
-        var routing = Assert.IsType<ApprovalRouting>(document.Rules[0].Approval);
+        var routing = Assert.IsType<ApprovalRouting>(document.Rules[0].Routing);
         Assert.Equal(["team:security", "role:harness.admin"], routing.Approvers);
         Assert.Equal(2, routing.Quorum);
         Assert.True(routing.SelfApproval);
@@ -29,7 +29,7 @@ public sealed class ApprovalRoutingParserTests
     {
         var document = PolicyTesting.Parse(Ask, PolicyLevel.Org);
 
-        Assert.Null(document.Rules[0].Approval);
+        Assert.Null(document.Rules[0].Routing);
         var compiled = PolicyTesting.Compile(Ask);
         var decision = compiled.For("maria", []).Decide("fs.write", PolicyTesting.Path("a.txt"));
         Assert.Equal(ApprovalRouting.Default, decision.Routing);
