@@ -838,6 +838,41 @@ namespace HarnessServer.Migrations
                     b.ToTable("memory_items", (string)null);
                 });
 
+            modelBuilder.Entity("HarnessServer.Pipeline.CallLease", b =>
+                {
+                    b.Property<string>("TenantId")
+                        .HasMaxLength(200)
+                        .HasColumnType("character varying(200)")
+                        .HasColumnName("tenant_id");
+
+                    b.Property<Guid>("ScopeId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("scope_id");
+
+                    b.Property<Guid?>("CallId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("call_id");
+
+                    b.Property<DateTimeOffset>("ExpiresAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("expires_at");
+
+                    b.Property<string>("Holder")
+                        .IsRequired()
+                        .HasMaxLength(200)
+                        .HasColumnType("character varying(200)")
+                        .HasColumnName("holder");
+
+                    b.Property<long>("Token")
+                        .HasColumnType("bigint")
+                        .HasColumnName("token");
+
+                    b.HasKey("TenantId", "ScopeId")
+                        .HasName("pk_call_leases");
+
+                    b.ToTable("call_leases", (string)null);
+                });
+
             modelBuilder.Entity("HarnessServer.Policies.PolicyVersion", b =>
                 {
                     b.Property<string>("TenantId")
@@ -982,6 +1017,10 @@ namespace HarnessServer.Migrations
                     b.Property<JsonDocument>("Error")
                         .HasColumnType("jsonb")
                         .HasColumnName("error");
+
+                    b.Property<long?>("LeaseToken")
+                        .HasColumnType("bigint")
+                        .HasColumnName("lease_token");
 
                     b.Property<string>("RequestedBy")
                         .IsRequired()
@@ -1559,6 +1598,16 @@ namespace HarnessServer.Migrations
                         .OnDelete(DeleteBehavior.Cascade)
                         .IsRequired()
                         .HasConstraintName("fk_memory_items_tenants_tenant_id");
+                });
+
+            modelBuilder.Entity("HarnessServer.Pipeline.CallLease", b =>
+                {
+                    b.HasOne("HarnessServer.Data.Tenant", null)
+                        .WithMany()
+                        .HasForeignKey("TenantId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired()
+                        .HasConstraintName("fk_call_leases_tenants_tenant_id");
                 });
 
             modelBuilder.Entity("HarnessServer.Policies.PolicyVersion", b =>
