@@ -626,6 +626,36 @@ namespace HarnessServer.Migrations
                     b.ToTable("audit_heads", (string)null);
                 });
 
+            modelBuilder.Entity("HarnessServer.Data.DataProtectionKeyRow", b =>
+                {
+                    b.Property<int>("Id")
+                        .ValueGeneratedOnAdd()
+                        .HasColumnType("integer")
+                        .HasColumnName("id");
+
+                    NpgsqlPropertyBuilderExtensions.UseIdentityByDefaultColumn(b.Property<int>("Id"));
+
+                    b.Property<DateTimeOffset>("CreatedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("created_at");
+
+                    b.Property<string>("FriendlyName")
+                        .IsRequired()
+                        .HasMaxLength(200)
+                        .HasColumnType("character varying(200)")
+                        .HasColumnName("friendly_name");
+
+                    b.Property<string>("Xml")
+                        .IsRequired()
+                        .HasColumnType("text")
+                        .HasColumnName("xml");
+
+                    b.HasKey("Id")
+                        .HasName("pk_data_protection_keys");
+
+                    b.ToTable("data_protection_keys", (string)null);
+                });
+
             modelBuilder.Entity("HarnessServer.Data.Team", b =>
                 {
                     b.Property<string>("TenantId")
@@ -838,6 +868,41 @@ namespace HarnessServer.Migrations
                     b.ToTable("memory_items", (string)null);
                 });
 
+            modelBuilder.Entity("HarnessServer.Pipeline.CallLease", b =>
+                {
+                    b.Property<string>("TenantId")
+                        .HasMaxLength(200)
+                        .HasColumnType("character varying(200)")
+                        .HasColumnName("tenant_id");
+
+                    b.Property<Guid>("ScopeId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("scope_id");
+
+                    b.Property<Guid?>("CallId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("call_id");
+
+                    b.Property<DateTimeOffset>("ExpiresAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("expires_at");
+
+                    b.Property<string>("Holder")
+                        .IsRequired()
+                        .HasMaxLength(200)
+                        .HasColumnType("character varying(200)")
+                        .HasColumnName("holder");
+
+                    b.Property<long>("Token")
+                        .HasColumnType("bigint")
+                        .HasColumnName("token");
+
+                    b.HasKey("TenantId", "ScopeId")
+                        .HasName("pk_call_leases");
+
+                    b.ToTable("call_leases", (string)null);
+                });
+
             modelBuilder.Entity("HarnessServer.Policies.PolicyVersion", b =>
                 {
                     b.Property<string>("TenantId")
@@ -982,6 +1047,10 @@ namespace HarnessServer.Migrations
                     b.Property<JsonDocument>("Error")
                         .HasColumnType("jsonb")
                         .HasColumnName("error");
+
+                    b.Property<long?>("LeaseToken")
+                        .HasColumnType("bigint")
+                        .HasColumnName("lease_token");
 
                     b.Property<string>("RequestedBy")
                         .IsRequired()
@@ -1559,6 +1628,16 @@ namespace HarnessServer.Migrations
                         .OnDelete(DeleteBehavior.Cascade)
                         .IsRequired()
                         .HasConstraintName("fk_memory_items_tenants_tenant_id");
+                });
+
+            modelBuilder.Entity("HarnessServer.Pipeline.CallLease", b =>
+                {
+                    b.HasOne("HarnessServer.Data.Tenant", null)
+                        .WithMany()
+                        .HasForeignKey("TenantId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired()
+                        .HasConstraintName("fk_call_leases_tenants_tenant_id");
                 });
 
             modelBuilder.Entity("HarnessServer.Policies.PolicyVersion", b =>

@@ -28,6 +28,8 @@ builder.AddHarnessObservability();
 
 // PostgreSQL with pgvector, the tenant-scoped DbContext, migrations and the cross-process change feed.
 builder.AddHarnessData();
+// One Data Protection key ring for every replica (console cookies, upstream credentials), in the database, encrypted at rest.
+builder.AddHarnessDataProtection();
 
 // JWT bearer against the configured OIDC issuer (or Entra ID), roles as authorization policies, and the request's
 // tenant with just-in-time provisioning of users and teams.

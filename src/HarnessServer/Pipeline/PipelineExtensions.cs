@@ -19,9 +19,12 @@ internal static class PipelineExtensions
         services.AddScoped<ToolExecutors>();
         services.AddScoped<ToolCallPipeline>();
         services.AddSingleton<SessionGate>();
+        services.AddSingleton<CallLeases>();
 
         services.AddOptions<RecoveryOptions>().BindConfiguration("Harness:Recovery")
             .Validate(o => o.SweepInterval > TimeSpan.Zero, "Harness:Recovery:SweepInterval must be positive.")
+            .Validate(o => o.LeaseDuration >= TimeSpan.FromSeconds(1), "Harness:Recovery:LeaseDuration must be at least a second.")
+            .Validate(o => o.LeaseRetryInterval > TimeSpan.Zero, "Harness:Recovery:LeaseRetryInterval must be positive.")
             .ValidateOnStart();
         services.AddSingleton<ApprovedCallExecutor>();
         services.AddHostedService(sp => sp.GetRequiredService<ApprovedCallExecutor>());

@@ -44,6 +44,25 @@ internal static class PipelineRows
         tenant, callId, status.ToString(), Json(result?.ToJsonString()),
         Json(error is null ? null : JsonSerializer.Serialize(error, AuditViews.Json)), at);
 
+    /// <summary>
+    /// The same for a call run under an execution lease: only while the call is still running under that lease's
+    /// token, and giving the lease up in the same statement. Answers the number of calls finished (0 or 1).
+    /// </summary>
+    public static AuditCommand CompleteLeasedCall(
+        string tenant, Guid callId, ToolCallStatus status, JsonNode? result, ToolCallError? error, DateTimeOffset at, Guid scope, long token) => new("""
+        WITH done AS (
+            UPDATE tool_calls SET status = $3, result = $4, error = $5, completed_at = $6
+            WHERE tenant_id = $1 AND id = $2 AND status = 'Running' AND lease_token = $8
+            RETURNING id),
+        released AS (
+            UPDATE call_leases SET call_id = NULL, expires_at = now()
+            WHERE tenant_id = $1 AND scope_id = $7 AND token = $8 AND EXISTS (SELECT 1 FROM done)
+            RETURNING token)
+        SELECT count(*) FROM done
+        """,
+        tenant, callId, status.ToString(), Json(result?.ToJsonString()),
+        Json(error is null ? null : JsonSerializer.Serialize(error, AuditViews.Json)), at, scope, token);
+
     private static NpgsqlParameter Json(string? text) =>
         new() { Value = (object?)text ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Jsonb };
 

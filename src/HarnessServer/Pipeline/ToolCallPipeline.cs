@@ -147,16 +147,26 @@ internal sealed class ToolCallPipeline(
         activity?.SetTag("harness.tool", context.Request.Tool);
         var started = Stopwatch.GetTimestamp();
 
-        foreach (var step in _steps)
+        try
         {
-            if (context.Approved is not null && step.SkippedForApprovedCalls)
+            foreach (var step in _steps)
             {
-                continue;
-            }
+                if (context.Approved is not null && step.SkippedForApprovedCalls)
+                {
+                    continue;
+                }
 
-            using var stage = HarnessTelemetry.ActivitySource.StartActivity($"tool_call.{step.Name}");
-            await step.RunAsync(context, cancellationToken);
-            stage?.SetTag("harness.status", context.Status?.ToString());
+                using var stage = HarnessTelemetry.ActivitySource.StartActivity($"tool_call.{step.Name}");
+                await step.RunAsync(context, cancellationToken);
+                stage?.SetTag("harness.status", context.Status?.ToString());
+            }
+        }
+        finally
+        {
+            if (context.Lease is { } lease)
+            {
+                await lease.DisposeAsync();
+            }
         }
 
         var status = context.Status ?? ToolCallStatus.Failed;

@@ -8,6 +8,7 @@ using HarnessServer.Sessions;
 using HarnessServer.Tools;
 using HarnessServer.Webhooks;
 using Microsoft.Extensions.Options;
+using Npgsql;
 
 namespace HarnessServer.Pipeline;
 
@@ -217,7 +218,7 @@ internal sealed class CommitDecisionStep(AuditChain audit, TimeProvider time, IO
 /// (5) The call runs: built-ins in the workspace or the sandbox, command tools as argv in the sandbox. A fault of the
 /// executor itself fails the call (recorded by the next stage) instead of leaving it <c>running</c> with no result.
 /// </summary>
-internal sealed class ExecuteStep(ToolExecutors executors, ILogger<ExecuteStep> logger) : IToolCallStep
+internal sealed class ExecuteStep(ToolExecutors executors, CallLeases leases, ILogger<ExecuteStep> logger) : IToolCallStep
 {
     public string Name => "execute";
 
@@ -228,10 +229,26 @@ internal sealed class ExecuteStep(ToolExecutors executors, ILogger<ExecuteStep> 
             return;
         }
 
+        // A call runs only under its session's execution lease; its finishing write names the lease's token.
+        var lease = await leases.AcquireAsync(context.Caller.TenantId, context.SessionId ?? context.CallId, context.CallId, cancellationToken);
+        if (lease is null)
+        {
+            context.Settle(ToolCallStatus.Interrupted, new ToolCallError("interrupted",
+                "The call was recorded as interrupted by another replica before it could run; it did not run."));
+            return;
+        }
+
+        context.Lease = lease;
         ToolOutcome outcome;
+        using var running = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, lease.Lost);
         try
         {
-            outcome = await executors.RunAsync(context, cancellationToken);
+            outcome = await executors.RunAsync(context, running.Token);
+        }
+        catch (OperationCanceledException) when (lease.Lost.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+        {
+            outcome = ToolOutcome.Failure("lease_lost",
+                "This replica could not renew the session's execution lease (the database was out of reach), so the call was stopped.");
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {
@@ -260,8 +277,10 @@ internal sealed class RecordResultStep(AuditChain audit, TimeProvider time, ILog
 
     public async Task RunAsync(ToolCallContext context, CancellationToken cancellationToken)
     {
-        // New calls settled before execution were stored whole by the commit stage.
-        if (context.Approved is null && context.Status is not (ToolCallStatus.Succeeded or ToolCallStatus.Failed))
+        // New calls settled before execution were stored whole by the commit stage; a call another replica recorded
+        // as interrupted before it could run is recorded already.
+        if ((context.Approved is null && context.Status is not (ToolCallStatus.Succeeded or ToolCallStatus.Failed))
+            || context.Status == ToolCallStatus.Interrupted)
         {
             return;
         }
@@ -269,19 +288,19 @@ internal sealed class RecordResultStep(AuditChain audit, TimeProvider time, ILog
         context.Result = StorableResult.Of(context.Result);
         try
         {
-            context.AuditSeq = await RecordAsync(context, resultStored: true, cancellationToken);
+            context.AuditSeq = await RecordAsync(context, resultStored: true, cancellationToken) ?? context.AuditSeq;
         }
         catch (AuditUnavailableException e) when (context.Result is not null && !cancellationToken.IsCancellationRequested)
         {
             // The call ran: what it did is recorded even if what it returned cannot be.
             logger.LogError(e, "The result of call {Call} ({Tool}) could not be stored; recording the call without it", context.CallId, context.Request.Tool);
-            context.AuditSeq = await RecordAsync(context, resultStored: false, cancellationToken);
+            context.AuditSeq = await RecordAsync(context, resultStored: false, cancellationToken) ?? context.AuditSeq;
             context.Result = null;
             context.Settle(context.Status!.Value, context.Error ?? ResultNotStored);
         }
     }
 
-    private async Task<long> RecordAsync(ToolCallContext context, bool resultStored, CancellationToken cancellationToken)
+    private async Task<long?> RecordAsync(ToolCallContext context, bool resultStored, CancellationToken cancellationToken)
     {
         var status = context.Status!.Value;
         var now = time.GetUtcNow();
@@ -313,9 +332,57 @@ internal sealed class RecordResultStep(AuditChain audit, TimeProvider time, ILog
             executed.Payload!["checkpoint"] = new JsonObject { ["id"] = checkpoint.Id.ToString(), ["treeHash"] = checkpoint.TreeHash };
         }
 
+        if (context.Lease is { } lease)
+        {
+            return await RecordLeasedAsync(context, lease, executed, status, resultStored ? context.Result : null, error, now, cancellationToken);
+        }
+
         var receipt = await audit.AppendAsync(context.Caller.TenantId, [executed],
             [PipelineRows.CompleteCall(context.Caller.TenantId, context.CallId, status, resultStored ? context.Result : null, error, now), .. CommitDecisionStep.Notification(context)],
             cancellationToken);
         return receipt.Seqs[^1];
+    }
+
+    // The finishing write names the lease's token: if another replica recorded the call interrupted after this one's
+    // lease ran out, nothing is written and no second final event joins the chain.
+    private async Task<long?> RecordLeasedAsync(
+        ToolCallContext context, CallLeases.Holding lease, AuditEntry executed, ToolCallStatus status, JsonNode? result, ToolCallError? error,
+        DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        var tenant = context.Caller.TenantId;
+        var receipt = await audit.AppendAsync(tenant, async (unit, ct) =>
+        {
+            var complete = PipelineRows.CompleteLeasedCall(tenant, context.CallId, status, result, error, now, lease.Scope, lease.Token);
+            await using var batch = new NpgsqlBatch(unit.Connection, unit.Transaction) { BatchCommands = { complete.ToBatchCommand() } };
+            long changed;
+            try
+            {
+                changed = (long)(await batch.ExecuteScalarAsync(ct))!;
+            }
+            catch (PostgresException e) when (result is not null)
+            {
+                throw new AuditUnavailableException("The call's result could not be stored.", e);
+            }
+
+            if (changed == 0)
+            {
+                return (false, (IReadOnlyList<AuditEntry>)[]);
+            }
+
+            SessionEvents.CallChanged(unit, tenant, context.SessionId, context.CallId);
+            return (true, (IReadOnlyList<AuditEntry>)[executed]);
+        }, cancellationToken);
+        if (receipt.Result)
+        {
+            lease.MarkReleased();
+            return receipt.Seqs[^1];
+        }
+
+        logger.LogWarning("Call {Call} ({Tool}) finished after its lease (token {Token}) ran out and another replica recorded it; its result is not recorded",
+            context.CallId, context.Request.Tool, lease.Token);
+        context.Result = null;
+        context.Settle(ToolCallStatus.Interrupted, new ToolCallError("lease_lost",
+            "This replica lost the session's execution lease while the call ran, and another replica recorded the call as interrupted; its result was not recorded."));
+        return null;
     }
 }

@@ -41,4 +41,7 @@ internal sealed class ToolCall : ITenantOwned
     public long? AuditSeq { get; set; }
     public DateTimeOffset CreatedAt { get; init; }
     public DateTimeOffset? CompletedAt { get; set; }
+
+    /// <summary>The fencing token of the execution lease the call runs under (Pipeline.CallLeases); null before it runs.</summary>
+    public long? LeaseToken { get; set; }
 }

@@ -29,7 +29,7 @@ internal sealed class McpUpstream : ITenantOwned
 
     /// <summary>
     /// The <c>Authorization</c> header value sent upstream, as Data Protection ciphertext bound to the tenant and the
-    /// server (keys outside the database, <see cref="UpstreamOptions.KeysPath"/>). Never a caller's token.
+    /// server (the shared key ring, whose keys are encrypted with a key outside the database). Never a caller's token.
     /// </summary>
     public string? ProtectedCredential { get; set; }
     public int TimeoutSeconds { get; set; }

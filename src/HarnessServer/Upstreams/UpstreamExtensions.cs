@@ -6,7 +6,7 @@ internal static class UpstreamExtensions
     public static WebApplicationBuilder AddHarnessUpstreams(this WebApplicationBuilder builder)
     {
         builder.Services.AddOptions<UpstreamOptions>().BindConfiguration("Harness:Upstreams")
-            .Validate(o => o.IsValid(), "Harness:Upstreams needs a KeysPath, a positive DefaultTimeoutSeconds and a MaxTimeoutSeconds at least as large.")
+            .Validate(o => o.IsValid(), "Harness:Upstreams needs a positive DefaultTimeoutSeconds and a MaxTimeoutSeconds at least as large.")
             .ValidateOnStart();
         // The upstream's answer is the call's result: no redirect may carry the tenant's credential elsewhere, and the
         // registration's time limit (not HttpClient's) cuts a slow upstream.

@@ -3,12 +3,6 @@ namespace HarnessServer.Upstreams;
 /// <summary>The <c>Harness:Upstreams</c> section: where credential keys live, and the time limits of upstream calls.</summary>
 internal sealed class UpstreamOptions
 {
-    /// <summary>
-    /// The folder of the Data Protection key ring that encrypts upstream credentials (relative to the content root).
-    /// It is outside the database on purpose: a database dump alone does not reveal a credential.
-    /// </summary>
-    public string KeysPath { get; set; } = ".data/upstream-keys";
-
     /// <summary>The time limit of one upstream call when its registration names none.</summary>
     public int DefaultTimeoutSeconds { get; set; } = 30;
 
@@ -16,5 +10,5 @@ internal sealed class UpstreamOptions
     public int MaxTimeoutSeconds { get; set; } = 300;
 
     public bool IsValid() =>
-        !string.IsNullOrWhiteSpace(KeysPath) && DefaultTimeoutSeconds > 0 && MaxTimeoutSeconds >= DefaultTimeoutSeconds;
+        DefaultTimeoutSeconds > 0 && MaxTimeoutSeconds >= DefaultTimeoutSeconds;
 }

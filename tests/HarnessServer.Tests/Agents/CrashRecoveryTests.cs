@@ -1,8 +1,5 @@
-using System.Diagnostics;
 using System.Net;
-using System.Net.Http.Headers;
 using System.Net.Http.Json;
-using System.Net.Sockets;
 using System.Text;
 using System.Text.Json;
 using HarnessServer.Identity;
@@ -63,7 +60,7 @@ public sealed class CrashRecoveryTests(CrashRecoveryTests.CrashApplication app) 
         var token = app.Issuer.CreateToken("maria", Tenant, ["web"]);
 
         Guid session;
-        await using (var first = await ServerProcess.StartAsync(app))
+        await using (var first = await StartServerAsync(app))
         {
             using var client = first.Client(token);
             session = (await (await client.PostAsync("/v1/sessions", null)).JsonAsync(HttpStatusCode.Created)).GetProperty("id").GetGuid();
@@ -75,7 +72,7 @@ public sealed class CrashRecoveryTests(CrashRecoveryTests.CrashApplication app) 
             await Assert.ThrowsAnyAsync<Exception>(() => sending);
         }
 
-        await using var second = await ServerProcess.StartAsync(app);
+        await using var second = await StartServerAsync(app);
         using var restarted = second.Client(token);
         var history = await (await restarted.GetAsync($"/v1/sessions/{session}/messages")).JsonAsync(HttpStatusCode.OK);
         var turnId = history[0].GetProperty("turnId").GetGuid();
@@ -108,124 +105,13 @@ public sealed class CrashRecoveryTests(CrashRecoveryTests.CrashApplication app) 
         }
     }
 
-    /// <summary>The built server run as <c>dotnet HarnessServer.dll</c>, configured like the fixture's host.</summary>
-    private sealed class ServerProcess : IAsyncDisposable
+    private static Task<ServerProcess> StartServerAsync(CrashApplication app) => ServerProcess.StartAsync(app, new Dictionary<string, string>
     {
-        private readonly Process _process;
-        private readonly StringBuilder _output = new();
-
-        private ServerProcess(Process process, string url)
-        {
-            _process = process;
-            Url = url;
-        }
-
-        public string Url { get; }
-
-        public static async Task<ServerProcess> StartAsync(CrashApplication app)
-        {
-            var url = $"http://127.0.0.1:{FreePort()}";
-            var start = new ProcessStartInfo("dotnet", [Path.Combine(AppContext.BaseDirectory, "HarnessServer.dll")])
-            {
-                WorkingDirectory = HarnessApplication.RepositoryRoot,
-                RedirectStandardOutput = true,
-                RedirectStandardError = true,
-                Environment =
-                {
-                    ["ASPNETCORE_ENVIRONMENT"] = "Production",
-                    ["Urls"] = url,
-                    ["ConnectionStrings__Harness"] = app.ApplicationConnectionString,
-                    ["Authentication__Authority"] = app.Issuer.Authority,
-                    ["Authentication__Audience"] = OidcIssuer.Audience,
-                    ["Authentication__RequireHttpsMetadata"] = "false",
-                    ["Harness__MigrateOnStart"] = "false",
-                    ["Harness__WorkspacesPath"] = Path.Combine(app.DataRoot, "workspaces"),
-                    ["Harness__PoliciesPath"] = Path.Combine(app.DataRoot, "policies"),
-                    ["Harness__Audit__SigningKeyPath"] = Path.Combine(app.DataRoot, "audit-signing-key.pem"),
-                    ["Harness__Model__Endpoint"] = app.Model.Endpoint,
-                    ["Harness__Model__Id"] = "scripted-model",
-                    ["Harness__Agent__RecoveryInterval"] = "00:00:00.250",
-                },
-            };
-            var process = Process.Start(start)!;
-            var server = new ServerProcess(process, url);
-            process.OutputDataReceived += (_, e) => server.Append(e.Data);
-            process.ErrorDataReceived += (_, e) => server.Append(e.Data);
-            process.BeginOutputReadLine();
-            process.BeginErrorReadLine();
-
-            using var probe = new HttpClient { BaseAddress = new Uri(url) };
-            var deadline = DateTime.UtcNow.AddSeconds(60);
-            while (true)
-            {
-                Assert.False(process.HasExited, $"The server exited with {(process.HasExited ? process.ExitCode : 0)}: {server.Output}");
-                try
-                {
-                    if ((await probe.GetAsync("/healthz")).IsSuccessStatusCode)
-                    {
-                        return server;
-                    }
-                }
-                catch (HttpRequestException)
-                {
-                }
-
-                Assert.True(DateTime.UtcNow < deadline, $"The server did not start: {server.Output}");
-                await Task.Delay(200);
-            }
-        }
-
-        public string Output
-        {
-            get
-            {
-                lock (_output)
-                {
-                    return _output.ToString();
-                }
-            }
-        }
-
-        public HttpClient Client(string token) => new()
-        {
-            BaseAddress = new Uri(Url),
-            DefaultRequestHeaders = { Authorization = new AuthenticationHeaderValue("Bearer", token) },
-            Timeout = TimeSpan.FromMinutes(2),
-        };
-
-        public void Kill()
-        {
-            _process.Kill(entireProcessTree: true);
-            _process.WaitForExit();
-        }
-
-        public ValueTask DisposeAsync()
-        {
-            if (!_process.HasExited)
-            {
-                Kill();
-            }
-
-            _process.Dispose();
-            return ValueTask.CompletedTask;
-        }
-
-        private void Append(string? line)
-        {
-            if (line is not null)
-            {
-                lock (_output)
-                {
-                    _output.AppendLine(line);
-                }
-            }
-        }
-
-        private static int FreePort()
-        {
-            using var listener = new TcpListener(IPAddress.Loopback, 0);
-            listener.Start();
-            return ((IPEndPoint)listener.LocalEndpoint).Port;
-        }
-    }
+        ["Harness__Model__Endpoint"] = app.Model.Endpoint,
+        ["Harness__Model__Id"] = "scripted-model",
+        ["Harness__Agent__RecoveryInterval"] = "00:00:00.250",
+        // The killed process's lease on the session runs out before its call is recorded interrupted.
+        ["Harness__Recovery__LeaseDuration"] = "00:00:02",
+        ["Harness__Recovery__SweepInterval"] = "00:00:00.250",
+    });
 }

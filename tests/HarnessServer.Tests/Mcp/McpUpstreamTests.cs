@@ -36,9 +36,6 @@ public sealed class McpUpstreamTests(McpUpstreamTests.UpstreamApplication app) :
 
         public UpstreamServer Upstream { get; private set; } = null!;
 
-        protected override void Configure(IDictionary<string, string?> settings) =>
-            settings["Harness:Upstreams:KeysPath"] = Path.Combine(DataRoot, "upstream-keys");
-
         public override async Task InitializeAsync()
         {
             Upstream = await UpstreamServer.StartAsync();
@@ -94,7 +91,10 @@ public sealed class McpUpstreamTests(McpUpstreamTests.UpstreamApplication app) :
         // The credential is ciphertext in the database.
         var stored = await app.ScalarAsSuperuserAsync<string>("SELECT protected_credential FROM mcp_upstreams WHERE tenant_id = $1 AND name = 'docs'", Tenant);
         Assert.DoesNotContain("upstream-secret", stored);
-        Assert.True(Directory.EnumerateFiles(Path.Combine(app.DataRoot, "upstream-keys"), "key-*.xml").Any());
+        // Its key is in the shared ring, itself encrypted at rest.
+        var key = await app.ScalarAsSuperuserAsync<string>("SELECT xml FROM data_protection_keys ORDER BY id LIMIT 1");
+        Assert.Contains("encryptedKey", key);
+        Assert.DoesNotContain("<masterKey", key);
 
         using var maria = Member();
         var session = await SessionAsync(maria);
