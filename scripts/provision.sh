@@ -220,4 +220,39 @@ else
   [ -f "$OIDC_PROVIDER_DIR/node_modules/oidc-provider/lib/index.js" ] || die "oidc-provider install finished but its module is missing"
 fi
 
+# --- 7. the database failover test and soak (issue 20): Debian's Patroni and etcd ------------------------------
+# scripts/patroni-cluster.sh runs its own etcd and Patroni nodes under a directory of its own; the packages' system
+# services are never used: they are stopped and disabled (masked under systemd) right after the install, and again on
+# every run in case something enabled them.
+HA_PACKAGES=(patroni python3-etcd etcd-server etcd-client)
+ha_missing=()
+for pkg in "${HA_PACKAGES[@]}"; do
+  is_installed "$pkg" || ha_missing+=("$pkg")
+done
+if [ "${#ha_missing[@]}" -gt 0 ]; then
+  apt_install "${ha_missing[@]}"
+else
+  log "patroni/etcd: already installed"
+fi
+for unit in etcd patroni; do
+  if [ -d /run/systemd/system ]; then
+    if [ "$(systemctl is-enabled "$unit" 2>/dev/null || true)" != masked ]; then
+      log "step: stop and mask the $unit system service (scripts/patroni-cluster.sh runs its own)"
+      "${SUDO[@]}" systemctl disable --now "$unit" >/dev/null 2>&1 || true
+      "${SUDO[@]}" systemctl mask "$unit" >/dev/null
+    fi
+  elif [ -x "/etc/init.d/$unit" ]; then
+    if "${SUDO[@]}" "/etc/init.d/$unit" status >/dev/null 2>&1; then
+      log "step: stop the $unit init.d service (scripts/patroni-cluster.sh runs its own)"
+      "${SUDO[@]}" "/etc/init.d/$unit" stop >/dev/null 2>&1 || true
+    fi
+    if ls /etc/rc[2-5].d/S*"$unit" >/dev/null 2>&1; then
+      "${SUDO[@]}" update-rc.d "$unit" disable >/dev/null 2>&1 || true
+    fi
+  fi
+done
+for bin in patroni patronictl etcd; do
+  command -v "$bin" >/dev/null 2>&1 || die "$bin missing after installing ${HA_PACKAGES[*]}"
+done
+
 log "done"

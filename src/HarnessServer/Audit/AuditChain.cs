@@ -36,6 +36,7 @@ internal sealed class AuditChain : IHostedService
     private readonly TimeProvider _time;
     private readonly ILogger<AuditChain> _logger;
     private readonly int _maxBatchSize;
+    private readonly DatabaseFaults? _faults;
     private readonly HashSet<string> _knownHeads = new(StringComparer.Ordinal);
     private readonly Dictionary<string, Head> _lastHeads = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, long> _committedHeads = new(StringComparer.Ordinal);
@@ -43,8 +44,10 @@ internal sealed class AuditChain : IHostedService
     private Task? _loop;
 
     /// <param name="database">The application data source (role <c>harness_app</c>: it may insert events, never change them).</param>
-    public AuditChain(NpgsqlDataSource database, TimeProvider time, ILogger<AuditChain> logger, int maxBatchSize = DefaultMaxBatchSize)
+    /// <param name="faults">Told when a batch fails because the database is unavailable, so the pools are cleared.</param>
+    public AuditChain(NpgsqlDataSource database, TimeProvider time, ILogger<AuditChain> logger, int maxBatchSize = DefaultMaxBatchSize, DatabaseFaults? faults = null)
     {
+        _faults = faults;
         ArgumentOutOfRangeException.ThrowIfLessThan(maxBatchSize, 1);
         _database = database;
         _time = time;
@@ -241,7 +244,10 @@ internal sealed class AuditChain : IHostedService
             }
             catch (Exception exception)
             {
-                _logger.LogError(exception, "An audit batch of {Count} appends failed; none of them was recorded", batch.Count);
+                // A batch whose commit was cut off may have committed: its callers get an error, not a retry, so no
+                // append is ever written twice (the next batch reads the heads afresh, see WriteBatchAsync).
+                _faults?.Report(exception);
+                _logger.LogError(exception, "An audit batch of {Count} appends failed; none of them was acknowledged", batch.Count);
                 foreach (var pending in batch)
                 {
                     pending.Completion.TrySetException(new AuditUnavailableException(

@@ -1,3 +1,4 @@
+using HarnessServer.Http;
 using Microsoft.Extensions.Options;
 using Npgsql;
 
@@ -56,7 +57,8 @@ internal static class AuditExtensions
             services.GetRequiredService<NpgsqlDataSource>(),
             services.GetRequiredService<TimeProvider>(),
             services.GetRequiredService<ILogger<AuditChain>>(),
-            services.GetRequiredService<IOptions<AuditOptions>>().Value.MaxBatchSize));
+            services.GetRequiredService<IOptions<AuditOptions>>().Value.MaxBatchSize,
+            services.GetRequiredService<DatabaseFaults>()));
         builder.Services.AddHostedService(services => services.GetRequiredService<AuditChain>());
         builder.Services.AddSingleton(services =>
         {

@@ -1,3 +1,4 @@
+using HarnessServer.Http;
 using Npgsql;
 
 namespace HarnessServer.Data;
@@ -5,10 +6,15 @@ namespace HarnessServer.Data;
 /// <summary>
 /// Tells every server process when a tenant's policies or tool registry changed, through PostgreSQL
 /// <c>LISTEN/NOTIFY</c>: writers queue a notice with their audited unit of work (<c>AuditUnitOfWork.NotifyChange</c>) (delivered on commit), and
-/// caches subscribe to <see cref="Changed"/>. If the listening connection drops, every cache is cleared.
+/// caches subscribe to <see cref="Changed"/>. If the listening connection drops, every cache is cleared and the feed
+/// listens again on a new connection (after a failover, on the new primary). A connection that goes silent without
+/// breaking (a primary lost without a reset) is found by a <c>SELECT 1</c> every <see cref="Heartbeat"/>.
 /// </summary>
-internal sealed class ChangeFeed(DatabaseSources sources, ILogger<ChangeFeed> logger) : BackgroundService
+internal sealed class ChangeFeed(DatabaseSources sources, ILogger<ChangeFeed> logger, DatabaseFaults? faults = null) : BackgroundService
 {
+    /// <summary>How long the listening connection may be silent before it is checked.</summary>
+    public static readonly TimeSpan Heartbeat = TimeSpan.FromSeconds(5);
+
     public const string Channel = "harness_changes";
 
     /// <summary>The kind of a change whose scope is unknown: every cache forgets everything.</summary>
@@ -47,7 +53,11 @@ internal sealed class ChangeFeed(DatabaseSources sources, ILogger<ChangeFeed> lo
                 Publish(AllKinds, null);
                 while (!stoppingToken.IsCancellationRequested)
                 {
-                    await connection.WaitAsync(stoppingToken);
+                    if (!await connection.WaitAsync(Heartbeat, stoppingToken))
+                    {
+                        await using var ping = new NpgsqlCommand("SELECT 1", connection) { CommandTimeout = (int)Heartbeat.TotalSeconds };
+                        await ping.ExecuteScalarAsync(stoppingToken);
+                    }
                 }
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
@@ -57,6 +67,7 @@ internal sealed class ChangeFeed(DatabaseSources sources, ILogger<ChangeFeed> lo
             catch (Exception e) when (e is NpgsqlException or System.Net.Sockets.SocketException or IOException)
             {
                 logger.LogWarning(e, "Change feed connection lost; caches cleared, reconnecting");
+                faults?.Report(e);
                 Publish(AllKinds, null);
                 await Task.Delay(TimeSpan.FromSeconds(1), stoppingToken);
             }

@@ -11,13 +11,13 @@ internal static class DataExtensions
 
     public static WebApplicationBuilder AddHarnessData(this WebApplicationBuilder builder)
     {
-        var connectionString = ResolveConnectionString(builder);
+        var connectionString = PrimaryOfMultipleHosts(ResolveConnectionString(builder));
 
         // The owner's connection string (the schema owner's login) is only for migrations: the migrator opens it at
         // start and closes it; the server's own connections log in with ConnectionStrings:Harness. Without it, the
         // one connection string serves both, and the restricted role does not bind (SET ROLE NONE returns to the owner).
         var migrations = builder.Configuration.GetConnectionString("HarnessMigrations");
-        var migrationLogin = string.IsNullOrWhiteSpace(migrations) ? connectionString : migrations;
+        var migrationLogin = string.IsNullOrWhiteSpace(migrations) ? connectionString : PrimaryOfMultipleHosts(migrations);
 
         // The role is a startup option rather than a SET ROLE on open: the pool's DISCARD ALL on every return resets
         // a SET ROLE to the login user (the owner), but resets a startup option only back to itself.
@@ -47,6 +47,10 @@ internal static class DataExtensions
         builder.Services.AddSingleton<DatabaseMigrator>();
         builder.Services.AddHostedService(services => services.GetRequiredService<DatabaseMigrator>());
 
+        // Clears the pools when a request or a background service meets a database fault (a primary switch).
+        builder.Services.AddSingleton<DatabaseFailover>();
+        builder.Services.AddHostedService(services => services.GetRequiredService<DatabaseFailover>());
+
         // Tells every process when a tenant's policies, tools or sessions changed (LISTEN/NOTIFY).
         builder.Services.AddSingleton<ChangeFeed>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<ChangeFeed>());
@@ -68,6 +72,23 @@ internal static class DataExtensions
         {
             source.ConnectionStringBuilder.MaxAutoPrepare = 64;
         }
+    }
+
+    /// <summary>
+    /// A connection string naming several hosts (<c>Host=a:5432,b:5432</c>, a Patroni or other HA pair) connects to
+    /// the one that is the primary unless it says otherwise: Npgsql's default, any host, would send writes to a
+    /// standby that refuses them. An explicit <c>Target Session Attributes</c> is kept.
+    /// </summary>
+    internal static string PrimaryOfMultipleHosts(string connectionString)
+    {
+        var builder = new NpgsqlConnectionStringBuilder(connectionString);
+        if (builder.Host?.Contains(',', StringComparison.Ordinal) != true || !string.IsNullOrEmpty(builder.TargetSessionAttributes))
+        {
+            return connectionString;
+        }
+
+        builder.TargetSessionAttributes = "primary";
+        return builder.ConnectionString;
     }
 
     // Outside Development the connection string is required. In Development the default is the local cluster that

@@ -22,6 +22,7 @@ internal static class HttpExtensions
             context.ProblemDetails.Extensions["traceId"] = context.HttpContext.TraceIdentifier;
         });
         builder.Services.AddExceptionHandler<ProblemExceptionHandler>();
+        builder.Services.AddSingleton<DatabaseFaults>();
 
         // Binding failures throw so that ProblemExceptionHandler can say precisely what was wrong with the body.
         builder.Services.Configure<RouteHandlerOptions>(o => o.ThrowOnBadRequest = true);

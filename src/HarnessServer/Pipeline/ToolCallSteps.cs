@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using HarnessServer.Approvals;
+using HarnessServer.Http;
 using HarnessServer.Audit;
 using HarnessServer.Policies;
 using HarnessServer.Sandbox;
@@ -290,9 +291,11 @@ internal sealed class RecordResultStep(AuditChain audit, TimeProvider time, ILog
         {
             context.AuditSeq = await RecordAsync(context, resultStored: true, cancellationToken) ?? context.AuditSeq;
         }
-        catch (AuditUnavailableException e) when (context.Result is not null && !cancellationToken.IsCancellationRequested)
+        catch (AuditUnavailableException e) when (context.Result is not null && !cancellationToken.IsCancellationRequested && !DatabaseFaults.IsUnavailable(e))
         {
-            // The call ran: what it did is recorded even if what it returned cannot be.
+            // The call ran: what it did is recorded even if what it returned cannot be. Not when the database itself
+            // failed: that append's commit may have gone through, and a second one would record the call twice (the
+            // sweep of InterruptedCallRecovery settles a call whose record is missing).
             logger.LogError(e, "The result of call {Call} ({Tool}) could not be stored; recording the call without it", context.CallId, context.Request.Tool);
             context.AuditSeq = await RecordAsync(context, resultStored: false, cancellationToken) ?? context.AuditSeq;
             context.Result = null;
