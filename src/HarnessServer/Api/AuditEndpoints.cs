@@ -59,41 +59,8 @@ internal static class AuditEndpoints
             return Problems.Result(StatusCodes.Status400BadRequest, "invalid_limit", $"limit must be between 1 and {MaxLimit}.");
         }
 
-        // The tenant query filter scopes this (FromSql included) to the caller's tenant.
-        var events = outcome is null
-            ? db.Set<AuditEventRecord>()
-            : db.Set<AuditEventRecord>().FromSql($"SELECT * FROM audit_events WHERE decision ->> 'effect' = {outcome} OR payload ->> 'status' = {outcome}");
-        var query = events.AsNoTracking().Where(e => e.Seq > (after ?? 0));
-        if (user is not null)
-        {
-            query = query.Where(e => e.ActorId == user);
-        }
-
-        if (tool is not null)
-        {
-            query = query.Where(e => e.Tool == tool);
-        }
-
-        if (type is not null)
-        {
-            query = query.Where(e => e.Type == type);
-        }
-
-        if (from is not null)
-        {
-            var f = from.Value.ToUniversalTime();
-            query = query.Where(e => e.At >= f);
-        }
-
-        if (to is not null)
-        {
-            var t = to.Value.ToUniversalTime();
-            query = query.Where(e => e.At <= t);
-        }
-
-        var rows = await query.OrderBy(e => e.Seq).Take(take + 1).ToListAsync(ct);
-        var page = rows.Take(take).Select(View).ToList();
-        return TypedResults.Ok(new AuditEventPage(page, rows.Count > take ? page[^1].Seq : null));
+        var (rows, next) = await AuditQuery.PageAsync(db, new AuditEventFilter(user, tool, type, outcome, from, to), after ?? 0, take, ct);
+        return TypedResults.Ok(new AuditEventPage(rows.Select(View).ToList(), next));
     }
 
     // ?checkpoint= takes a line of the anchor file (Harness:Audit:AnchorPath): a chain cut back behind it fails.

@@ -15,20 +15,29 @@ internal sealed class AuditExport(NpgsqlDataSource database)
     private const int BatchSize = 1_000;
 
     /// <summary>Writes the events with <paramref name="fromSeq"/> ≤ seq ≤ <paramref name="toSeq"/>.</summary>
-    public async Task WriteAsync(string tenantId, long fromSeq, long toSeq, Stream output, CancellationToken ct)
+    public Task WriteAsync(string tenantId, long fromSeq, long toSeq, Stream output, CancellationToken ct) =>
+        WriteAsync(tenantId, fromSeq, toSeq, AuditEventFilter.None, output, ct);
+
+    /// <summary>
+    /// Writes the events with <paramref name="fromSeq"/> ≤ seq ≤ <paramref name="toSeq"/> that match
+    /// <paramref name="filter"/> (the same lines as the whole export; a filtered export leaves gaps in the chain, so
+    /// each line is checked on its own rather than as a chain).
+    /// </summary>
+    public async Task WriteAsync(string tenantId, long fromSeq, long toSeq, AuditEventFilter filter, Stream output, CancellationToken ct)
     {
         await using var connection = await database.OpenConnectionAsync(ct);
         // One snapshot for the whole export, so a long export never mixes two states of the chain.
         await using var transaction = await connection.BeginTransactionAsync(IsolationLevel.RepeatableRead, ct);
-        await using var command = new NpgsqlCommand("""
-            SELECT seq, at, actor_id, actor_name, session_id, type, tool, decision, payload, payload_hash, prev_hash, hash
-            FROM audit_events WHERE tenant_id = $1 AND seq > $2 AND seq <= $3 ORDER BY seq LIMIT $4
-            """, connection, transaction);
+        await using var command = new NpgsqlCommand { Connection = connection, Transaction = transaction };
         var after = new NpgsqlParameter<long>();
         command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = tenantId });
         command.Parameters.Add(after);
         command.Parameters.Add(new NpgsqlParameter<long> { TypedValue = toSeq });
         command.Parameters.Add(new NpgsqlParameter<int> { TypedValue = BatchSize });
+        command.CommandText = $"""
+            SELECT seq, at, actor_id, actor_name, session_id, type, tool, decision, payload, payload_hash, prev_hash, hash
+            FROM audit_events WHERE tenant_id = $1 AND seq > $2 AND seq <= $3{Conditions(filter, command.Parameters)} ORDER BY seq LIMIT $4
+            """;
 
         var buffer = new ArrayBufferWriter<byte>(64 * 1024);
         await using var json = new Utf8JsonWriter(buffer);
@@ -63,6 +72,50 @@ internal sealed class AuditExport(NpgsqlDataSource database)
                 return;
             }
         }
+    }
+
+    // Only the filters given become conditions, each on a parameter, so the planner sees the same shape as the
+    // console's page query and can use the (tenant, column, seq) indexes.
+    private static string Conditions(AuditEventFilter filter, NpgsqlParameterCollection parameters)
+    {
+        var sql = new System.Text.StringBuilder();
+        void Add(string condition, NpgsqlParameter parameter)
+        {
+            parameters.Add(parameter);
+            sql.Append(" AND ").Append(condition.Replace("@", "$" + parameters.Count, StringComparison.Ordinal));
+        }
+
+        if (filter.User is { } user)
+        {
+            Add("actor_id = @", new NpgsqlParameter<string> { TypedValue = user });
+        }
+
+        if (filter.Tool is { } tool)
+        {
+            Add("tool = @", new NpgsqlParameter<string> { TypedValue = tool });
+        }
+
+        if (filter.Type is { } type)
+        {
+            Add("type = @", new NpgsqlParameter<string> { TypedValue = type });
+        }
+
+        if (filter.Outcome is { } outcome)
+        {
+            Add("(decision ->> 'effect' = @ OR payload ->> 'status' = @)", new NpgsqlParameter<string> { TypedValue = outcome });
+        }
+
+        if (filter.From is { } from)
+        {
+            Add("at >= @", new NpgsqlParameter<DateTimeOffset> { TypedValue = from.ToUniversalTime() });
+        }
+
+        if (filter.To is { } to)
+        {
+            Add("at <= @", new NpgsqlParameter<DateTimeOffset> { TypedValue = to.ToUniversalTime() });
+        }
+
+        return sql.ToString();
     }
 
     private static void WriteLine(Utf8JsonWriter json, string tenantId, long seq, NpgsqlDataReader reader)

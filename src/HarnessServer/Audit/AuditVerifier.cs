@@ -125,6 +125,58 @@ internal sealed class AuditVerifier(NpgsqlDataSource database, AuditCheckpoints 
         }
     }
 
+    /// <summary>
+    /// Checks one event where it stands: its own hash and payload hash recomputed, and its links to the events either
+    /// side (its prevHash is the previous event's hash, the next event's prevHash is its hash). Null when it does not
+    /// exist. This says nothing of the rest of the chain; <see cref="VerifyAsync"/> does.
+    /// </summary>
+    public async Task<AuditEventCheck?> CheckEventAsync(string tenantId, long seq, CancellationToken ct)
+    {
+        await using var connection = await database.OpenConnectionAsync(ct);
+        await using var command = new NpgsqlCommand("""
+            SELECT seq, at, actor_id, actor_name, session_id, type, tool, decision, payload, payload_hash, prev_hash, hash
+            FROM audit_events WHERE tenant_id = $1 AND seq BETWEEN $2 - 1 AND $2 + 1 ORDER BY seq
+            """, connection);
+        command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = tenantId });
+        command.Parameters.Add(new NpgsqlParameter<long> { TypedValue = seq });
+        AuditEventRow? previous = null, row = null, next = null;
+        await using (var reader = await command.ExecuteReaderAsync(CommandBehavior.SequentialAccess, ct))
+        {
+            while (await reader.ReadAsync(ct))
+            {
+                var read = Read(reader);
+                if (read.Seq < seq)
+                {
+                    previous = read;
+                }
+                else if (read.Seq == seq)
+                {
+                    row = read;
+                }
+                else
+                {
+                    next = read;
+                }
+            }
+        }
+
+        if (row is not { } e)
+        {
+            return null;
+        }
+
+        var own = new AuditRowHasher(tenantId).Check(e);
+        var expectedPrevious = seq == 1 ? AuditHash.Genesis : previous?.Hash;
+        return new AuditEventCheck(
+            seq,
+            own != AuditRowCheck.HashMismatch,
+            e.Payload is null ? null : own == AuditRowCheck.Good,
+            expectedPrevious is not null && expectedPrevious == e.PrevHash,
+            next is { } n ? n.PrevHash == e.Hash : null,
+            seq > 1 && previous is not null,
+            next is not null);
+    }
+
     private static async Task<(long Seq, string Hash)> ReadHeadAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, string tenantId, CancellationToken ct)
     {
         await using var command = new NpgsqlCommand("SELECT seq, hash FROM audit_heads WHERE tenant_id = $1", connection, transaction);
@@ -146,4 +198,14 @@ internal sealed class AuditVerifier(NpgsqlDataSource database, AuditCheckpoints 
         reader.GetString(9),
         reader.GetString(10),
         reader.GetString(11));
+}
+
+/// <summary>
+/// One event checked where it stands. <see cref="PayloadMatches"/> is null for a redacted payload, <see cref="LinkedFromNext"/>
+/// when it is the last event. <see cref="Intact"/> only when all of it holds.
+/// </summary>
+internal sealed record AuditEventCheck(
+    long Seq, bool HashMatches, bool? PayloadMatches, bool LinkedToPrevious, bool? LinkedFromNext, bool HasPrevious, bool HasNext)
+{
+    public bool Intact => HashMatches && PayloadMatches is not false && LinkedToPrevious && LinkedFromNext is not false;
 }

@@ -142,9 +142,11 @@ internal static class ConsoleExtensions
             return app;
         }
 
+        app.Use(ConsoleServerTiming.MeasureAsync);
         app.Use(ConsoleSecurityHeaders.ApplyAsync);
         app.UseAntiforgery();
         app.MapConsoleRoutes();
+        app.MapConsoleReviewRoutes();
         app.MapRazorComponents<App>();
         return app;
     }

@@ -24,6 +24,11 @@ public sealed class ConsoleApplication : HarnessApplication
 
     /// <summary>The security reviewer's tenant, whose chain a test tampers with (no other test reads it).</summary>
     public const string ReviewTenant = "console-review";
+    /// <summary>The tenant whose seeded events the reviewer's search, export and checkpoint tests read.</summary>
+    public const string SearchTenant = "console-search";
+
+    /// <summary>The tenant that holds 100,000 audit events for the page-time test.</summary>
+    public const string PerformanceTenant = "console-perf";
     private const string ClientSecret = "console-tests-client-secret";
 
     /// <summary>The accounts of the issuer: a member, an approver of the same team, and a member of another team.</summary>
@@ -33,6 +38,8 @@ public sealed class ConsoleApplication : HarnessApplication
         ["bob"] = new { name = "Bob Approver", tid = Tenant, groups = new[] { "platform" }, roles = new[] { HarnessRoles.Approver } },
         ["carol"] = new { name = "Carol Elsewhere", tid = Tenant, groups = new[] { "design" }, roles = new[] { HarnessRoles.Approver } },
         ["rita"] = new { name = "Rita Reviewer", tid = ReviewTenant, groups = new[] { "security" }, roles = new[] { HarnessRoles.Auditor } },
+        ["sam"] = new { name = "Sam Searcher", tid = SearchTenant, groups = new[] { "security" }, roles = new[] { HarnessRoles.Auditor } },
+        ["percy"] = new { name = "Percy Timer", tid = PerformanceTenant, groups = new[] { "platform" }, roles = new[] { HarnessRoles.Auditor } },
         // An account whose id token names no tenant: the console must refuse it as the API refuses such a token.
         ["nobody"] = new { name = "No Tenant", groups = Array.Empty<string>(), roles = Array.Empty<string>() },
     };

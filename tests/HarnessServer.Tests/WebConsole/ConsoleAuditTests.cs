@@ -35,6 +35,16 @@ public sealed class ConsoleAuditTests(ConsoleApplication app)
         await Assertions.Expect(row).ToContainTextAsync("first broken");
         Assert.Equal(1, await page.Locator("tr.broken").CountAsync());
         await ConsoleStoryTests.AssertAccessibleAsync(page, "audit-broken");
+
+        // The first broken seq leads to that event's record, which says what does not hold; its neighbour still links.
+        await page.GetByTestId("first-broken").ClickAsync();
+        await page.WaitForURLAsync(url => url.EndsWith("/console/audit/events/3", StringComparison.Ordinal));
+        await Assertions.Expect(page.GetByTestId("event-check")).ToContainTextAsync("its stored hash is not the hash of its fields");
+        await Assertions.Expect(page.GetByTestId("event-record")).ToContainTextAsync("Mallory");
+        await Assertions.Expect(page.GetByTestId("hash").GetByTestId("check")).ToHaveTextAsync("✗ does not match recomputed");
+        await ConsoleStoryTests.AssertAccessibleAsync(page, "audit-event-broken");
+        await page.GetByTestId("next-event").ClickAsync();
+        await Assertions.Expect(page.GetByTestId("event-check")).ToContainTextAsync("This event is intact");
         ConsoleStoryTests.NoConsoleErrors(errors);
     }
 
