@@ -8,6 +8,7 @@ internal static class PolicyExtensions
         var services = builder.Services;
         services.AddOptions<PolicyOptions>().BindConfiguration("Harness");
         services.AddSingleton<PolicyService>();
+        services.AddSingleton<PolicyDrafts>();
         services.AddHostedService<PolicyFileImporter>();
         return builder;
     }

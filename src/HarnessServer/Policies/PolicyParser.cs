@@ -55,6 +55,28 @@ internal static class PolicyParser
         return reader.Result(document);
     }
 
+    /// <summary>
+    /// Where each entry of a valid document's <c>rules</c> starts (1-based line and column), in order; empty when the
+    /// text has no rules list. For messages about a rule that parsed (a valid document keeps every rule, in order).
+    /// </summary>
+    public static IReadOnlyList<(int Line, int Column)> RuleStarts(string text)
+    {
+        var stream = new YamlStream();
+        try
+        {
+            stream.Load(new StringReader(text));
+        }
+        catch (Exception e) when (e is YamlException or ArgumentException or InvalidOperationException or FormatException or OverflowException)
+        {
+            return [];
+        }
+
+        return stream.Documents is [{ RootNode: YamlMappingNode root }]
+            && root.Children.FirstOrDefault(c => c.Key is YamlScalarNode { Value: "rules" }).Value is YamlSequenceNode rules
+            ? [.. rules.Children.Select(r => ((int)Math.Max(1, r.Start.Line), (int)Math.Max(1, r.Start.Column)))]
+            : [];
+    }
+
     // YamlException messages repeat the location we already report: "(Line: 1, Col: 2, Idx: 1) - (...): text".
     private static string WithoutLocation(string message)
     {

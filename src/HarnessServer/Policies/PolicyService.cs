@@ -55,7 +55,7 @@ internal sealed class PolicyService
     /// </summary>
     public async Task<PolicyVersion> StoreAsync(
         AuditChain audit, string tenant, PolicyLevelKey level, string content, string origin, AuditActor actor,
-        int? expectedVersion, TimeProvider time, CancellationToken cancellationToken)
+        int? expectedVersion, TimeProvider time, CancellationToken cancellationToken, int? restoresVersion = null)
     {
         var parsed = PolicyParser.Parse(content, level.Level, level.SourceName(tenant));
         if (!parsed.IsValid)
@@ -98,7 +98,7 @@ internal sealed class PolicyService
             }
 
             unit.NotifyChange(ChangeKind, tenant);
-            return (stored, (IReadOnlyList<AuditEntry>)[new AuditEntry("policy.changed", actor, Payload: new JsonObject
+            var payload = new JsonObject
             {
                 ["level"] = level.ToString(),
                 ["origin"] = origin,
@@ -106,20 +106,45 @@ internal sealed class PolicyService
                 ["afterVersion"] = stored.Version,
                 ["beforeHash"] = current?.ContentHash,
                 ["afterHash"] = hash,
-            })]);
+            };
+            if (restoresVersion is { } restores)
+            {
+                payload["restoresVersion"] = restores;
+            }
+
+            return (stored, (IReadOnlyList<AuditEntry>)[new AuditEntry("policy.changed", actor, Payload: payload)]);
         }, cancellationToken);
         // This process forgets at once; the others hear the notification committed with the version.
         _feed.Publish(ChangeKind, tenant);
         return receipt.Result;
     }
 
-    private async Task<CompiledPolicy> CompileAsync(string tenant)
+    /// <summary>
+    /// Stores the content of an older version of <paramref name="level"/> as its next version (origin <c>revert</c>),
+    /// audited as any admin change with the version it restores; the same If-Match guard as an edit.
+    /// </summary>
+    public async Task<PolicyVersion> RevertAsync(
+        AuditChain audit, string tenant, PolicyLevelKey level, int version, AuditActor actor,
+        int? expectedVersion, TimeProvider time, CancellationToken cancellationToken)
+    {
+        var key = level.ToString();
+        await using var db = _contexts.Create(tenant);
+        var old = await db.PolicyVersions.AsNoTracking().Where(p => p.LevelKey == key && p.Version == version)
+            .Select(p => p.Content).FirstOrDefaultAsync(cancellationToken)
+            ?? throw new HarnessError(ErrorKind.NotFound, "policy_version_not_found", $"The {level} policy has no version {version}.");
+        return await StoreAsync(audit, tenant, level, old, "revert", actor, expectedVersion, time, cancellationToken, version);
+    }
+
+    private async Task<CompiledPolicy> CompileAsync(string tenant) => PolicyCompiler.Compile(await StoredSetAsync(tenant, CancellationToken.None));
+
+    /// <summary>The newest stored version of every level of <paramref name="tenant"/>, parsed (what is in force).</summary>
+    public async Task<PolicySet> StoredSetAsync(string tenant, CancellationToken cancellationToken)
     {
         await using var db = _contexts.Create(tenant);
         var newest = await db.PolicyVersions.AsNoTracking()
             .GroupBy(p => p.LevelKey)
             .Select(g => g.OrderByDescending(p => p.Version).First())
-            .ToListAsync();
+            .ToListAsync(cancellationToken);
 
         var set = PolicySet.Empty(tenant);
         var teams = new Dictionary<string, PolicyDocument>(StringComparer.Ordinal);
@@ -140,7 +165,7 @@ internal sealed class PolicyService
             }
         }
 
-        return PolicyCompiler.Compile(set with { Org = org, Teams = teams, Users = users });
+        return set with { Org = org, Teams = teams, Users = users };
     }
 }
 

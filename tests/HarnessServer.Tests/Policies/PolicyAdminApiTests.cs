@@ -6,7 +6,7 @@ using HarnessServer.Tests.Infrastructure;
 
 namespace HarnessServer.Tests.Policies;
 
-public sealed class PolicyAdminApiTests(HarnessApplication app) : IClassFixture<HarnessApplication>
+public sealed partial class PolicyAdminApiTests(HarnessApplication app) : IClassFixture<HarnessApplication>
 {
     private const string Tenant = "policy-admin";
 

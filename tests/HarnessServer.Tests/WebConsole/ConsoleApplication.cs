@@ -31,6 +31,9 @@ public sealed class ConsoleApplication : HarnessApplication
     public const string PerformanceTenant = "console-perf";
     private const string ClientSecret = "console-tests-client-secret";
 
+    /// <summary>The admin pages' tenant, whose policies and settings the admin tests change (no other test reads it).</summary>
+    public const string AdminTenant = "console-admin";
+
     /// <summary>The accounts of the issuer: a member, an approver of the same team, and a member of another team.</summary>
     public static readonly Dictionary<string, object> Accounts = new()
     {
@@ -40,6 +43,7 @@ public sealed class ConsoleApplication : HarnessApplication
         ["rita"] = new { name = "Rita Reviewer", tid = ReviewTenant, groups = new[] { "security" }, roles = new[] { HarnessRoles.Auditor } },
         ["sam"] = new { name = "Sam Searcher", tid = SearchTenant, groups = new[] { "security" }, roles = new[] { HarnessRoles.Auditor } },
         ["percy"] = new { name = "Percy Timer", tid = PerformanceTenant, groups = new[] { "platform" }, roles = new[] { HarnessRoles.Auditor } },
+        ["adam"] = new { name = "Adam Admin", tid = AdminTenant, groups = new[] { "platform" }, roles = new[] { HarnessRoles.Admin } },
         // An account whose id token names no tenant: the console must refuse it as the API refuses such a token.
         ["nobody"] = new { name = "No Tenant", groups = Array.Empty<string>(), roles = Array.Empty<string>() },
     };
