@@ -1,5 +1,10 @@
 using System.Diagnostics;
 using System.Globalization;
+using System.Net;
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using System.Text;
+using System.Text.Json;
 using HarnessServer.Identity;
 using HarnessServer.Memory;
 using HarnessServer.Tests.Memory;
@@ -15,8 +20,11 @@ namespace HarnessServer.MemoryBench;
 /// </summary>
 internal static class QualityAndSpeed
 {
-    public static async Task RunAsync(NpgsqlDataSource database, HarnessServer.Audit.AuditChain audit)
+    public static async Task RunAsync(NpgsqlDataSource database, HarnessServer.Audit.AuditChain audit, string? serverUrl)
     {
+        Console.WriteLine();
+        Console.WriteLine("## Quality: 42 question/answer pairs among 400 distractors (the tests' corpus), k = 5");
+        Console.WriteLine();
         var model = new MemoryEmbedder(new MiniLmEmbeddingGenerator(), MiniLmEmbeddingGenerator.ModelId, MemoryItem.EmbeddingDimensions);
         var hash = new MemoryEmbedder(new HashEmbeddingTestDouble(), HashEmbeddingTestDouble.ModelId, MemoryItem.EmbeddingDimensions);
         var load = Stopwatch.StartNew();
@@ -83,6 +91,9 @@ internal static class QualityAndSpeed
         }
 
         hashed.Stop();
+        Console.WriteLine();
+        Console.WriteLine("## Speed");
+        Console.WriteLine();
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"embeddings_per_s model_single={texts.Length / single.Elapsed.TotalSeconds:F0} model_batch32={texts.Length / batched.Elapsed.TotalSeconds:F0} hash_single={texts.Length / hashed.Elapsed.TotalSeconds:F0}"));
 
@@ -105,6 +116,61 @@ internal static class QualityAndSpeed
             concurrent.Stop();
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"saves_per_s embedder={name} sequential={Saves / sequential.Elapsed.TotalSeconds:F0} concurrent8={Saves / concurrent.Elapsed.TotalSeconds:F0}"));
+        }
+
+        if (serverUrl is not null)
+        {
+            await HttpSavesAsync(serverUrl);
+        }
+    }
+
+    /// <summary>
+    /// <c>POST /v1/memory/user/items</c> against the real server (Development, its own database on the bench cluster,
+    /// the packaged model, no configuration): token, policy decision, embedding, audited durable commit, 201.
+    /// </summary>
+    private static async Task HttpSavesAsync(string serverUrl)
+    {
+        using var http = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = 64 }) { BaseAddress = new Uri(serverUrl) };
+        var token = (await (await http.PostAsJsonAsync("/dev/token", new { user = "memorybench", tenant = "memorybench", roles = new[] { "harness.admin" } }))
+            .Content.ReadFromJsonAsync<JsonElement>()).GetProperty("accessToken").GetString()!;
+        http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", token);
+        (await http.PutAsync("/v1/admin/policies/org", new StringContent("""
+            default: deny
+            rules:
+              - tool: "memory.*"
+                effect: allow
+            """, Encoding.UTF8, "application/yaml"))).EnsureSuccessStatusCode();
+
+        async Task SaveAsync(string content)
+        {
+            using var response = await http.PostAsJsonAsync("/v1/memory/user/items", new { content });
+            if (response.StatusCode != HttpStatusCode.Created)
+            {
+                throw new InvalidOperationException($"memory.save over HTTP answered {(int)response.StatusCode}: {await response.Content.ReadAsStringAsync()}");
+            }
+        }
+
+        // Warm-up: the model load, JIT, pools.
+        for (var i = 0; i < 10; i++)
+        {
+            await SaveAsync($"warm-up note {i}");
+        }
+
+        foreach (var clients in new[] { 1, 8, 32 })
+        {
+            var saves = clients == 1 ? 200 : 400;
+            var latencies = new System.Collections.Concurrent.ConcurrentBag<double>();
+            var watch = Stopwatch.StartNew();
+            await Parallel.ForEachAsync(Enumerable.Range(0, saves), new ParallelOptions { MaxDegreeOfParallelism = clients }, async (i, _) =>
+            {
+                var one = Stopwatch.StartNew();
+                await SaveAsync($"HTTP save {i} by {clients} clients about topic {i % 17}: the deploy of service {i % 7} needs step {i % 5}.");
+                latencies.Add(one.Elapsed.TotalMilliseconds);
+            });
+            watch.Stop();
+            var sorted = latencies.Order().ToArray();
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"http_memory_save clients={clients} saves={saves} per_s={saves / watch.Elapsed.TotalSeconds:F0} p50_ms={sorted[sorted.Length / 2]:F1} p99_ms={sorted[(int)(sorted.Length * 0.99) - 1]:F1}"));
         }
     }
 

@@ -34,7 +34,8 @@ internal static class MemoryExtensions
         builder.Services.TryAddSingleton<ISessionOwnership, StoredSessionOwnership>();
         builder.Services.AddSingleton<MemoryStore>();
         builder.Services.AddHostedService<EmbeddingDimensionCheck>();
-        builder.Services.AddHostedService<MemoryReembedder>();
+        builder.Services.AddSingleton<MemoryReembedder>();
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<MemoryReembedder>());
         builder.Services.AddSingleton<MemoryPurger>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<MemoryPurger>());
         return builder;

@@ -38,7 +38,8 @@ internal sealed class MemoryReembedder(
         while (await timer.WaitForNextTickAsync(stoppingToken));
     }
 
-    private async Task ReembedAllAsync(CancellationToken cancellationToken)
+    /// <summary>One pass over every tenant: what the timer runs (tests run it directly).</summary>
+    internal async Task ReembedAllAsync(CancellationToken cancellationToken)
     {
         var tenants = new List<string>();
         await using (var command = database.CreateCommand("SELECT id FROM tenants ORDER BY id"))

@@ -223,7 +223,7 @@ internal sealed class MemoryStore(
 
     // Every word of the query (English stems, stop words ignored), as web search engines read it: "a or b" and quoted
     // phrases work, "-word" excludes. Matching any word instead let common words ("build", "access") put unrelated
-    // items at the top of the text list, which fusion then rewarded (bench/results/memory-quality.md). Items of an
+    // items at the top of the text list, which fusion then rewarded (bench/results/memory.md). Items of an
     // older embedding model are found too: words do not depend on the model. $5 is the query text, $6 is k.
     internal const string TextSearchSql = $"""
         WITH q AS (SELECT websearch_to_tsquery('english', $5) AS query),

@@ -15,8 +15,9 @@ namespace HarnessServer.Memory;
 /// </summary>
 /// <remarks>
 /// The model costs ~0.8 s and ~380 MB to load, so it is loaded on the first embedding, once per process, and shared
-/// by every instance (and every host in a test process). <see cref="InferenceSession.Run(IReadOnlyCollection{NamedOnnxValue})"/>
-/// may be called concurrently; tokenization is serialised because the tokenizer reuses buffers.
+/// by every instance (and every host in a test process). Texts of all callers go through one queue and are embedded in
+/// batches of up to <see cref="BatchSize"/>, one batch per core at a time; tokenization is serialised because the
+/// tokenizer reuses buffers.
 /// </remarks>
 internal sealed class MiniLmEmbeddingGenerator : IEmbeddingGenerator<string, Embedding<float>>
 {
@@ -31,12 +32,15 @@ internal sealed class MiniLmEmbeddingGenerator : IEmbeddingGenerator<string, Emb
 
     private static readonly Lazy<LoadedModel> Shared = new(LoadedModel.Load, LazyThreadSafetyMode.ExecutionAndPublication);
 
+    private static readonly Lazy<EmbeddingBatcher> Batcher = new(() => new EmbeddingBatcher(), LazyThreadSafetyMode.ExecutionAndPublication);
+
     private readonly EmbeddingGeneratorMetadata _metadata = new("onnxruntime", null, ModelId, Dimensions);
+    private long _runs;
 
     /// <summary>Whether this process has loaded the model (a process that never embeds does not).</summary>
     public static bool IsLoaded => Shared.IsValueCreated;
 
-    public Task<GeneratedEmbeddings<Embedding<float>>> GenerateAsync(
+    public async Task<GeneratedEmbeddings<Embedding<float>>> GenerateAsync(
         IEnumerable<string> values, EmbeddingGenerationOptions? options = null, CancellationToken cancellationToken = default)
     {
         var texts = values as IReadOnlyList<string> ?? values.ToList();
@@ -45,28 +49,113 @@ internal sealed class MiniLmEmbeddingGenerator : IEmbeddingGenerator<string, Emb
             throw new ArgumentException($"{ModelId} yields {Dimensions} dimensions, not {dimensions}.", nameof(options));
         }
 
-        // Inference is CPU-bound; off the caller's thread so a request thread is not held for a whole batch.
-        return Task.Run(() =>
+        // Every text joins the process's one queue; the model's workers take up to BatchSize of whatever is waiting,
+        // so concurrent single-item writes run through the model together instead of one by one.
+        var pending = new Pending[texts.Count];
+        for (var i = 0; i < pending.Length; i++)
         {
-            var model = Shared.Value;
-            var vectors = new float[texts.Count][];
-            // Similar lengths together, so a batch pads little.
-            var order = Enumerable.Range(0, texts.Count).OrderBy(i => texts[i].Length).ToArray();
-            for (var start = 0; start < order.Length; start += BatchSize)
-            {
-                cancellationToken.ThrowIfCancellationRequested();
-                var batch = order.AsSpan(start, Math.Min(BatchSize, order.Length - start)).ToArray();
-                var embedded = model.Embed(batch.Select(i => texts[i]).ToArray());
-                for (var j = 0; j < batch.Length; j++)
-                {
-                    vectors[batch[j]] = embedded[j];
-                }
-            }
+            pending[i] = new Pending(texts[i], this, cancellationToken);
+            Batcher.Value.Enqueue(pending[i]);
+        }
 
-            var result = new GeneratedEmbeddings<Embedding<float>>(vectors.Length);
-            result.AddRange(vectors.Select(v => new Embedding<float>(v) { ModelId = ModelId }));
-            return result;
-        }, cancellationToken);
+        var vectors = new float[pending.Length][];
+        for (var i = 0; i < pending.Length; i++)
+        {
+            vectors[i] = await pending[i].Result.Task.WaitAsync(cancellationToken);
+        }
+
+        var result = new GeneratedEmbeddings<Embedding<float>>(vectors.Length);
+        result.AddRange(vectors.Select(v => new Embedding<float>(v) { ModelId = ModelId }));
+        return result;
+    }
+
+    /// <summary>How many model runs have embedded texts of this instance (fewer than its texts when batches coalesced).</summary>
+    public long Runs => Interlocked.Read(ref _runs);
+
+    private sealed class Pending(string text, MiniLmEmbeddingGenerator owner, CancellationToken cancellation)
+    {
+        public string Text { get; } = text;
+        public MiniLmEmbeddingGenerator Owner { get; } = owner;
+        public CancellationToken Cancellation { get; } = cancellation;
+        public TaskCompletionSource<float[]> Result { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    }
+
+    /// <summary>
+    /// One worker per core, each running one batch at a time on one thread (the model is not run with intra-op
+    /// threads, so two batches use both cores instead of contending for them). A worker takes what is queued, up to
+    /// <see cref="BatchSize"/>: alone, a text runs at once; under load, texts share a run.
+    /// </summary>
+    private sealed class EmbeddingBatcher
+    {
+        private readonly System.Threading.Channels.Channel<Pending> _queue =
+            System.Threading.Channels.Channel.CreateUnbounded<Pending>(new System.Threading.Channels.UnboundedChannelOptions { SingleWriter = false });
+
+        public EmbeddingBatcher()
+        {
+            for (var i = 0; i < Math.Max(1, Environment.ProcessorCount); i++)
+            {
+                _ = Task.Run(WorkAsync);
+            }
+        }
+
+        public void Enqueue(Pending pending)
+        {
+            if (!_queue.Writer.TryWrite(pending))
+            {
+                pending.Result.TrySetException(new InvalidOperationException("The embedding queue is closed."));
+            }
+        }
+
+        private async Task WorkAsync()
+        {
+            var reader = _queue.Reader;
+            var batch = new List<Pending>(BatchSize);
+            while (await reader.WaitToReadAsync())
+            {
+                batch.Clear();
+                while (batch.Count < BatchSize && reader.TryRead(out var next))
+                {
+                    if (next.Cancellation.IsCancellationRequested)
+                    {
+                        next.Result.TrySetCanceled(next.Cancellation);
+                    }
+                    else
+                    {
+                        batch.Add(next);
+                    }
+                }
+
+                if (batch.Count == 0)
+                {
+                    continue;
+                }
+
+                // Counted before any result is set, so a caller that has its vectors sees its runs.
+                foreach (var owner in batch.Select(p => p.Owner).Distinct())
+                {
+                    Interlocked.Increment(ref owner._runs);
+                }
+
+                try
+                {
+                    // Similar lengths together, so a batch pads little.
+                    batch.Sort((a, b) => a.Text.Length.CompareTo(b.Text.Length));
+                    var embedded = Shared.Value.Embed(batch.Select(p => p.Text).ToArray());
+                    for (var j = 0; j < batch.Count; j++)
+                    {
+                        batch[j].Result.TrySetResult(embedded[j]);
+                    }
+                }
+                catch (Exception exception)
+                {
+                    foreach (var failed in batch)
+                    {
+                        failed.Result.TrySetException(exception);
+                    }
+                }
+
+            }
+        }
     }
 
     /// <summary>The token ids the model sees for <paramref name="text"/> ([CLS] ... [SEP], cut at <see cref="MaxTokens"/>).</summary>
@@ -103,7 +192,11 @@ internal sealed class MiniLmEmbeddingGenerator : IEmbeddingGenerator<string, Emb
                 stream.ReadExactly(onnx);
             }
 
-            using var options = new Microsoft.ML.OnnxRuntime.SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL };
+            // One thread per run: the batcher runs one batch per core.
+            using var options = new Microsoft.ML.OnnxRuntime.SessionOptions
+            {
+                GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL, IntraOpNumThreads = 1, InterOpNumThreads = 1,
+            };
             var session = new InferenceSession(onnx, options);
             return new LoadedModel(session, tokenizer, session.OutputMetadata.Keys.First());
         }

@@ -152,6 +152,33 @@ public sealed class AgentTurnTests(AgentTurnTests.AgentApplication app) : IClass
     }
 
     [Fact]
+    public async Task A_note_the_model_saves_shows_the_session_and_turn_that_wrote_it()
+    {
+        const string tenant = "agents-provenance";
+        using var admin = app.ClientFor("root", tenant, roles: [HarnessRoles.Admin]);
+        (await admin.PutAsync("/v1/admin/policies/org", new StringContent("""
+            default: deny
+            rules:
+              - tool: "memory.*"
+                effect: allow
+            """, Encoding.UTF8, "application/yaml"))).EnsureSuccessStatusCode();
+        Model.Call("memory_save", new { @namespace = "user", content = "Maria prefers blue-green releases for the billing service." }).Reply("Saved.");
+        using var maria = app.ClientFor("maria", tenant, name: "Maria Lopez");
+        var session = await NewSessionAsync(maria);
+
+        var turn = await (await SendAsync(maria, session, "Remember how I like to release billing.")).JsonAsync(HttpStatusCode.OK);
+
+        Assert.Equal("succeeded", Assert.Single(turn.GetProperty("toolCalls").EnumerateArray()).GetProperty("status").GetString());
+        var found = await (await maria.PostAsJsonAsync("/v1/memory/user/search", new { query = "billing releases" })).JsonAsync(HttpStatusCode.OK);
+        var item = Assert.Single(found.GetProperty("items").EnumerateArray());
+        Assert.Equal(turn.GetProperty("turnId").GetGuid(), item.GetProperty("turnId").GetGuid());
+        Assert.Equal(session, item.GetProperty("sessionId").GetGuid());
+        Assert.Equal("maria", item.GetProperty("author").GetProperty("id").GetString());
+        Assert.Equal("Maria Lopez", item.GetProperty("author").GetProperty("name").GetString());
+        Assert.Equal("user", item.GetProperty("namespace").GetString());
+    }
+
+    [Fact]
     public async Task A_denied_tool_is_not_offered_to_the_model()
     {
         var model = Model.Reply("Hello.");

@@ -14,7 +14,7 @@ public class MemoryApplication : HarnessApplication
     public static readonly string[] Tenants =
     [
         "audit-acme", "delete-acme", "expiry-acme", "hnsw-acme", "hnsw-globex", "iso-acme", "iso-globex", "limits-acme",
-        "list-acme", "ns-acme", "policy-acme", "purge-acme", "rank-acme", "reembed-acme", "rls-acme", "session-acme",
+        "list-acme", "ns-acme", "policy-acme", "purge-acme", "rank-acme", "reembed-acme", "reembed-held-acme", "rls-acme", "session-acme",
         "team-acme", "user-acme",
     ];
 
@@ -62,5 +62,16 @@ public sealed class HnswOnlyMemoryApplication : MemoryApplication
     {
         base.Configure(settings);
         settings["Harness:Memory:ExactSearchMaxRows"] = "0";
+    }
+}
+
+/// <summary>Re-embedding at start and then only when a test runs a pass, two items per batch.</summary>
+public sealed class HeldReembeddingMemoryApplication : MemoryApplication
+{
+    protected override void Configure(IDictionary<string, string?> settings)
+    {
+        base.Configure(settings);
+        settings["Harness:Memory:ReembedInterval"] = "01:00:00";
+        settings["Harness:Memory:ReembedBatchSize"] = "2";
     }
 }

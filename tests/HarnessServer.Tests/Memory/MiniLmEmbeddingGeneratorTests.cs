@@ -72,6 +72,25 @@ public sealed class MiniLmEmbeddingGeneratorTests
     }
 
     [Fact]
+    public async Task Concurrent_single_text_requests_share_model_runs_and_each_gets_its_own_vector()
+    {
+        using var generator = new MiniLmEmbeddingGenerator();
+        var texts = Enumerable.Range(0, 64).Select(i => $"note {i}: the deploy of service {i % 7} failed at step {i % 5}").ToArray();
+        var expected = await EmbedAsync(new MiniLmEmbeddingGenerator(), texts);
+
+        // As concurrent memory.save requests do: one text per call, all at once.
+        var vectors = await Task.WhenAll(texts.Select(async t => (await EmbedAsync(generator, t))[0]));
+
+        for (var i = 0; i < texts.Length; i++)
+        {
+            Assert.InRange(Cosine(vectors[i], expected[i]), 0.9999, 1.0001);
+        }
+
+        // One run per text would be 64; queued texts share a run.
+        Assert.InRange(generator.Runs, 1, texts.Length / 4);
+    }
+
+    [Fact]
     public async Task Concurrent_callers_share_one_model_and_get_the_same_vectors()
     {
         var generators = Enumerable.Range(0, 8).Select(_ => new MiniLmEmbeddingGenerator()).ToArray();

@@ -2,6 +2,8 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
 using HarnessServer.Tests.Http;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace HarnessServer.Tests.Memory;
 
@@ -80,6 +82,37 @@ public sealed class SemanticSearchTests(SemanticCorpusFixture corpus) : IClassFi
 
         Assert.True(model >= 0.9, $"hit@3 with the model is {model:F3}; expected at least 0.9. Missed: {string.Join(" | ", missed)}; vector {vector:F3} missed {string.Join(" | ", vectorMissed)}");
         Assert.True(hash <= model - 0.3, $"hit@3 with the hash double is {hash:F3} against {model:F3} with the model; expected markedly lower");
+    }
+
+    [Fact]
+    public async Task A_newcomers_memory_save_then_a_paraphrased_memory_search_finds_the_note_with_no_configuration()
+    {
+        // Nothing about embeddings is configured: the server embeds with its packaged model.
+        var configuration = corpus.Model.Services.GetRequiredService<IConfiguration>();
+        Assert.Empty(configuration.GetSection("Harness:Embeddings").GetChildren());
+        using var newcomer = corpus.Model.ClientFor("newcomer", ModelMemoryApplication.Tenant);
+        var session = (await (await newcomer.PostAsync("/v1/sessions", null)).Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetGuid();
+        async Task<JsonElement> CallAsync(string tool, object arguments)
+        {
+            var response = await newcomer.PostAsJsonAsync($"/v1/sessions/{session}/tool-calls", new { tool, arguments });
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            var call = await response.Content.ReadFromJsonAsync<JsonElement>();
+            Assert.Equal("succeeded", call.GetProperty("status").GetString());
+            return call.GetProperty("result");
+        }
+
+        const string note = "To get back into your account, open the sign-in page, choose 'Forgot', and follow the link we e-mail you.";
+        var saved = await CallAsync("memory.save", new { @namespace = "user", content = note });
+        await CallAsync("memory.save", new { @namespace = "user", content = "The team lunch moved to the Italian place on Fridays." });
+        await CallAsync("memory.save", new { @namespace = "user", content = "Quarterly invoices are sent by the finance office." });
+
+        var found = await CallAsync("memory.search", new { @namespace = "user", query = "How do I reset my password?", k = 1 });
+
+        var hit = Assert.Single(found.GetProperty("items").EnumerateArray());
+        Assert.Equal(saved.GetProperty("id").GetGuid(), hit.GetProperty("id").GetGuid());
+        Assert.Equal(note, hit.GetProperty("content").GetString());
+        var listed = await newcomer.GetFromJsonAsync<JsonElement>("/v1/memory/user/items");
+        Assert.All(listed.GetProperty("items").EnumerateArray(), i => Assert.Equal(HarnessServer.Memory.MiniLmEmbeddingGenerator.ModelId, i.GetProperty("embeddingModel").GetString()));
     }
 
     [Fact]
