@@ -48,7 +48,7 @@ internal sealed class CheckpointStep(WorkspaceCheckpoints checkpoints, AuditChai
             return;
         }
 
-        var (hash, manifest, _) = captured;
+        var hash = captured.Hash;
         if (context.Approved is not null && await AskedInAsync(context.CallId, cancellationToken) is { } seen)
         {
             if (seen.TreeHash != hash)
@@ -69,7 +69,7 @@ internal sealed class CheckpointStep(WorkspaceCheckpoints checkpoints, AuditChai
             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
             """,
             context.Checkpoint.Value.Id, context.Caller.TenantId, session.Id, context.CallId, context.Tool.Name, hash,
-            manifest.Files, manifest.Bytes, manifest.Skipped.Count, time.GetUtcNow());
+            captured.Files, captured.Bytes, captured.Skipped.Count, time.GetUtcNow());
         if (context.Approved is null)
         {
             context.DecisionWrites.Add(row);

@@ -7,10 +7,13 @@ namespace HarnessServer.Sandbox;
 /// (<c>ctime</c>) on every write, chmod, rename or link and no caller can set it back, so a rewrite that restores size
 /// and modification time still shows. Times are nanoseconds since the epoch.
 /// </summary>
-internal readonly record struct FileStamp(ulong Device, ulong Inode, long Size, long Modified, long Changed, uint Mode)
+internal readonly record struct FileStamp(ulong Device, ulong Inode, long Size, long Modified, long Changed, uint Mode, uint Links)
 {
     public static FileStamp Of(in Libc.Statx stat) =>
-        new(stat.Device, stat.Inode, (long)stat.Size, stat.Modified, stat.Changed, stat.Mode);
+        new(stat.Device, stat.Inode, (long)stat.Size, stat.Modified, stat.Changed, stat.Mode, stat.Nlink);
+
+    /// <summary>The same inode (a folder, for instance, whatever happened inside it).</summary>
+    public bool SameInode(in FileStamp other) => Device == other.Device && Inode == other.Inode;
 }
 
 /// <summary>
@@ -38,6 +41,60 @@ internal sealed partial class Workspace
     private IEnumerable<SnapshotEntry> WalkDirectory(SafeFileHandle directory, string prefix, int depth, Func<string, FileStamp, bool>? needsContent)
     {
         using var _ = directory;
+        foreach (var entry in ReadFolder(directory, prefix, depth, needsContent))
+        {
+            if (entry is { Kind: "directory", File: { } folder })
+            {
+                yield return entry with { File = null };
+                foreach (var child in WalkDirectory(folder, entry.Path, depth + 1, needsContent))
+                {
+                    yield return child;
+                }
+            }
+            else
+            {
+                yield return entry;
+            }
+        }
+    }
+
+    /// <summary>The workspace's root folder, opened for <see cref="ReadFolder"/>; the caller disposes it.</summary>
+    public SafeFileHandle OpenSnapshotRoot() => OpenDirectory("", ".");
+
+    /// <summary>
+    /// The folder <paramref name="name"/> of the open folder <paramref name="parent"/>, opened confined and never through
+    /// a link, with its stamp; null when it is no longer a folder there.
+    /// </summary>
+    public static SafeFileHandle? OpenSnapshotFolder(SafeFileHandle parent, string name, out FileStamp stamp)
+    {
+        stamp = default;
+        var fd = Libc.Openat2(parent, name, Libc.O_RDONLY | Libc.O_DIRECTORY | Libc.O_CLOEXEC | Libc.O_NOFOLLOW, 0, Confined);
+        if (fd < 0)
+        {
+            return null;
+        }
+
+        var handle = new SafeFileHandle(fd, ownsHandle: true);
+        if (Libc.Stat(handle, out var stat) != 0 || stat.Type != Libc.S_IFDIR)
+        {
+            handle.Dispose();
+            return null;
+        }
+
+        stamp = FileStamp.Of(stat);
+        return handle;
+    }
+
+    /// <summary>The stamp of an open folder (or file), or null when it cannot be taken.</summary>
+    public static FileStamp? StampOf(SafeFileHandle handle) => Libc.Stat(handle, out var stat) == 0 ? FileStamp.Of(stat) : null;
+
+    /// <summary>
+    /// One folder's entries, as <see cref="Walk"/> yields them but without descending: a folder comes with its own
+    /// open handle in <see cref="SnapshotEntry.File"/> (the caller disposes it, and reads it with this method when it
+    /// wants its entries), <paramref name="depth"/> being the depth of <paramref name="directory"/> itself.
+    /// </summary>
+    public IEnumerable<SnapshotEntry> ReadFolder(SafeFileHandle directory, string prefix, int depth, Func<string, FileStamp, bool>? needsContent)
+    {
         var entries = ReadEntries(directory);
         entries.Sort((a, b) => string.CompareOrdinal(a.Name, b.Name));
         foreach (var (name, _) in entries)
@@ -58,12 +115,16 @@ internal sealed partial class Workspace
                         continue;
                     }
 
-                    yield return new SnapshotEntry(relative, "directory", (uint)stat.Mode & 0b111_111_111, 0, FileStamp.Of(stat), null, null);
-                    foreach (var child in WalkDirectory(new SafeFileHandle(fd, ownsHandle: true), relative, depth + 1, needsContent))
+                    // The stamp of what was opened: the name may have been swapped since the stat.
+                    var folder = new SafeFileHandle(fd, ownsHandle: true);
+                    if (Libc.Stat(folder, out var openedFolder) != 0 || openedFolder.Type != Libc.S_IFDIR)
                     {
-                        yield return child;
+                        folder.Dispose();
+                        yield return new SnapshotEntry(relative, "directory", 0, 0, default, null, "changed kind during the walk");
+                        continue;
                     }
 
+                    yield return new SnapshotEntry(relative, "directory", (uint)openedFolder.Mode & 0b111_111_111, 0, FileStamp.Of(openedFolder), folder, null);
                     break;
                 case Libc.S_IFDIR:
                     yield return new SnapshotEntry(relative, "directory", 0, 0, default, null, $"deeper than {MaxDepth} levels");

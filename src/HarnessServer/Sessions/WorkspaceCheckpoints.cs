@@ -2,6 +2,7 @@ using System.Security.Cryptography;
 using System.Text.Json;
 using HarnessServer.Errors;
 using HarnessServer.Sandbox;
+using Microsoft.Win32.SafeHandles;
 
 namespace HarnessServer.Sessions;
 
@@ -21,8 +22,11 @@ internal sealed record CheckpointManifest(IReadOnlyList<ManifestEntry> Entries, 
 /// <summary>What a collection kept (blobs reachable from a root) and removed.</summary>
 internal sealed record CollectedBlobs(int Kept, int Deleted, long Bytes);
 
-/// <summary>A capture: the checkpoint's name (its root tree's hash), what it holds, and how many files had to be read.</summary>
-internal sealed record CapturedCheckpoint(string Hash, CheckpointManifest Manifest, int FilesRead);
+/// <summary>
+/// A capture: the checkpoint's name (its root tree's hash), how many files and bytes it holds, what it skipped, and
+/// what it cost: the files it had to read, the folders it listed, and whether it listed every folder.
+/// </summary>
+internal sealed record CapturedCheckpoint(string Hash, int Files, long Bytes, IReadOnlyList<SkippedEntry> Skipped, int FilesRead, int FoldersRead, bool FullWalk);
 
 /// <summary>
 /// Content-addressed, deduplicated snapshots of session workspaces. Blobs live under
@@ -36,7 +40,7 @@ internal sealed record CapturedCheckpoint(string Hash, CheckpointManifest Manife
 /// so the shortcut trusts nothing the sandbox controls. Captures and restores hold the tenant store's lock shared,
 /// the collector (<see cref="CheckpointCollector"/>) holds it exclusively.
 /// </summary>
-internal sealed class WorkspaceCheckpoints(WorkspaceRoot workspaces)
+internal sealed class WorkspaceCheckpoints(WorkspaceRoot workspaces) : IDisposable
 {
     private const uint OwnerOnly = 0b111_000_000; // 0700
     private const uint BlobMode = 0b110_000_000; // 0600
@@ -45,75 +49,267 @@ internal sealed class WorkspaceCheckpoints(WorkspaceRoot workspaces)
     /// <summary>The last capture of each workspace, in this process.</summary>
     internal CheckpointIndex Index { get; } = new();
 
-    /// <summary>Captures the workspace; returns the hash of its root tree (the checkpoint's name) and its manifest.</summary>
+    public void Dispose() => Index.Dispose();
+
+    /// <summary>
+    /// Captures the workspace; returns the hash of its root tree (the checkpoint's name) and its totals. Only the
+    /// folders the index says changed are read (<see cref="CheckpointIndex"/>); the others keep their trees.
+    /// </summary>
     public CapturedCheckpoint Capture(string tenant, Workspace workspace)
     {
         var store = StoreOf(tenant);
         using var guard = CheckpointStore.Lock(store, exclusive: false);
         var epoch = CheckpointStore.Epoch(store);
-        var previous = Index.Take(workspace.FullPath, epoch);
-        var next = new CheckpointIndex.IndexEntry(epoch, CheckpointIndex.Now(), previous);
-        var root = new TreeNode { Path = "" };
-        var folders = new Dictionary<string, TreeNode>(StringComparer.Ordinal) { [""] = root };
-        var byParentPath = folders.GetAlternateLookup<ReadOnlySpan<char>>();
-        var parent = root;
-        var entries = new List<ManifestEntry>();
-        var skipped = new List<SkippedEntry>();
-        var read = 0;
-        // The walk asks just before it yields the entry, so the answer is the one for the entry that follows.
-        string? known = null;
-        foreach (var entry in workspace.Walk(previous is null ? null : (path, stamp) => (known = previous.Known(path, stamp, store)) is null))
+        var now = CheckpointIndex.Now();
+        var entry = Index.Take(workspace.FullPath, epoch);
+        var changed = entry is null ? null : Index.Changed(entry, now);
+        try
         {
-            if (entry.Skipped is not null)
+            var run = Run(store, workspace, ref entry, epoch, now, changed);
+            if (run is { Full: false, NewMultiLink: true })
             {
-                skipped.Add(new SkippedEntry(entry.Path, entry.Skipped));
+                // A file got a second name: where the other one is, only reading every folder can tell.
+                run = Run(store, workspace, ref entry, epoch, now, changed: null);
+            }
+
+            var root = entry.Folders[""];
+            CheckpointStore.Pending(store, root.Hash, DateTimeOffset.UtcNow);
+            entry.FileCount = root.TotalFiles;
+            var skipped = Skipped(entry);
+            Index.Put(workspace.FullPath, entry);
+            return new CapturedCheckpoint(root.Hash, root.TotalFiles, root.TotalBytes, skipped, run.FilesRead, run.FoldersRead, run.Full);
+        }
+        catch
+        {
+            // What the entry says may be half updated: the next capture reads everything.
+            if (entry is not null)
+            {
+                CheckpointIndex.Abandon(entry);
+            }
+
+            throw;
+        }
+    }
+
+    private CaptureRun Run(string store, Workspace workspace, [System.Diagnostics.CodeAnalysis.NotNull] ref CheckpointIndex.IndexEntry? entry,
+        string epoch, long now, HashSet<string>? changed)
+    {
+        entry ??= new CheckpointIndex.IndexEntry(epoch);
+        var full = changed is null;
+        if (full)
+        {
+            Index.BeginTracking(entry, now);
+        }
+
+        // Epoch after BeginTracking's read of it: a full run records against the store as it is now.
+        entry.Epoch = epoch;
+        var run = new CaptureRun(store, workspace, entry, now, changed);
+        using var root = workspace.OpenSnapshotRoot();
+        var stamp = Workspace.StampOf(root) ?? throw new IOException("Cannot stat the workspace's root folder.");
+        var known = entry.Folders.GetValueOrDefault("");
+        if (known is not null && !known.Stamp.SameInode(stamp))
+        {
+            // Another folder at the workspace's path (restored, or replaced behind the harness's back).
+            entry.Folders.Clear();
+            known = null;
+        }
+
+        if (!full)
+        {
+            run.Touched = Touched(entry, changed!);
+        }
+
+        CaptureFolder(run, "", root, stamp, known, read: full || known is null || changed!.Contains("") || known.MultiLinked, depth: 0);
+        return run;
+    }
+
+    // The folders a capture must visit: the changed ones, those with a multiply-linked file, and every folder above them.
+    private static HashSet<string> Touched(CheckpointIndex.IndexEntry entry, HashSet<string> changed)
+    {
+        var touched = new HashSet<string>(StringComparer.Ordinal) { "" };
+        foreach (var path in changed.Concat(entry.Folders.Where(f => f.Value.MultiLinked).Select(f => f.Key)))
+        {
+            for (var at = path; touched.Add(at);)
+            {
+                var slash = at.LastIndexOf('/');
+                at = slash < 0 ? "" : at[..slash];
+            }
+        }
+
+        return touched;
+    }
+
+    private static string PathOf(string prefix, string name) => prefix.Length == 0 ? name : $"{prefix}/{name}";
+
+    // Captures one folder: reads its entries when it changed (or nothing is known of it), else keeps what is known of
+    // them and only visits its folders that lead to a change. Leaves the folder's new state in the index entry.
+    private CheckpointIndex.FolderState CaptureFolder(CaptureRun run, string path, SafeFileHandle handle, FileStamp stamp,
+        CheckpointIndex.FolderState? known, bool read, int depth)
+    {
+        var entry = run.Entry;
+        if (!read)
+        {
+            var state = known!;
+            var changedBelow = false;
+            foreach (var name in state.Folders)
+            {
+                var childPath = PathOf(path, name);
+                if (!run.Touched!.Contains(childPath))
+                {
+                    continue;
+                }
+
+                var child = entry.Folders[childPath];
+                using var childHandle = Workspace.OpenSnapshotFolder(handle, name, out var childStamp);
+                if (childHandle is null || !child.Stamp.SameInode(childStamp) || child.Mode != (childStamp.Mode & 0b111_111_111))
+                {
+                    // Not what the index knows, with no event to say so (a change the notification cannot report
+                    // never gets here, but be exact): read this folder after all.
+                    return CaptureFolder(run, path, handle, stamp, known, read: true, depth);
+                }
+
+                var before = child.Hash;
+                var after = CaptureFolder(run, childPath, childHandle, childStamp, child,
+                    read: run.Changed!.Contains(childPath) || child.MultiLinked, depth + 1);
+                changedBelow |= after.Hash != before;
+            }
+
+            Total(entry, path, state);
+            if (changedBelow || path.Length == 0)
+            {
+                state.Hash = StoreTree(run.Store, entry, path, state, path.Length == 0 ? Skipped(entry) : null);
+            }
+
+            return state;
+        }
+
+        run.FoldersRead++;
+        // Watched before it is read: a change after this is reported, one before it is in what is read below.
+        entry.Changes?.Watch(entry, handle, path);
+        var next = new CheckpointIndex.FolderState { Stamp = stamp, Mode = stamp.Mode & 0b111_111_111 };
+        var knownFiles = known?.Files;
+        var knownFolders = known is null ? null : new HashSet<string>(known.Folders, StringComparer.Ordinal);
+        var slash = path.Length == 0 ? 0 : path.Length + 1;
+        string? knownHash = null;
+        foreach (var item in run.Workspace.ReadFolder(handle, path, depth,
+            knownFiles is null ? null : (relative, fileStamp) => (knownHash = entry.Known(knownFiles.GetValueOrDefault(relative[slash..]), fileStamp, run.Store)) is null))
+        {
+            var name = item.Path[slash..];
+            if (item.Skipped is not null)
+            {
+                next.Skipped.Add(new SkippedEntry(item.Path, item.Skipped));
                 continue;
             }
 
-            var slash = entry.Path.LastIndexOf('/');
-            var parentPath = slash < 0 ? ReadOnlySpan<char>.Empty : entry.Path.AsSpan(0, slash);
-            if (!parentPath.SequenceEqual(parent.Path))
+            if (item.Kind == "directory")
             {
-                parent = byParentPath[parentPath];
-            }
+                using var childHandle = item.File!;
+                var child = knownFolders?.Remove(name) == true ? entry.Folders.GetValueOrDefault(item.Path) : null;
+                if (child is not null && !child.Stamp.SameInode(item.Stamp))
+                {
+                    Forget(entry, item.Path);
+                    child = null;
+                }
 
-            var name = entry.Path[(slash + 1)..];
-            if (entry.Kind == "directory")
-            {
-                var folder = new TreeNode { Mode = entry.Mode, Path = entry.Path };
-                folders[entry.Path] = folder;
-                parent.Folders.Add((name, folder));
-                entries.Add(new ManifestEntry(entry.Path, "directory", null, entry.Mode, 0));
+                if (child is null || run.Full || run.Changed!.Contains(item.Path) || child.MultiLinked || run.Touched!.Contains(item.Path))
+                {
+                    child = CaptureFolder(run, item.Path, childHandle, item.Stamp, child,
+                        read: child is null || run.Full || run.Changed!.Contains(item.Path) || child.MultiLinked, depth + 1);
+                }
+                else
+                {
+                    // Untouched below: only its mode (part of this folder's tree) can differ.
+                    child.Mode = item.Mode;
+                    child.Stamp = item.Stamp;
+                }
+
+                next.Folders.Add(name);
                 continue;
             }
 
             string hash;
             long size;
-            if (entry.File is { } file)
+            if (item.File is { } file)
             {
                 using (file)
                 {
-                    (hash, size) = StoreBlob(store, file);
+                    (hash, size) = StoreBlob(run.Store, file);
                 }
 
-                read++;
-                parent.Changed = true;
+                run.FilesRead++;
             }
             else
             {
-                // The walk opened nothing: the index knows this stamp's content, and its blob is in the store.
-                (hash, size) = (known!, entry.Size);
+                // Nothing was opened: the index knows this stamp's content, and its blob is in the store.
+                (hash, size) = (knownHash!, knownFiles![name].Size);
             }
 
-            next.Files[entry.Path] = new CheckpointIndex.IndexedFile(entry.Stamp, hash);
-            parent.Files.Add(new TreeEntry(name, "file", hash, entry.Mode, size));
-            entries.Add(new ManifestEntry(entry.Path, "file", hash, entry.Mode, size));
+            if (item.Stamp.Links > 1)
+            {
+                next.MultiLinked = true;
+                if (!run.Full && knownFiles?.GetValueOrDefault(name) is not { Stamp.Links: > 1 })
+                {
+                    run.NewMultiLink = true;
+                }
+            }
+
+            next.Files[name] = new CheckpointIndex.IndexedFile(item.Stamp, hash, size, run.Now);
+            next.OwnBytes += size;
         }
 
-        var rootHash = StoreTree(store, root, skipped, previous, next).Hash;
-        CheckpointStore.Pending(store, rootHash, DateTimeOffset.UtcNow);
-        Index.Put(workspace.FullPath, next);
-        return new CapturedCheckpoint(rootHash, new CheckpointManifest(entries, skipped), read);
+        foreach (var gone in knownFolders ?? [])
+        {
+            Forget(entry, PathOf(path, gone));
+        }
+
+        entry.Folders[path] = next;
+        Total(entry, path, next);
+        next.Hash = StoreTree(run.Store, entry, path, next, path.Length == 0 ? Skipped(entry) : null);
+        return next;
+    }
+
+    // A folder and everything below it leave the index.
+    private static void Forget(CheckpointIndex.IndexEntry entry, string path)
+    {
+        if (entry.Folders.Remove(path, out var state))
+        {
+            foreach (var name in state.Folders)
+            {
+                Forget(entry, PathOf(path, name));
+            }
+        }
+    }
+
+    private static void Total(CheckpointIndex.IndexEntry entry, string path, CheckpointIndex.FolderState state)
+    {
+        var (files, bytes) = (state.Files.Count, state.OwnBytes);
+        foreach (var name in state.Folders)
+        {
+            var child = entry.Folders[PathOf(path, name)];
+            files += child.TotalFiles;
+            bytes += child.TotalBytes;
+        }
+
+        (state.TotalFiles, state.TotalBytes) = (files, bytes);
+    }
+
+    // Every skipped entry of the workspace, in path order: the root tree carries them all.
+    private static List<SkippedEntry> Skipped(CheckpointIndex.IndexEntry entry) =>
+        entry.Folders.Values.SelectMany(f => f.Skipped).OrderBy(s => s.Path, StringComparer.Ordinal).ToList();
+
+    private sealed class CaptureRun(string store, Workspace workspace, CheckpointIndex.IndexEntry entry, long now, HashSet<string>? changed)
+    {
+        public string Store { get; } = store;
+        public Workspace Workspace { get; } = workspace;
+        public CheckpointIndex.IndexEntry Entry { get; } = entry;
+        public long Now { get; } = now;
+        /// <summary>The folders reported changed; null when every folder is read.</summary>
+        public HashSet<string>? Changed { get; } = changed;
+        public bool Full => Changed is null;
+        public HashSet<string>? Touched { get; set; }
+        public int FilesRead { get; set; }
+        public int FoldersRead { get; set; }
+        public bool NewMultiLink { get; set; }
     }
 
     /// <summary>The flat manifest of a checkpoint, read back from its trees.</summary>
@@ -307,40 +503,28 @@ internal sealed class WorkspaceCheckpoints(WorkspaceRoot workspaces)
     }
 
     // One folder is one tree blob (like git's trees): a checkpoint after a one-file change stores that file, its
-    // folder's tree and the trees above it; every unchanged folder's tree is shared with the checkpoint before, and a
-    // folder whose files were all known, whose mode and number of entries are the same and whose folders are all
-    // unchanged is the tree it was, so it is neither serialised nor hashed again.
-    private static (string Hash, bool Reused) StoreTree(string store, TreeNode node, IReadOnlyList<SkippedEntry>? skipped,
-        CheckpointIndex.IndexEntry? previous, CheckpointIndex.IndexEntry next)
+    // folder's tree and the trees above it; every other folder's tree is shared with the checkpoint before, and is
+    // neither visited nor serialised again.
+    private static string StoreTree(string store, CheckpointIndex.IndexEntry entry, string path, CheckpointIndex.FolderState state,
+        IReadOnlyList<SkippedEntry>? skipped)
     {
-        var unchanged = !node.Changed;
-        var folders = new TreeEntry[node.Folders.Count];
-        for (var i = 0; i < folders.Length; i++)
+        var entries = new List<TreeEntry>(state.Files.Count + state.Folders.Count);
+        foreach (var (name, file) in state.Files)
         {
-            var (name, folder) = node.Folders[i];
-            var (hash, reused) = StoreTree(store, folder, null, previous, next);
-            unchanged &= reused;
-            folders[i] = new TreeEntry(name, "directory", hash, folder.Mode, 0);
+            entries.Add(new TreeEntry(name, "file", file.Hash, file.Stamp.Mode & 0b111_111_111, file.Size));
         }
 
-        var count = node.Files.Count + folders.Length;
-        var skippedHere = skipped is { Count: > 0 } ? skipped : null;
-        if (unchanged && previous?.Folder(node.Path) is { } known && known.Mode == node.Mode && known.Entries == count
-            && known.Skipped.SequenceEqual(skippedHere ?? []))
+        foreach (var name in state.Folders)
         {
-            next.Folders[node.Path] = known;
-            return (known.Hash, true);
+            var child = entry.Folders[PathOf(path, name)];
+            entries.Add(new TreeEntry(name, "directory", child.Hash, child.Mode, 0));
         }
 
-        var entries = new List<TreeEntry>(count);
-        entries.AddRange(node.Files);
-        entries.AddRange(folders);
         entries.Sort((a, b) => string.CompareOrdinal(a.Name, b.Name));
-        var bytes = JsonSerializer.SerializeToUtf8Bytes(new Tree(entries, skippedHere), Json);
+        var bytes = JsonSerializer.SerializeToUtf8Bytes(new Tree(entries, skipped is { Count: > 0 } ? skipped : null), Json);
         var treeHash = Convert.ToHexStringLower(SHA256.HashData(bytes));
         WriteBlob(store, treeHash, bytes);
-        next.Folders[node.Path] = new CheckpointIndex.IndexedFolder(node.Mode, count, treeHash, skippedHere ?? []);
-        return (treeHash, false);
+        return treeHash;
     }
 
     private static Tree ReadTree(string store, string hash) =>
@@ -367,17 +551,6 @@ internal sealed class WorkspaceCheckpoints(WorkspaceRoot workspaces)
                 entries.Add(new ManifestEntry(path, "file", entry.Hash, entry.Mode, entry.Size));
             }
         }
-    }
-
-    private sealed class TreeNode
-    {
-        public required string Path { get; init; }
-        public uint Mode { get; init; }
-        /// <summary>A file of this folder (not of its folders) was read: its tree may differ.</summary>
-        public bool Changed { get; set; }
-        // The walk yields each folder's entries in ordinal order.
-        public List<(string Name, TreeNode Node)> Folders { get; } = [];
-        public List<TreeEntry> Files { get; } = [];
     }
 
     private sealed record TreeEntry(string Name, string Kind, string Hash, uint Mode, long Size);
