@@ -16,7 +16,7 @@ internal sealed record RestorePreview(IReadOnlyList<string> Removed, IReadOnlyLi
     /// unreferenced capture is collected like any pending one) and compares it with the checkpoint's manifest.
     /// </summary>
     public static RestorePreview Of(WorkspaceCheckpoints checkpoints, string tenant, Workspace workspace, string treeHash) =>
-        Between(checkpoints.Capture(tenant, workspace).Manifest, checkpoints.Load(tenant, treeHash));
+        Between(checkpoints.Load(tenant, checkpoints.Capture(tenant, workspace).Hash), checkpoints.Load(tenant, treeHash));
 
     /// <summary>What making <paramref name="now"/> into <paramref name="target"/> changes.</summary>
     public static RestorePreview Between(CheckpointManifest now, CheckpointManifest target)
