@@ -191,6 +191,40 @@ public sealed class ConsoleStoryTests(ConsoleApplication app)
     }
 
     [Fact]
+    public async Task Each_of_several_pending_calls_is_decided_from_its_own_form()
+    {
+        using var requester = app.Api("dave");
+        var marks = new[] { $"first of two {Guid.NewGuid():N}", $"second of two {Guid.NewGuid():N}" };
+        foreach (var mark in marks)
+        {
+            var session = (await (await requester.PostAsync("/v1/sessions", null)).Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetGuid();
+            var held = await requester.PostAsync($"/v1/sessions/{session}/tool-calls",
+                JsonContent(new { tool = "fs.write", arguments = new { path = "two.txt", content = mark } }));
+            Assert.Equal(HttpStatusCode.Accepted, held.StatusCode);
+        }
+
+        var (context, page, errors) = await app.NewPageAsync();
+        await using var _ = context;
+        await ConsoleApplication.SignInAsync(page, "bob", "/console/approvals");
+        var second = page.GetByTestId("pending").Filter(new() { HasText = marks[1] });
+        await Expect(page.GetByTestId("pending").Filter(new() { HasText = marks[0] })).ToHaveCountAsync(1);
+        await Expect(second).ToHaveCountAsync(1);
+
+        // The second card's form decides the second call only, with several forms on the page.
+        await second.GetByLabel("Comment (optional)").FillAsync("not this one");
+        await second.GetByRole(AriaRole.Button, new() { Name = "Reject" }).ClickAsync();
+        await Expect(page.GetByRole(AriaRole.Status)).ToHaveTextAsync("Decision recorded.");
+        await Expect(page.GetByTestId("history").Filter(new() { HasText = "not this one" })).ToContainTextAsync("rejected");
+        var first = page.GetByTestId("pending").Filter(new() { HasText = marks[0] });
+        await Expect(first).ToHaveCountAsync(1);
+
+        await first.GetByRole(AriaRole.Button, new() { Name = "Approve" }).ClickAsync();
+        await Expect(page.GetByRole(AriaRole.Status)).ToHaveTextAsync("Decision recorded.");
+        await Expect(page.GetByTestId("pending").Filter(new() { HasText = marks[0] })).ToHaveCountAsync(0);
+        NoConsoleErrors(errors);
+    }
+
+    [Fact]
     public async Task Signing_out_ends_the_console_session()
     {
         var (context, page, _) = await app.NewPageAsync();
