@@ -30,6 +30,7 @@ internal sealed class InterruptedCallRecovery(
 {
     private readonly CancellationTokenSource _stopping = new();
     private Task? _sweeps;
+    private int _disposed;
 
     public async Task StartAsync(CancellationToken cancellationToken)
     {
@@ -39,6 +40,12 @@ internal sealed class InterruptedCallRecovery(
 
     public async Task StopAsync(CancellationToken cancellationToken)
     {
+        // A host disposed before it was stopped (a test factory's Dispose and DisposeAsync both) stops nothing more.
+        if (Volatile.Read(ref _disposed) == 1)
+        {
+            return;
+        }
+
         await _stopping.CancelAsync();
         if (_sweeps is not null)
         {
@@ -48,6 +55,12 @@ internal sealed class InterruptedCallRecovery(
 
     public ValueTask DisposeAsync()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) == 1)
+        {
+            return ValueTask.CompletedTask;
+        }
+
+        _stopping.Cancel();
         _stopping.Dispose();
         return ValueTask.CompletedTask;
     }
