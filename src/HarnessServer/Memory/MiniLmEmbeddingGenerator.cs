@@ -51,10 +51,10 @@ internal sealed class MiniLmEmbeddingGenerator : IEmbeddingGenerator<string, Emb
 
         // Every text joins the process's one queue; the model's workers take up to BatchSize of whatever is waiting,
         // so concurrent single-item writes run through the model together instead of one by one.
-        var pending = new Pending[texts.Count];
+        var pending = new QueuedText[texts.Count];
         for (var i = 0; i < pending.Length; i++)
         {
-            pending[i] = new Pending(texts[i], this, cancellationToken);
+            pending[i] = new QueuedText(texts[i], this, cancellationToken);
             Batcher.Value.Enqueue(pending[i]);
         }
 
@@ -72,7 +72,7 @@ internal sealed class MiniLmEmbeddingGenerator : IEmbeddingGenerator<string, Emb
     /// <summary>How many model runs have embedded texts of this instance (fewer than its texts when batches coalesced).</summary>
     public long Runs => Interlocked.Read(ref _runs);
 
-    private sealed class Pending(string text, MiniLmEmbeddingGenerator owner, CancellationToken cancellation)
+    private sealed class QueuedText(string text, MiniLmEmbeddingGenerator owner, CancellationToken cancellation)
     {
         public string Text { get; } = text;
         public MiniLmEmbeddingGenerator Owner { get; } = owner;
@@ -87,8 +87,8 @@ internal sealed class MiniLmEmbeddingGenerator : IEmbeddingGenerator<string, Emb
     /// </summary>
     private sealed class EmbeddingBatcher
     {
-        private readonly System.Threading.Channels.Channel<Pending> _queue =
-            System.Threading.Channels.Channel.CreateUnbounded<Pending>(new System.Threading.Channels.UnboundedChannelOptions { SingleWriter = false });
+        private readonly System.Threading.Channels.Channel<QueuedText> _queue =
+            System.Threading.Channels.Channel.CreateUnbounded<QueuedText>(new System.Threading.Channels.UnboundedChannelOptions { SingleWriter = false });
 
         public EmbeddingBatcher()
         {
@@ -98,7 +98,7 @@ internal sealed class MiniLmEmbeddingGenerator : IEmbeddingGenerator<string, Emb
             }
         }
 
-        public void Enqueue(Pending pending)
+        public void Enqueue(QueuedText pending)
         {
             if (!_queue.Writer.TryWrite(pending))
             {
@@ -109,7 +109,7 @@ internal sealed class MiniLmEmbeddingGenerator : IEmbeddingGenerator<string, Emb
         private async Task WorkAsync()
         {
             var reader = _queue.Reader;
-            var batch = new List<Pending>(BatchSize);
+            var batch = new List<QueuedText>(BatchSize);
             while (await reader.WaitToReadAsync())
             {
                 batch.Clear();
