@@ -97,44 +97,7 @@ internal sealed class KeyEncryptionKey(byte[] key)
     internal byte[] Key { get; } = key;
 
     /// <summary>Loads the key (base64) at <paramref name="path"/>, creating it with mode 0600 when missing.</summary>
-    public static KeyEncryptionKey Load(string path)
-    {
-        if (!File.Exists(path))
-        {
-            TryCreate(path);
-        }
-
-        var key = Convert.FromBase64String(File.ReadAllText(path).Trim());
-        return key.Length == 32
-            ? new KeyEncryptionKey(key)
-            : throw new InvalidOperationException($"The Data Protection key-encryption key '{path}' does not hold 32 bytes (base64).");
-    }
-
-    // Written whole to a file of its own, then moved into place: a racing process sees no key or a whole one.
-    private static void TryCreate(string path)
-    {
-        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
-        var temporary = $"{path}.{Guid.NewGuid():N}.tmp";
-        var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write };
-        if (!OperatingSystem.IsWindows())
-        {
-            options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
-        }
-
-        using (var file = new FileStream(temporary, options))
-        {
-            file.Write(Encoding.ASCII.GetBytes(Convert.ToBase64String(RandomNumberGenerator.GetBytes(32))));
-        }
-
-        try
-        {
-            File.Move(temporary, path, overwrite: false);
-        }
-        catch (IOException) when (File.Exists(path))
-        {
-            File.Delete(temporary);
-        }
-    }
+    public static KeyEncryptionKey Load(string path) => new(SecretKeyFile.LoadOrCreate(path, "Data Protection key-encryption key"));
 }
 
 /// <summary>Encrypts a key's XML with AES-256-GCM: <c>&lt;encryptedKey&gt;</c> holds base64 of nonce, tag and ciphertext.</summary>

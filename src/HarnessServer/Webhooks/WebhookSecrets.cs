@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using System.Text;
+using HarnessServer.Data;
 
 namespace HarnessServer.Webhooks;
 
@@ -52,45 +53,5 @@ internal sealed class WebhookSecrets
     }
 
     /// <summary>Loads the 32-byte key (base64) at <paramref name="path"/>, creating it with mode 0600 when missing.</summary>
-    public static WebhookSecrets Load(string path)
-    {
-        if (!File.Exists(path))
-        {
-            TryCreate(path);
-        }
-
-        var key = Convert.FromBase64String(File.ReadAllText(path).Trim());
-        if (key.Length != 32)
-        {
-            throw new InvalidOperationException($"The webhook secret key '{path}' does not hold 32 bytes (base64).");
-        }
-
-        return new WebhookSecrets(key);
-    }
-
-    // Written whole to a file of its own, then moved into place: a racing process sees no key or a whole one.
-    private static void TryCreate(string path)
-    {
-        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
-        var temporary = $"{path}.{Guid.NewGuid():N}.tmp";
-        var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write };
-        if (!OperatingSystem.IsWindows())
-        {
-            options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
-        }
-
-        using (var file = new FileStream(temporary, options))
-        {
-            file.Write(Encoding.ASCII.GetBytes(Convert.ToBase64String(RandomNumberGenerator.GetBytes(32))));
-        }
-
-        try
-        {
-            File.Move(temporary, path, overwrite: false);
-        }
-        catch (IOException) when (File.Exists(path))
-        {
-            File.Delete(temporary);
-        }
-    }
+    public static WebhookSecrets Load(string path) => new(SecretKeyFile.LoadOrCreate(path, "webhook secret key"));
 }
