@@ -76,20 +76,10 @@ internal static class SandboxStartProbe
 
     private static async Task BareAsync(string workspace, SandboxUser user)
     {
-        var start = new ProcessStartInfo("/usr/bin/setpriv") { UseShellExecute = false };
-        foreach (var arg in (string[])["--reuid", $"{user.Uid}", "--regid", $"{user.Gid}", "--clear-groups", "--", "/usr/bin/bwrap",
-                     "--unshare-all", "--die-with-parent", "--new-session", "--ro-bind", "/usr", "/usr", "--symlink", "usr/lib", "/lib",
-                     "--symlink", "usr/lib64", "/lib64", "--symlink", "usr/bin", "/bin", "--proc", "/proc", "--dev", "/dev",
-                     "--tmpfs", "/tmp", "--bind", workspace, "/workspace", "--chdir", "/workspace", "--", "/usr/bin/true"])
+        var exitCode = await HarnessServer.Bench.BareBubblewrap.RunTrueAsync(workspace, user.Uid, user.Gid);
+        if (exitCode != 0)
         {
-            start.ArgumentList.Add(arg);
-        }
-
-        using var process = Process.Start(start)!;
-        await process.WaitForExitAsync();
-        if (process.ExitCode != 0)
-        {
-            throw new InvalidOperationException($"bare bwrap exited {process.ExitCode}");
+            throw new InvalidOperationException($"bare bwrap exited {exitCode}");
         }
     }
 

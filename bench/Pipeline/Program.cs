@@ -158,21 +158,7 @@ async Task<bool> SendAsync(HttpRequestMessage message)
     }
 }
 
-static async Task<bool> BareBwrapAsync(string workspace)
-{
-    var start = new ProcessStartInfo("/usr/bin/setpriv") { UseShellExecute = false };
-    foreach (var arg in (string[])["--reuid", "65534", "--regid", "65534", "--clear-groups", "--", "/usr/bin/bwrap",
-                 "--unshare-all", "--die-with-parent", "--new-session", "--ro-bind", "/usr", "/usr", "--symlink", "usr/lib", "/lib",
-                 "--symlink", "usr/lib64", "/lib64", "--symlink", "usr/bin", "/bin", "--proc", "/proc", "--dev", "/dev",
-                 "--tmpfs", "/tmp", "--bind", workspace, "/workspace", "--chdir", "/workspace", "--", "/usr/bin/true"])
-    {
-        start.ArgumentList.Add(arg);
-    }
-
-    using var process = Process.Start(start)!;
-    await process.WaitForExitAsync();
-    return process.ExitCode == 0;
-}
+static async Task<bool> BareBwrapAsync(string workspace) => await HarnessServer.Bench.BareBubblewrap.RunTrueAsync(workspace, 65534, 65534) == 0;
 
 async Task<(double Rps, double P50, double P99, int Errors, int Count)> RunAsync(Func<int, Task<bool>> run, double duration)
 {
