@@ -35,6 +35,9 @@ usage() { die "usage: $0 start|stop|failover|kill-primary|status <dir>"; }
 COMMAND=$1
 mkdir -p "$2"
 DIR=$(cd "$2" && pwd)
+# Every process started below works from the cluster folder: the caller's folder may be closed to the user that
+# runs the cluster (a clone under `mktemp -d` is 0700), and Patroni's worker processes change into their cwd.
+cd "$DIR"
 ENV_FILE=$DIR/cluster.env
 PIDS=$DIR/pids
 
