@@ -41,7 +41,7 @@ internal sealed class AuditAnchorPush(
     {
         try
         {
-            foreach (var newest in await NewestPerTenantAsync(stoppingToken))
+            foreach (var newest in await NewestWhenReachableAsync(stoppingToken))
             {
                 await PushAsync(newest, stoppingToken);
             }
@@ -91,6 +91,24 @@ internal sealed class AuditAnchorPush(
         }
     }
 
+    // A background service that throws stops the host: a database that is down (or failing over) when the server
+    // starts only delays the re-push of the newest checkpoints, with the same backoff as a refused push.
+    private async Task<IReadOnlyList<AuditCheckpoint>> NewestWhenReachableAsync(CancellationToken ct)
+    {
+        for (var delay = FirstRetry; ; delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, LastRetry.Ticks)))
+        {
+            try
+            {
+                return await NewestPerTenantAsync(ct);
+            }
+            catch (NpgsqlException e) when (!ct.IsCancellationRequested)
+            {
+                logger.LogWarning("Reading the newest audit checkpoints to push again failed ({Failure}); retrying in {Delay}.", e.Message, delay);
+                await Task.Delay(delay, time, ct);
+            }
+        }
+    }
+
     private async Task<IReadOnlyList<AuditCheckpoint>> NewestPerTenantAsync(CancellationToken ct)
     {
         await using var command = database.CreateCommand("""
@@ -100,8 +118,7 @@ internal sealed class AuditAnchorPush(
         await using var reader = await command.ExecuteReaderAsync(ct);
         while (await reader.ReadAsync(ct))
         {
-            newest.Add(new AuditCheckpoint(reader.GetString(0), reader.GetInt64(1), reader.GetString(2),
-                AuditHash.FormatAt(reader.GetFieldValue<DateTimeOffset>(3)), reader.GetString(4), reader.GetString(5)));
+            newest.Add(AuditCheckpoints.FromRow(reader));
         }
 
         return newest;

@@ -111,7 +111,7 @@ internal sealed class AuditCheckpoints(
         NpgsqlConnection connection, string tenantId, long after, int limit, CancellationToken ct, NpgsqlTransaction? transaction = null)
     {
         await using var command = new NpgsqlCommand("""
-            SELECT seq, hash, at, key_id, signature FROM audit_checkpoints
+            SELECT tenant_id, seq, hash, at, key_id, signature FROM audit_checkpoints
             WHERE tenant_id = $1 AND seq > $2 ORDER BY seq LIMIT $3
             """, connection, transaction);
         command.Parameters.Add(new NpgsqlParameter { Value = tenantId });
@@ -121,12 +121,16 @@ internal sealed class AuditCheckpoints(
         await using var reader = await command.ExecuteReaderAsync(ct);
         while (await reader.ReadAsync(ct))
         {
-            checkpoints.Add(new AuditCheckpoint(tenantId, reader.GetInt64(0), reader.GetString(1),
-                AuditHash.FormatAt(reader.GetFieldValue<DateTimeOffset>(2)), reader.GetString(3), reader.GetString(4)));
+            checkpoints.Add(FromRow(reader));
         }
 
         return checkpoints;
     }
+
+    /// <summary>A checkpoint from a row of <c>tenant_id, seq, hash, at, key_id, signature</c>, in that order.</summary>
+    internal static AuditCheckpoint FromRow(NpgsqlDataReader reader) =>
+        new(reader.GetString(0), reader.GetInt64(1), reader.GetString(2),
+            AuditHash.FormatAt(reader.GetFieldValue<DateTimeOffset>(3)), reader.GetString(4), reader.GetString(5));
 }
 
 /// <summary>Signs a checkpoint every <c>Harness:Audit:CheckpointInterval</c> for each tenant whose head moved.</summary>

@@ -51,8 +51,23 @@ internal static class WebhookOutbox
         unit.NotifyChange(ChangeKind, unit.TenantId);
     }
 
+    /// <summary>
+    /// The most an opted-in body carries of a call's arguments and preview (as JSON, UTF-8): a call's arguments may be
+    /// as large as a request body, and every retry of every delivery would send them again. Larger ones are left out
+    /// and the body says so; the approver's queue (<c>GET /v1/approvals</c>) still has them.
+    /// </summary>
+    internal const int MaxArgumentsBytes = 64 * 1024;
+
     private static string Body(Guid id, string tenant, string type, JsonObject approval, JsonObject? arguments, DateTimeOffset at)
     {
+        if (arguments is not null && System.Text.Encoding.UTF8.GetByteCount(arguments.ToJsonString()) > MaxArgumentsBytes)
+        {
+            arguments = new JsonObject
+            {
+                ["argumentsOmitted"] = $"The call's arguments and preview are larger than {MaxArgumentsBytes:N0} bytes; the approver's queue (GET /v1/approvals) shows them.",
+            };
+        }
+
         var body = new JsonObject
         {
             ["id"] = id.ToString(),

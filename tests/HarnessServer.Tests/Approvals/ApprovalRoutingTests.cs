@@ -82,11 +82,11 @@ public sealed partial class ApprovalRoutingTests(ApprovalRoutingTests.RoutingApp
         (await (await client.PostAsync("/v1/sessions", null)).JsonAsync(HttpStatusCode.Created)).GetProperty("id").GetGuid();
 
     /// <summary>Asks for a write under <paramref name="path"/>: the call (held) and its approval's id.</summary>
-    private static async Task<(Guid Session, Guid Call, Guid Approval)> AskAsync(HttpClient requester, string path)
+    private static async Task<(Guid Session, Guid Call, Guid Approval)> AskAsync(HttpClient requester, string path, string content = "reviewed")
     {
         var session = await NewSessionAsync(requester);
         var held = await (await requester.PostAsJsonAsync($"/v1/sessions/{session}/tool-calls",
-            new { tool = "fs.write", arguments = new { path, content = "reviewed" } })).JsonAsync(HttpStatusCode.Accepted);
+            new { tool = "fs.write", arguments = new { path, content } })).JsonAsync(HttpStatusCode.Accepted);
         Assert.Equal("pending_approval", held.GetProperty("status").GetString());
         return (session, held.GetProperty("id").GetGuid(), held.GetProperty("approvalId").GetGuid());
     }

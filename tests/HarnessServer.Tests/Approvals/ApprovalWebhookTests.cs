@@ -170,6 +170,16 @@ public sealed partial class ApprovalRoutingTests
         AssertSigned(full.Headers, full.Raw);
         Assert.Equal("reviewed", full.Body.GetProperty("arguments").GetProperty("content").GetString());
         Assert.True(full.Body.TryGetProperty("preview", out _));
+        Assert.False(full.Body.TryGetProperty("argumentsOmitted", out _));
+
+        // Arguments too large to send on every attempt are left out, and the body says where they are.
+        var (_, _, large) = await AskAsync(requester, "plain/hook-large.md", new string('x', 200_000));
+        var capped = await receiver.WaitForAsync(b => b.GetProperty("approval").GetProperty("id").GetGuid() == large);
+        AssertSigned(capped.Headers, capped.Raw);
+        Assert.False(capped.Body.TryGetProperty("arguments", out _));
+        Assert.False(capped.Body.TryGetProperty("preview", out _));
+        Assert.Contains("GET /v1/approvals", capped.Body.GetProperty("argumentsOmitted").GetString());
+        Assert.InRange(capped.Raw.Length, 1, 8 * 1024);
     }
 
     [Fact]

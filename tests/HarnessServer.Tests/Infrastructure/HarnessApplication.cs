@@ -179,7 +179,12 @@ public class HarnessApplication : WebApplicationFactory<Program>, IAsyncLifetime
             return;
         }
 
-        await Issuer.DisposeAsync();
+        // A fixture whose start failed before its issuer ran must report that failure, not one of its own here.
+        if (Issuer is { } issuer)
+        {
+            await issuer.DisposeAsync();
+        }
+
         if (Directory.Exists(DataRoot))
         {
             Directory.Delete(DataRoot, recursive: true);
