@@ -35,7 +35,7 @@ internal static class SessionEndpoints
             .WithName("ResumeSession").WithSummary("Resume a paused session; its paused agent turn and its calls approved meanwhile continue.");
         group.MapPost("/{id:guid}/tool-calls", CallToolAsync).WithName("CallTool")
             .WithSummary("Run one tool call through the pipeline: schema, policy, approval, sandbox, audit.");
-        group.MapGet("/{id:guid}/events", StreamEvents).WithName("StreamSessionEvents")
+        group.MapGet("/{id:guid}/events", StreamEventsAsync).WithName("StreamSessionEvents")
             .WithSummary("Server-Sent Events of the session's tool-call status changes.");
         return app;
     }
@@ -77,35 +77,57 @@ internal static class SessionEndpoints
             : TypedResults.Ok(response);
     }
 
-    private static ServerSentEventsResult<ToolCallEvent> StreamEvents(
-        Guid id, CurrentUser user, SessionService sessions, SessionEvents events, CancellationToken ct) =>
-        TypedResults.ServerSentEvents(StreamAsync(id, user, sessions, events, ct), eventType: "tool_call");
+    // Whether the caller may read the session is settled before the result runs: a refusal is then a problem
+    // response, and the 200 of the stream is committed only once the stream can start.
+    private static async Task<ServerSentEventsResult<ToolCallEvent>> StreamEventsAsync(
+        Guid id, CurrentUser user, SessionService sessions, SessionEvents events, HttpContext http, CancellationToken ct)
+    {
+        // Subscribe before reading history so that nothing between the two is lost.
+        var subscription = events.Subscribe(id);
+        try
+        {
+            var (_, calls) = await sessions.GetWithHistoryAsync(id, user, ct);
+            return TypedResults.ServerSentEvents(StreamAsync(subscription, calls, http.Response, ct), eventType: "tool_call");
+        }
+        catch
+        {
+            subscription.Dispose();
+            throw;
+        }
+    }
 
     private static async IAsyncEnumerable<ToolCallEvent> StreamAsync(
-        Guid id, CurrentUser user, SessionService sessions, SessionEvents events, [EnumeratorCancellation] CancellationToken ct)
+        SessionEvents.Subscription subscription, IReadOnlyList<ToolCall> calls, HttpResponse response,
+        [EnumeratorCancellation] CancellationToken ct)
     {
-        // Subscribe before reading history so that nothing between the two is lost. A change is announced once per
-        // commit and delivered as the call then reads, so a notification that arrives after the history (or after
-        // another notification) can repeat a status already sent: only a call's new statuses go out.
-        using var subscription = events.Subscribe(id);
-        var (_, calls) = await sessions.GetWithHistoryAsync(id, user, ct);
-        var sent = new Dictionary<Guid, string>();
-        foreach (var call in calls)
+        using (subscription)
         {
-            var change = ToolCallEvent.Of(call);
-            sent[change.Id] = change.Status;
-            yield return change;
-        }
+            // The headers go out now, not with the first change: a client of a session with no calls yet knows at once
+            // that its stream is open (EventSource's open event) instead of waiting for headers.
+            await response.StartAsync(ct);
+            await response.Body.FlushAsync(ct);
 
-        await foreach (var change in subscription.Reader.ReadAllAsync(ct))
-        {
-            if (sent.TryGetValue(change.Id, out var status) && status == change.Status)
+            // A change is announced once per commit and delivered as the call then reads, so a notification that
+            // arrives after the history (or after another notification) can repeat a status already sent: only a
+            // call's new statuses go out.
+            var sent = new Dictionary<Guid, string>();
+            foreach (var call in calls)
             {
-                continue;
+                var change = ToolCallEvent.Of(call);
+                sent[change.Id] = change.Status;
+                yield return change;
             }
 
-            sent[change.Id] = change.Status;
-            yield return change;
+            await foreach (var change in subscription.Reader.ReadAllAsync(ct))
+            {
+                if (sent.TryGetValue(change.Id, out var status) && status == change.Status)
+                {
+                    continue;
+                }
+
+                sent[change.Id] = change.Status;
+                yield return change;
+            }
         }
     }
 }

@@ -37,7 +37,10 @@ internal static class AuditQuery
         var outcome = filter.Outcome;
         var events = outcome is null
             ? db.Set<AuditEventRecord>()
-            : db.Set<AuditEventRecord>().FromSql($"SELECT * FROM audit_events WHERE decision ->> 'effect' = {outcome} OR payload ->> 'status' = {outcome}");
+            // The tenant again inside the raw SQL: the query filter applies outside it, and a statement sharded by
+            // tenant (docs/sharding.md) names the tenant at each table it reads.
+            : db.Set<AuditEventRecord>().FromSql(
+                $"SELECT * FROM audit_events WHERE tenant_id = {db.CurrentTenantId} AND (decision ->> 'effect' = {outcome} OR payload ->> 'status' = {outcome})");
         var query = events.AsNoTracking();
         if (filter.User is { } user)
         {

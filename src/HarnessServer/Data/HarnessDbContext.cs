@@ -32,6 +32,13 @@ internal sealed class HarnessDbContext(DbContextOptions<HarnessDbContext> option
             if (typeof(ITenantOwned).IsAssignableFrom(entity.ClrType))
             {
                 modelBuilder.Entity(entity.ClrType).HasQueryFilter(TenantFilter(entity.ClrType));
+                // EF Core updates and deletes a tracked row by its key (and concurrency tokens) alone; where the key
+                // lacks the tenant, the token puts tenant_id into that WHERE, so every write names the tenant
+                // (docs/sharding.md, held by Data/TenantStatementTests).
+                if (entity.FindPrimaryKey()?.Properties.All(p => p.Name != nameof(ITenantOwned.TenantId)) ?? false)
+                {
+                    modelBuilder.Entity(entity.ClrType).Property(nameof(ITenantOwned.TenantId)).IsConcurrencyToken();
+                }
             }
         }
     }

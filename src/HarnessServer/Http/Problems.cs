@@ -1,5 +1,6 @@
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Mvc;
+using Microsoft.Extensions.Options;
 
 namespace HarnessServer.Http;
 
@@ -23,7 +24,14 @@ internal static class Problems
         }
 
         var service = context.RequestServices.GetRequiredService<IProblemDetailsService>();
-        await service.WriteAsync(new ProblemDetailsContext { HttpContext = context, ProblemDetails = problem });
+        var problemContext = new ProblemDetailsContext { HttpContext = context, ProblemDetails = problem };
+        if (!await service.TryWriteAsync(problemContext))
+        {
+            // The default writer declines a request whose Accept names no JSON (EventSource sends only
+            // text/event-stream), and declining would turn the refusal into an empty 500: the problem is written anyway.
+            context.RequestServices.GetRequiredService<IOptions<ProblemDetailsOptions>>().Value.CustomizeProblemDetails?.Invoke(problemContext);
+            await context.Response.WriteAsJsonAsync(problem, options: null, contentType: "application/problem+json");
+        }
     }
 
     /// <summary>A typed problem result for handlers, with a stable <paramref name="code"/>.</summary>

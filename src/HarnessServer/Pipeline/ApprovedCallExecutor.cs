@@ -12,8 +12,8 @@ using Npgsql;
 namespace HarnessServer.Pipeline;
 
 /// <summary>
-/// The durable worker behind approvals. It claims one approved, not yet executed approval at a time with
-/// <c>FOR UPDATE SKIP LOCKED</c> and stamps it executed in the claiming transaction, before running it: so two server
+/// The durable worker behind approvals. It claims one approved, not yet executed approval at a time (one per tenant
+/// in turn) with <c>FOR UPDATE SKIP LOCKED</c> and stamps it executed in the claiming transaction, before running it: so two server
 /// processes never run the same call, and a call whose process died mid-run is never run again. The call itself stays
 /// <c>approved</c> until the pipeline holds its lock and marks it running (<see cref="ToolCallPipeline.RunApprovedAsync"/>),
 /// so recovery can never find it running without a lock while it is about to run. A call whose session
@@ -38,17 +38,29 @@ internal sealed class ApprovedCallExecutor(
             try
             {
                 await ExpireAsync(stoppingToken);
-                while (await ClaimAsync(stoppingToken) is { } claim)
+                // One call per tenant per round, the longest-waiting tenant first, until a round finds nothing.
+                var ran = true;
+                while (ran)
                 {
-                    try
+                    ran = false;
+                    foreach (var tenant in await TenantsWithApprovedCallsAsync(stoppingToken))
                     {
-                        await RunAsync(claim, stoppingToken);
-                    }
-                    catch (Exception e) when (e is not OperationCanceledException)
-                    {
-                        // One bad call must not stop the worker (an exception out of ExecuteAsync stops the host).
-                        // It was claimed, so it is never run again; InterruptedCallRecovery records it at next start.
-                        logger.LogError(e, "Approved call {Call} of {Tenant} failed", claim.CallId, claim.Tenant);
+                        if (await ClaimAsync(tenant, stoppingToken) is not { } claim)
+                        {
+                            continue;
+                        }
+
+                        ran = true;
+                        try
+                        {
+                            await RunAsync(claim, stoppingToken);
+                        }
+                        catch (Exception e) when (e is not OperationCanceledException)
+                        {
+                            // One bad call must not stop the worker (an exception out of ExecuteAsync stops the host).
+                            // It was claimed, so it is never run again; InterruptedCallRecovery records it at next start.
+                            logger.LogError(e, "Approved call {Call} of {Tenant} failed", claim.CallId, claim.Tenant);
+                        }
                     }
                 }
             }
@@ -65,30 +77,42 @@ internal sealed class ApprovedCallExecutor(
         }
     }
 
-    private async Task<(string Tenant, Guid CallId)?> ClaimAsync(CancellationToken cancellationToken)
+    // Approved calls not yet claimed, of sessions that are not paused: which tenants have them is a plain read over
+    // every tenant; the claim then locks and writes within one tenant (a single-shard statement under Citus, see
+    // docs/sharding.md), and every join is on tenant_id as well as the id.
+    private const string Claimable = """
+        a.status = 'Approved' AND a.executed_at IS NULL
+        AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.tenant_id = a.tenant_id AND s.id = a.session_id AND s.status = 'Paused')
+        """;
+
+    private async Task<List<string>> TenantsWithApprovedCallsAsync(CancellationToken cancellationToken)
     {
+        var tenants = new List<string>();
         await using var connection = await sources.Application.OpenConnectionAsync(cancellationToken);
-        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
-        await using var claim = new NpgsqlCommand("""
-            WITH next AS (
-                SELECT a.id FROM approvals a
-                WHERE a.status = 'Approved' AND a.executed_at IS NULL
-                  AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.id = a.session_id AND s.status = 'Paused')
-                ORDER BY a.decided_at LIMIT 1
-                FOR UPDATE OF a SKIP LOCKED)
-            UPDATE approvals a SET executed_at = now() FROM next WHERE a.id = next.id
-            RETURNING a.tenant_id, a.tool_call_id
-            """, connection, transaction);
-        await using var reader = await claim.ExecuteReaderAsync(cancellationToken);
-        if (!await reader.ReadAsync(cancellationToken))
+        await using var find = new NpgsqlCommand(
+            $"SELECT a.tenant_id FROM approvals a WHERE {Claimable} GROUP BY a.tenant_id ORDER BY min(a.decided_at)", connection);
+        await using var reader = await find.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
         {
-            return null;
+            tenants.Add(reader.GetString(0));
         }
 
-        var (tenant, callId) = (reader.GetString(0), reader.GetGuid(1));
-        await reader.CloseAsync();
-        await transaction.CommitAsync(cancellationToken);
-        return (tenant, callId);
+        return tenants;
+    }
+
+    private async Task<(string Tenant, Guid CallId)?> ClaimAsync(string tenant, CancellationToken cancellationToken)
+    {
+        await using var connection = await sources.Application.OpenConnectionAsync(cancellationToken);
+        await using var claim = new NpgsqlCommand($"""
+            WITH next AS (
+                SELECT a.id FROM approvals a
+                WHERE a.tenant_id = $1 AND {Claimable}
+                ORDER BY a.decided_at LIMIT 1
+                FOR UPDATE OF a SKIP LOCKED)
+            UPDATE approvals a SET executed_at = now() FROM next WHERE a.tenant_id = $1 AND a.id = next.id
+            RETURNING a.tool_call_id
+            """, connection) { Parameters = { new() { Value = tenant } } };
+        return await claim.ExecuteScalarAsync(cancellationToken) is Guid callId ? (tenant, callId) : null;
     }
 
     private async Task RunAsync((string Tenant, Guid CallId) claim, CancellationToken cancellationToken)

@@ -94,7 +94,7 @@ internal sealed class InterruptedCallRecovery(
         await using (var find = new NpgsqlCommand($"""
             SELECT c.tenant_id, c.session_id, c.id, c.tool, c.lease_token FROM tool_calls c
             WHERE (c.status = 'Running'
-               OR ($1 AND c.status = 'Approved' AND EXISTS (SELECT 1 FROM approvals a WHERE a.tool_call_id = c.id AND a.executed_at IS NOT NULL)))
+               OR ($1 AND c.status = 'Approved' AND EXISTS (SELECT 1 FROM approvals a WHERE a.tenant_id = c.tenant_id AND a.tool_call_id = c.id AND a.executed_at IS NOT NULL)))
               AND {NoLeaseInForce}
             """, connection) { Parameters = { new() { Value = includeClaimed } } })
         await using (var reader = await find.ExecuteReaderAsync(cancellationToken))

@@ -5,7 +5,7 @@ namespace HarnessServer.Sandbox;
 
 internal static class SandboxExtensions
 {
-    /// <summary>Options of <c>Harness:Sandbox</c> and <c>Harness:WorkspacesPath</c>, the workspaces, the sandbox, its start-up probe and readiness check.</summary>
+    /// <summary>Options of <c>Harness:Sandbox</c> and <c>Harness:WorkspacesPath</c>, the workspaces, the sandbox, its start-up probe and readiness checks (the sandbox; workspaces shared between replicas).</summary>
     public static WebApplicationBuilder AddHarnessSandbox(this WebApplicationBuilder builder)
     {
         builder.Services.AddOptions<SandboxOptions>()
@@ -25,6 +25,14 @@ internal static class SandboxExtensions
         builder.Services.AddSingleton<SandboxProbe>();
         builder.Services.AddHostedService(services => services.GetRequiredService<SandboxProbe>());
         builder.Services.AddHealthChecks().AddCheck<SandboxHealthCheck>("sandbox", tags: [HealthExtensions.ReadyTag]);
+        builder.Services.AddOptions<WorkspaceSharingOptions>()
+            .BindConfiguration("Harness:WorkspaceSharing")
+            .Validate(o => o.Heartbeat > TimeSpan.Zero && o.Grace >= TimeSpan.Zero,
+                "Harness:WorkspaceSharing:Heartbeat must be positive and Grace not negative.")
+            .ValidateOnStart();
+        builder.Services.AddSingleton<WorkspaceSharing>();
+        builder.Services.AddHostedService(services => services.GetRequiredService<WorkspaceSharing>());
+        builder.Services.AddHealthChecks().AddCheck<WorkspaceSharingHealthCheck>("workspaces", tags: [HealthExtensions.ReadyTag]);
         return builder;
     }
 }

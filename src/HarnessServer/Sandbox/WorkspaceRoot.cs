@@ -80,6 +80,17 @@ internal sealed partial class WorkspaceRoot
         return Path.Combine(FullPath, name);
     }
 
+    /// <summary>
+    /// A folder of the server's own directly under the root (mode 0700, no sandbox user may enter), created when
+    /// missing; returns its path. <paramref name="name"/> starts with a dot, so it cannot collide with a tenant.
+    /// </summary>
+    internal string CreateServerFolder(string name)
+    {
+        using var root = OpenRoot(create: true);
+        using var folder = CreateDirectory(root, name, OwnerOnly, owner: null);
+        return Path.Combine(FullPath, name);
+    }
+
     // Workspaces made before each tenant had its own sandbox user belong to the shared one: opening one hands it to
     // the tenant's user, so an upgrade needs no manual step (one fstat when nothing is to be done).
     private Workspace Owned(SafeFileHandle session, string tenant, string sessionId, SandboxUser user)

@@ -12,7 +12,7 @@ using Npgsql;
 namespace HarnessServer.Webhooks;
 
 /// <summary>
-/// Delivers the outbox: claims due deliveries of every tenant (<c>FOR UPDATE SKIP LOCKED</c>, with a lease, so two
+/// Delivers the outbox: claims due deliveries of every tenant, tenant by tenant (<c>FOR UPDATE SKIP LOCKED</c>, with a lease, so two
 /// server processes never send one at once and a crash mid-send only delays it), POSTs each signed body to the tenant's
 /// URL, and records the attempt. A 2xx delivers it; anything else is retried with exponential backoff until
 /// <see cref="WebhookOptions.MaxAttempts"/>, then it is failed. Woken through the change feed when a delivery is
@@ -101,30 +101,57 @@ internal sealed class WebhookDispatcher : BackgroundService
 
     private sealed record Due(Guid Id, string Tenant, string Event, string Body, int Attempt);
 
+    // The tenants with due deliveries, the longest-waiting first: a plain read over every tenant. The claims then lock
+    // and write within one tenant, so each names its tenant (a single-shard statement under Citus, docs/sharding.md).
+    private const string TenantsWithDue = """
+        SELECT tenant_id FROM webhook_deliveries
+        WHERE status = 'Pending' AND next_attempt_at <= $1
+        GROUP BY tenant_id ORDER BY min(next_attempt_at)
+        """;
+
     // The claim moves the next attempt a lease ahead and counts the attempt, so a process that dies mid-send neither
     // loses the delivery nor retries it without end.
+    private const string ClaimOfTenant = """
+        WITH next AS (
+            SELECT id FROM webhook_deliveries
+            WHERE tenant_id = $1 AND status = 'Pending' AND next_attempt_at <= $2
+            ORDER BY next_attempt_at LIMIT $3
+            FOR UPDATE SKIP LOCKED)
+        UPDATE webhook_deliveries d SET attempts = d.attempts + 1, next_attempt_at = $4
+        FROM next WHERE d.tenant_id = $1 AND d.id = next.id
+        RETURNING d.id, d.tenant_id, d.event, d.body, d.attempts
+        """;
+
     private async Task<List<Due>> ClaimAsync(CancellationToken cancellationToken)
     {
         var now = _time.GetUtcNow();
         await using var connection = await _sources.Application.OpenConnectionAsync(cancellationToken);
-        await using var claim = new NpgsqlCommand("""
-            WITH next AS (
-                SELECT id FROM webhook_deliveries
-                WHERE status = 'Pending' AND next_attempt_at <= $1
-                ORDER BY next_attempt_at LIMIT $2
-                FOR UPDATE SKIP LOCKED)
-            UPDATE webhook_deliveries d SET attempts = d.attempts + 1, next_attempt_at = $3
-            FROM next WHERE d.id = next.id
-            RETURNING d.id, d.tenant_id, d.event, d.body, d.attempts
-            """, connection);
-        claim.Parameters.Add(new NpgsqlParameter { Value = now });
-        claim.Parameters.Add(new NpgsqlParameter { Value = Batch });
-        claim.Parameters.Add(new NpgsqlParameter { Value = now + _options.Timeout + _options.Timeout + TimeSpan.FromSeconds(30) });
-        var due = new List<Due>();
-        await using var reader = await claim.ExecuteReaderAsync(cancellationToken);
-        while (await reader.ReadAsync(cancellationToken))
+        var tenants = new List<string>();
+        await using (var find = new NpgsqlCommand(TenantsWithDue, connection) { Parameters = { new() { Value = now } } })
+        await using (var reader = await find.ExecuteReaderAsync(cancellationToken))
         {
-            due.Add(new Due(reader.GetGuid(0), reader.GetString(1), reader.GetString(2), reader.GetString(3), reader.GetInt32(4)));
+            while (await reader.ReadAsync(cancellationToken))
+            {
+                tenants.Add(reader.GetString(0));
+            }
+        }
+
+        var due = new List<Due>();
+        foreach (var tenant in tenants.TakeWhile(_ => due.Count < Batch))
+        {
+            await using var claim = new NpgsqlCommand(ClaimOfTenant, connection)
+            {
+                Parameters =
+                {
+                    new() { Value = tenant }, new() { Value = now }, new() { Value = Batch - due.Count },
+                    new() { Value = now + _options.Timeout + _options.Timeout + TimeSpan.FromSeconds(30) },
+                },
+            };
+            await using var reader = await claim.ExecuteReaderAsync(cancellationToken);
+            while (await reader.ReadAsync(cancellationToken))
+            {
+                due.Add(new Due(reader.GetGuid(0), reader.GetString(1), reader.GetString(2), reader.GetString(3), reader.GetInt32(4)));
+            }
         }
 
         return due;

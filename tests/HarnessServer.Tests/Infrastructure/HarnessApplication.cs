@@ -53,6 +53,9 @@ public class HarnessApplication : WebApplicationFactory<Program>, IAsyncLifetime
     /// </summary>
     protected virtual bool UsesEmbeddingModel => false;
 
+    /// <summary>The cluster this host's database is created in: the shared one unless a fixture needs its own.</summary>
+    protected virtual Task<PostgresCluster> StartClusterAsync() => PostgresCluster.SharedAsync();
+
     /// <summary>Extra configuration for a fixture subclass, applied over the defaults.</summary>
     protected virtual void Configure(IDictionary<string, string?> settings)
     {
@@ -72,7 +75,7 @@ public class HarnessApplication : WebApplicationFactory<Program>, IAsyncLifetime
             return;
         }
 
-        Cluster = await PostgresCluster.SharedAsync();
+        Cluster = await StartClusterAsync();
         Issuer = await OidcIssuer.StartAsync();
         Database = await Cluster.CreateDatabaseAsync(GetType().Name);
         Directory.CreateDirectory(DataRoot);

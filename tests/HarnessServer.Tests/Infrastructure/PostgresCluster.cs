@@ -80,7 +80,13 @@ public sealed class PostgresCluster : IAsyncDisposable
         return name;
     }
 
-    private static async Task<PostgresCluster> StartAsync()
+    /// <summary>
+    /// A cluster of the caller's own, started with extra server options (<c>-c name=value ...</c>, e.g. a preloaded
+    /// library the shared cluster does not load); the caller disposes it.
+    /// </summary>
+    public static Task<PostgresCluster> StartOwnAsync(string serverOptions) => StartAsync(serverOptions);
+
+    private static async Task<PostgresCluster> StartAsync(string serverOptions = "")
     {
         var directory = Path.Combine(Path.GetTempPath(), $"harness-pg-{Guid.NewGuid():N}");
         System.IO.Directory.CreateDirectory(directory);
@@ -100,7 +106,7 @@ public sealed class PostgresCluster : IAsyncDisposable
         // ran out once the MCP and CLI classes joined the suite.
         await RunAsync(Path.Combine(BinDirectory, "pg_ctl"),
             ["-D", data, "-w", "-l", Path.Combine(directory, "log"), "-o",
-                $"-p {port} -c listen_addresses=127.0.0.1 -k {directory} -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=800",
+                $"-p {port} -c listen_addresses=127.0.0.1 -k {directory} -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=800 {serverOptions}",
                 "start"], asRoot);
         var cluster = new PostgresCluster(directory, port);
         // Roles are cluster-wide: create the application role once, so that test hosts migrating their databases in
