@@ -17,6 +17,7 @@ internal static class PipelineExtensions
         services.AddScoped<ExecuteStep>();
         services.AddScoped<RecordResultStep>();
         services.AddScoped<ToolExecutors>();
+        services.AddSingleton<WorkspaceQuotaGuard>();
         services.AddScoped<ToolCallPipeline>();
         services.AddSingleton<SessionGate>();
         services.AddSingleton<CallLeases>();

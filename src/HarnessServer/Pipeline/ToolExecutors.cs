@@ -11,12 +11,17 @@ namespace HarnessServer.Pipeline;
 /// <summary>
 /// Runs a call that the pipeline has validated and allowed: the file tools inside the session workspace (confined
 /// beneath its root), <c>shell.exec</c> and command tools in a fresh bubblewrap sandbox, <c>http.fetch</c> through the
-/// allow-listed client, memory tools through the tenant's memory. Only <see cref="ExecuteStep"/> calls this.
+/// allow-listed client, memory tools through the tenant's memory, each call that can write the workspace held to its
+/// quota (<see cref="WorkspaceQuotaGuard"/>). Only <see cref="ExecuteStep"/> calls this.
 /// </summary>
 internal sealed class ToolExecutors(
-    BubblewrapSandbox sandbox, HttpFetchTool http, HttpFetchAllowList allowList, Memory.MemoryStore memory, Upstreams.McpUpstreamCalls upstreams)
+    BubblewrapSandbox sandbox, HttpFetchTool http, HttpFetchAllowList allowList, Memory.MemoryStore memory, Upstreams.McpUpstreamCalls upstreams,
+    WorkspaceQuotaGuard quota)
 {
-    public async Task<ToolOutcome> RunAsync(ToolCallContext context, CancellationToken cancellationToken)
+    public Task<ToolOutcome> RunAsync(ToolCallContext context, CancellationToken cancellationToken) =>
+        quota.RunAsync(context, token => RunToolAsync(context, token), cancellationToken);
+
+    private async Task<ToolOutcome> RunToolAsync(ToolCallContext context, CancellationToken cancellationToken)
     {
         var tool = context.Tool!;
         var arguments = context.Request.Arguments;

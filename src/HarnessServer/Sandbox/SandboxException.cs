@@ -23,4 +23,5 @@ internal static class SandboxErrors
     public const string IoError = "io_error";
     public const string InvalidArgument = "invalid_argument";
     public const string SandboxUnavailable = "sandbox_unavailable";
+    public const string WorkspaceQuotaExceeded = "workspace_quota_exceeded";
 }

@@ -5,7 +5,7 @@ namespace HarnessServer.Sandbox;
 
 internal static class SandboxExtensions
 {
-    /// <summary>Options of <c>Harness:Sandbox</c> and <c>Harness:WorkspacesPath</c>, the workspaces, the sandbox, its start-up probe and readiness checks (the sandbox; workspaces shared between replicas).</summary>
+    /// <summary>Options of <c>Harness:Sandbox</c> and <c>Harness:WorkspacesPath</c>, the workspaces, the sandbox, the workspace quota, its start-up probe and readiness checks (the sandbox; workspaces shared between replicas).</summary>
     public static WebApplicationBuilder AddHarnessSandbox(this WebApplicationBuilder builder)
     {
         builder.Services.AddOptions<SandboxOptions>()
@@ -22,6 +22,7 @@ internal static class SandboxExtensions
         builder.Services.AddSingleton<ControlGroups>();
         builder.Services.AddSingleton<BubblewrapLauncher>();
         builder.Services.AddSingleton<BubblewrapSandbox>();
+        builder.Services.AddSingleton<WorkspaceQuota>();
         builder.Services.AddSingleton<SandboxProbe>();
         builder.Services.AddHostedService(services => services.GetRequiredService<SandboxProbe>());
         builder.Services.AddHealthChecks().AddCheck<SandboxHealthCheck>("sandbox", tags: [HealthExtensions.ReadyTag]);

@@ -39,6 +39,15 @@ internal sealed class SandboxOptions
     /// <summary>Whether writable cgroup v1 memory and pids hierarchies are used when no <see cref="CgroupRoot"/> is set.</summary>
     public bool UseCgroupV1 { get; set; } = true;
 
+    /// <summary>
+    /// Bytes (the sizes of its regular files) a session's workspace may hold: a call that leaves it over fails
+    /// <c>workspace_quota_exceeded</c> and is undone (see <see cref="WorkspaceQuota"/>).
+    /// </summary>
+    public long WorkspaceMaxBytes { get; set; } = 4L * 1024 * 1024 * 1024;
+
+    /// <summary>Entries of any kind (files, folders, links) a session's workspace may hold, held like <see cref="WorkspaceMaxBytes"/>.</summary>
+    public long WorkspaceMaxFiles { get; set; } = 250_000;
+
     public int DefaultTimeoutSeconds { get; set; } = 30;
     public int MaxTimeoutSeconds { get; set; } = 300;
 
@@ -97,6 +106,10 @@ internal sealed class SandboxOptions
                 "Harness:Sandbox:CgroupRoot must be empty or an absolute path."),
             (ShmBytes < 0,
                 "Harness:Sandbox:ShmBytes must be 0 (no /dev/shm) or positive."),
+            (WorkspaceMaxBytes <= 0,
+                "Harness:Sandbox:WorkspaceMaxBytes must be positive."),
+            (WorkspaceMaxFiles <= 0,
+                "Harness:Sandbox:WorkspaceMaxFiles must be positive."),
             (DefaultTimeoutSeconds <= 0,
                 "Harness:Sandbox:DefaultTimeoutSeconds must be positive."),
             (MaxTimeoutSeconds < DefaultTimeoutSeconds,

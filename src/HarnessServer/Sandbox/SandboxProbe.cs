@@ -92,14 +92,14 @@ internal sealed class SandboxProbe : IHostedService
     }
 }
 
-/// <summary>Ready only when the sandbox probe succeeded (and saying what holds its limits); otherwise unhealthy with the probe's reason.</summary>
-internal sealed class SandboxHealthCheck(SandboxProbe probe, ControlGroups groups) : IHealthCheck
+/// <summary>Ready only when the sandbox probe succeeded (and saying what holds its limits and the workspace quota); otherwise unhealthy with the probe's reason.</summary>
+internal sealed class SandboxHealthCheck(SandboxProbe probe, ControlGroups groups, WorkspaceQuota quota) : IHealthCheck
 {
     public async Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
     {
         var outcome = await probe.WaitAsync(cancellationToken);
         return outcome.IsAvailable
-            ? HealthCheckResult.Healthy($"bubblewrap sandbox available; limits: {groups.Description}")
+            ? HealthCheckResult.Healthy($"bubblewrap sandbox available; limits: {groups.Description}; workspace quota: {quota.Description}")
             : HealthCheckResult.Unhealthy($"Sandbox unavailable: {outcome.FailureReason}");
     }
 }
