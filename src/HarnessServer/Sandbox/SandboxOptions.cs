@@ -39,6 +39,15 @@ internal sealed class SandboxOptions
     /// <summary>Whether writable cgroup v1 memory and pids hierarchies are used when no <see cref="CgroupRoot"/> is set.</summary>
     public bool UseCgroupV1 { get; set; } = true;
 
+    /// <summary>
+    /// Whether each session's commands run in one warm sandbox (namespaces made once, each command in fresh mount, PID
+    /// and IPC namespaces with a fresh <c>/tmp</c>; see docs/sandbox.md) instead of a new bubblewrap sandbox per call.
+    /// </summary>
+    public bool Warm { get; set; } = true;
+
+    /// <summary>A session's warm sandbox is stopped after this long without a command (and restarted on the next).</summary>
+    public int WarmIdleSeconds { get; set; } = 300;
+
     public int DefaultTimeoutSeconds { get; set; } = 30;
     public int MaxTimeoutSeconds { get; set; } = 300;
 
@@ -97,6 +106,8 @@ internal sealed class SandboxOptions
                 "Harness:Sandbox:CgroupRoot must be empty or an absolute path."),
             (ShmBytes < 0,
                 "Harness:Sandbox:ShmBytes must be 0 (no /dev/shm) or positive."),
+            (WarmIdleSeconds <= 0,
+                "Harness:Sandbox:WarmIdleSeconds must be positive."),
             (DefaultTimeoutSeconds <= 0,
                 "Harness:Sandbox:DefaultTimeoutSeconds must be positive."),
             (MaxTimeoutSeconds < DefaultTimeoutSeconds,
