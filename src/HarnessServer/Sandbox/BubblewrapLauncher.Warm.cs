@@ -13,14 +13,10 @@ internal sealed partial class BubblewrapLauncher : IDisposable
     /// <summary>Where harness-init is bound inside a warm sandbox (on the root, which is then made read-only).</summary>
     private const string WarmInitPath = "/.harness-init";
 
-    // After a warm sandbox failed to start, calls run cold for this long before the next attempt.
-    private static readonly TimeSpan WarmBackOff = TimeSpan.FromSeconds(60);
-
     /// <summary>harness-init as the build put it beside the server (HarnessServer.csproj compiles it with gcc).</summary>
     internal static readonly string WarmInitHostPath = Path.Combine(AppContext.BaseDirectory, "harness-init");
 
     private WarmSandboxes? _warm;
-    private long _warmRetryAt;
 
     private WarmSandboxes Warm => LazyInitializer.EnsureInitialized(ref _warm, () => new WarmSandboxes(_options.WarmIdleSeconds));
 
@@ -32,7 +28,7 @@ internal sealed partial class BubblewrapLauncher : IDisposable
     /// <summary>Runs the command in the session's warm sandbox; null when it must run cold instead (nothing ran).</summary>
     private async Task<SandboxResult?> RunWarmAsync(SandboxCommand command, int timeout, CancellationToken cancellationToken)
     {
-        if (Environment.TickCount64 < Volatile.Read(ref _warmRetryAt) || !File.Exists(WarmInitHostPath))
+        if (!File.Exists(WarmInitHostPath))
         {
             return null;
         }
@@ -62,16 +58,15 @@ internal sealed partial class BubblewrapLauncher : IDisposable
                     return result;
                 }
 
-                var wasFresh = !sandbox.HasRun;
-                Warm.Retire(sandbox);
-                if (wasFresh)
+                if (!sandbox.HasRun)
                 {
-                    Volatile.Write(ref _warmRetryAt, Environment.TickCount64 + (long)WarmBackOff.TotalMilliseconds);
-                    logger.LogWarning("A warm sandbox did not start ({Failure}; {Errors}); commands run cold for {Seconds} s.",
-                        sandbox.Failure, (await sandbox.ErrorsAsync()).Trim(), WarmBackOff.TotalSeconds);
+                    Warm.FailedToStart(sandbox);
+                    logger.LogWarning("A warm sandbox did not start ({Failure}; {Errors}); the workspace's commands run cold for a while.",
+                        sandbox.Failure, (await sandbox.ErrorsAsync()).Trim());
                     return null;
                 }
 
+                Warm.Retire(sandbox);
                 logger.LogInformation("A session's warm sandbox had stopped ({Failure}); starting a new one.", sandbox.Failure);
             }
             finally

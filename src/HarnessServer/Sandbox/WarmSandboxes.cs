@@ -9,7 +9,11 @@ namespace HarnessServer.Sandbox;
 /// </summary>
 internal sealed class WarmSandboxes : IDisposable
 {
+    // After a warm sandbox of a workspace failed to start, that workspace's calls run cold for this long.
+    private const long BackOffMilliseconds = 60_000;
+
     private readonly ConcurrentDictionary<string, WarmSandbox> _byWorkspace = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, long> _failedAt = new(StringComparer.Ordinal);
     private readonly long _idleMilliseconds;
     private readonly Timer _sweep;
 
@@ -26,6 +30,11 @@ internal sealed class WarmSandboxes : IDisposable
     /// </summary>
     public async Task<WarmSandbox?> LeaseAsync(string workspacePath, SandboxUser user, Func<string, SandboxUser, Task<WarmSandbox>> start)
     {
+        if (_failedAt.TryGetValue(workspacePath, out var failed) && Environment.TickCount64 - failed < BackOffMilliseconds)
+        {
+            return null;
+        }
+
         if (_byWorkspace.TryGetValue(workspacePath, out var existing))
         {
             if (!existing.TryLease())
@@ -53,6 +62,16 @@ internal sealed class WarmSandboxes : IDisposable
         return fresh;
     }
 
+    /// <summary>
+    /// Stops a sandbox that never ran a command, and runs the workspace's calls cold for a while: its bwrap could not
+    /// be built (a workspace the user cannot reach) or the init could not set a command up.
+    /// </summary>
+    public void FailedToStart(WarmSandbox sandbox)
+    {
+        _failedAt[sandbox.WorkspacePath] = Environment.TickCount64;
+        Retire(sandbox);
+    }
+
     /// <summary>Forgets and stops a sandbox the caller holds the lease of.</summary>
     public void Retire(WarmSandbox sandbox)
     {
@@ -75,6 +94,14 @@ internal sealed class WarmSandboxes : IDisposable
     private void Sweep()
     {
         var now = Environment.TickCount64;
+        foreach (var (path, failed) in _failedAt)
+        {
+            if (now - failed >= BackOffMilliseconds)
+            {
+                _failedAt.TryRemove(new KeyValuePair<string, long>(path, failed));
+            }
+        }
+
         foreach (var sandbox in _byWorkspace.Values)
         {
             var unneeded = sandbox.IsStopped || now - sandbox.LastUsed > _idleMilliseconds || !sandbox.StillBindsItsWorkspace();
