@@ -82,8 +82,9 @@ internal sealed class AuditChain : IHostedService
         CheckText(tenantId, "tenant");
         var prepared = Prepare(entries);
         CheckCommands(commands);
-        var seqs = await EnqueueAsync(new PendingAppend(tenantId, prepared, null, ct) { Commands = commands });
-        return new AuditReceipt(seqs);
+        var pending = new PendingAppend(tenantId, prepared, null, ct) { Commands = commands };
+        var seqs = await EnqueueAsync(pending);
+        return new AuditReceipt(seqs) { Answers = pending.Answers ?? [] };
     }
 
     /// <summary>
@@ -474,9 +475,11 @@ internal sealed class AuditChain : IHostedService
         batch.BatchCommands.Add(new NpgsqlBatchCommand("SAVEPOINT audit_guess"));
         AddCommands(batch, plain);
         batch.BatchCommands.Add(rows.ToCommand());
+        AddAnswering(batch, plain);
         batch.BatchCommands.Add(MoveHeads(guess));
         Dictionary<string, Head> actual;
         var failed = false;
+        var results = new List<object?[]?>();
         await using (var reader = await batch.ExecuteReaderAsync())
         {
             actual = await ReadHeadsAsync(reader, tenants.Length);
@@ -484,6 +487,7 @@ internal sealed class AuditChain : IHostedService
             {
                 while (await reader.NextResultAsync())
                 {
+                    results.Add(await FirstRowAsync(reader));
                 }
             }
             catch (PostgresException)
@@ -500,6 +504,7 @@ internal sealed class AuditChain : IHostedService
         var held = !failed && expected.All(e => actual[e.Key] == e.Value);
         if (held)
         {
+            Answer(plain, results);
             return (guess, true);
         }
 
@@ -525,6 +530,7 @@ internal sealed class AuditChain : IHostedService
         batch.BatchCommands.Add(new NpgsqlBatchCommand("SAVEPOINT audit_group"));
         AddCommands(batch, group);
         batch.BatchCommands.Add(rows.ToCommand());
+        var answering = AddAnswering(batch, group);
         batch.BatchCommands.Add(new NpgsqlBatchCommand("RELEASE SAVEPOINT audit_group"));
         if (moveHeads)
         {
@@ -533,7 +539,25 @@ internal sealed class AuditChain : IHostedService
 
         try
         {
-            await batch.ExecuteNonQueryAsync();
+            if (answering)
+            {
+                var results = new List<object?[]?>();
+                await using (var reader = await batch.ExecuteReaderAsync())
+                {
+                    do
+                    {
+                        results.Add(await FirstRowAsync(reader));
+                    }
+                    while (await reader.NextResultAsync());
+                }
+
+                Answer(group, results);
+            }
+            else
+            {
+                await batch.ExecuteNonQueryAsync();
+            }
+
             committed.AddRange(group);
             return moveHeads;
         }
@@ -682,14 +706,58 @@ internal sealed class AuditChain : IHostedService
 
         /// <summary>Writes that commit with these events (only for plain appends).</summary>
         public IReadOnlyList<AuditCommand> Commands { get; init; } = [];
+
+        /// <summary>What the answering commands among <see cref="Commands"/> answered, once committed.</summary>
+        public object?[]?[]? Answers { get; set; }
     }
 
     private static void AddCommands(NpgsqlBatch batch, IEnumerable<PendingAppend> appends)
     {
-        foreach (var command in appends.SelectMany(p => p.Commands))
+        foreach (var command in appends.SelectMany(p => p.Commands).Where(c => !c.Answers))
         {
             batch.BatchCommands.Add(command.ToBatchCommand());
         }
+    }
+
+    /// <returns>Whether any command answers: the batch's results must be read then.</returns>
+    private static bool AddAnswering(NpgsqlBatch batch, IEnumerable<PendingAppend> appends)
+    {
+        var any = false;
+        foreach (var command in appends.SelectMany(p => p.Commands).Where(c => c.Answers))
+        {
+            batch.BatchCommands.Add(command.ToBatchCommand());
+            any = true;
+        }
+
+        return any;
+    }
+
+    // The driver yields a result set only for statements that return rows (pg_notify's SELECTs too), so results are
+    // matched from the end: the answering commands are the batch's last statements that return rows.
+    private static void Answer(List<PendingAppend> appends, List<object?[]?> results)
+    {
+        var next = results.Count - appends.Sum(p => p.Commands.Count(c => c.Answers));
+        foreach (var pending in appends)
+        {
+            var count = pending.Commands.Count(c => c.Answers);
+            if (count > 0)
+            {
+                pending.Answers = results.GetRange(next, count).ToArray();
+                next += count;
+            }
+        }
+    }
+
+    private static async Task<object?[]?> FirstRowAsync(NpgsqlDataReader reader)
+    {
+        if (!await reader.ReadAsync())
+        {
+            return null;
+        }
+
+        var row = new object[reader.FieldCount];
+        reader.GetValues(row);
+        return row;
     }
 
     /// <summary>The columns of one multi-row insert, with seqs and hashes assigned from the locked heads.</summary>

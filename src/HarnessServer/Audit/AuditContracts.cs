@@ -26,6 +26,12 @@ internal record AuditReceipt(IReadOnlyList<long> Seqs)
 {
     /// <summary>The sequence number of the last entry (0 when there were none).</summary>
     public long LastSeq => Seqs.Count == 0 ? 0 : Seqs[^1];
+
+    /// <summary>
+    /// The first row of each of the append's <see cref="AuditCommand.Answers"/> commands, in their order (null when
+    /// one answered no row).
+    /// </summary>
+    public IReadOnlyList<object?[]?> Answers { get; init; } = [];
 }
 
 /// <summary>The result of a unit of work together with the sequence numbers of the events committed with it.</summary>
@@ -86,6 +92,13 @@ internal sealed class AuditUnavailableException(string detail, Exception? inner 
 /// </summary>
 internal sealed record AuditCommand(string Sql, params object?[] Values)
 {
+    /// <summary>
+    /// The command returns rows (a <c>SELECT</c>, or <c>RETURNING</c>), and its caller reads the first from
+    /// <see cref="AuditReceipt.Answers"/>. Answering commands run after every other write of the batch and its
+    /// events, still in their append's savepoint.
+    /// </summary>
+    public bool Answers { get; init; }
+
     public static AuditCommand Notify(string channel, string payload) => new("SELECT pg_notify($1, $2)", channel, payload);
 
     /// <summary>The <see cref="ChangeFeed"/> notice of a change, as a write that commits with an audit append.</summary>

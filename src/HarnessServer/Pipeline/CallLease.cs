@@ -1,3 +1,4 @@
+using HarnessServer.Audit;
 using HarnessServer.Data;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Metadata.Builders;
@@ -86,6 +87,7 @@ internal sealed class CallLeases(DatabaseSources sources, IOptions<RecoveryOptio
         var duration = options.Value.LeaseDuration;
         while (true)
         {
+            var sent = DateTime.UtcNow;
             await using (var command = sources.Application.CreateCommand(Acquire))
             {
                 command.Parameters.Add(new() { Value = tenant });
@@ -101,7 +103,7 @@ internal sealed class CallLeases(DatabaseSources sources, IOptions<RecoveryOptio
                     var holding = new Holding(this, tenant, scope, token, duration);
                     if (reader.GetBoolean(1))
                     {
-                        holding.StartRenewing();
+                        holding.StartRenewing(sent);
                         return holding;
                     }
 
@@ -116,6 +118,38 @@ internal sealed class CallLeases(DatabaseSources sources, IOptions<RecoveryOptio
             logger.LogInformation("The lease of {Scope} is held by another replica; call {Call} waits for it", scope, call);
             await Task.Delay(options.Value.LeaseRetryInterval, cancellationToken);
         }
+    }
+
+    /// <summary>
+    /// The acquisition as a write that commits with a new call's decision (after its row, in the audit writer's
+    /// batch), so an allowed call takes its lease without a round trip and a commit of its own. Read its answer with
+    /// <see cref="TakenAsync"/>.
+    /// </summary>
+    public AuditCommand AcquireWithDecision(string tenant, Guid scope, Guid call) =>
+        new(Acquire, tenant, scope, call, Holder, options.Value.LeaseDuration) { Answers = true };
+
+    /// <summary>
+    /// The lease <see cref="AcquireWithDecision"/> took, renewed from now on (<paramref name="sent"/>: when its append
+    /// was handed to the writer); null when another replica held it, and then <see cref="AcquireAsync"/> waits for it.
+    /// </summary>
+    public async Task<Holding?> TakenAsync(string tenant, Guid scope, object?[]? answer, DateTime sent)
+    {
+        if (answer is not [long token, bool stamped])
+        {
+            return null;
+        }
+
+        var holding = new Holding(this, tenant, scope, token, options.Value.LeaseDuration);
+        if (!stamped)
+        {
+            // Not for a call inserted running in the same transaction; should it happen, the call is not left holding
+            // a lease, and AcquireAsync finds it is no longer running.
+            await holding.ReleaseAsync();
+            return null;
+        }
+
+        holding.StartRenewing(sent);
+        return holding;
     }
 
     private ILogger Log => logger;
@@ -172,12 +206,12 @@ internal sealed class CallLeases(DatabaseSources sources, IOptions<RecoveryOptio
         /// <summary>Set when the finishing write gave the lease up in its own transaction.</summary>
         public void MarkReleased() => Interlocked.Exchange(ref _released, 1);
 
-        internal void StartRenewing() => _renewing = Task.Run(() => RenewPeriodicallyAsync(_stop.Token), CancellationToken.None);
+        internal void StartRenewing(DateTime sent) => _renewing = Task.Run(() => RenewPeriodicallyAsync(sent, _stop.Token), CancellationToken.None);
 
-        private async Task RenewPeriodicallyAsync(CancellationToken stop)
+        private async Task RenewPeriodicallyAsync(DateTime acquired, CancellationToken stop)
         {
             // Measured from before each renewal was sent, so this replica gives up no later than the database expires it.
-            var heldUntil = DateTime.UtcNow + _duration;
+            var heldUntil = acquired + _duration;
             try
             {
                 while (true)

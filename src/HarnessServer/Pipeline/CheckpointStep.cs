@@ -2,7 +2,6 @@ using HarnessServer.Audit;
 using HarnessServer.Data;
 using HarnessServer.Sessions;
 using HarnessServer.Tools;
-using Microsoft.EntityFrameworkCore;
 
 namespace HarnessServer.Pipeline;
 
@@ -19,7 +18,9 @@ namespace HarnessServer.Pipeline;
 /// does not run and is rejected <c>workspace_changed</c>; if not, the checkpoint of the ask is the one before the call.
 /// </para>
 /// </summary>
-internal sealed class CheckpointStep(WorkspaceCheckpoints checkpoints, AuditChain audit, HarnessDbContext db, TimeProvider time) : IToolCallStep
+// No EF context: resolving one with the pipeline built it on every call, a denied one too, for a read only approved
+// calls make (bench/results/pipeline.md, profile of 2026-12-02).
+internal sealed class CheckpointStep(WorkspaceCheckpoints checkpoints, AuditChain audit, DatabaseSources sources, TimeProvider time) : IToolCallStep
 {
     public const string WorkspaceChanged = "workspace_changed";
 
@@ -49,7 +50,7 @@ internal sealed class CheckpointStep(WorkspaceCheckpoints checkpoints, AuditChai
         }
 
         var hash = captured.Hash;
-        if (context.Approved is not null && await AskedInAsync(context.CallId, cancellationToken) is { } seen)
+        if (context.Approved is not null && await AskedInAsync(context.Caller.TenantId, context.CallId, cancellationToken) is { } seen)
         {
             if (seen.TreeHash != hash)
             {
@@ -82,10 +83,14 @@ internal sealed class CheckpointStep(WorkspaceCheckpoints checkpoints, AuditChai
     }
 
     // The checkpoint taken when the call was asked, if it was.
-    private async Task<(Guid Id, string TreeHash)?> AskedInAsync(Guid callId, CancellationToken cancellationToken)
+    private async Task<(Guid Id, string TreeHash)?> AskedInAsync(string tenant, Guid callId, CancellationToken cancellationToken)
     {
-        var first = await db.WorkspaceCheckpoints.AsNoTracking().Where(c => c.ToolCallId == callId)
-            .OrderBy(c => c.CreatedAt).Select(c => new { c.Id, c.TreeHash }).FirstOrDefaultAsync(cancellationToken);
-        return first is null ? null : (first.Id, first.TreeHash);
+        await using var first = sources.Application.CreateCommand("""
+            SELECT id, tree_hash FROM workspace_checkpoints WHERE tenant_id = $1 AND tool_call_id = $2 ORDER BY created_at LIMIT 1
+            """);
+        first.Parameters.Add(new() { Value = tenant });
+        first.Parameters.Add(new() { Value = callId });
+        await using var reader = await first.ExecuteReaderAsync(cancellationToken);
+        return await reader.ReadAsync(cancellationToken) ? (reader.GetGuid(0), reader.GetString(1)) : null;
     }
 }

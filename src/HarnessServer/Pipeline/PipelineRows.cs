@@ -44,9 +44,13 @@ internal static class PipelineRows
         tenant, callId, status.ToString(), Json(result?.ToJsonString()),
         Json(error is null ? null : JsonSerializer.Serialize(error, AuditViews.Json)), at);
 
+    /// <summary>The SQLSTATE of a leased call's finishing write that found nothing to finish (migration LeaseFence).</summary>
+    public const string LeaseFenced = "HL001";
+
     /// <summary>
     /// The same for a call run under an execution lease: only while the call is still running under that lease's
-    /// token, and giving the lease up in the same statement. Answers the number of calls finished (0 or 1).
+    /// token, and giving the lease up in the same statement. A call that is not fails the statement with
+    /// <see cref="LeaseFenced"/>, so the append it rides in (its executed event) fails alone and commits nothing.
     /// </summary>
     public static AuditCommand CompleteLeasedCall(
         string tenant, Guid callId, ToolCallStatus status, JsonNode? result, ToolCallError? error, DateTimeOffset at, Guid scope, long token) => new("""
@@ -58,7 +62,7 @@ internal static class PipelineRows
             UPDATE call_leases SET call_id = NULL, expires_at = now()
             WHERE tenant_id = $1 AND scope_id = $7 AND token = $8 AND EXISTS (SELECT 1 FROM done)
             RETURNING token)
-        SELECT count(*) FROM done
+        SELECT harness_lease_fence(count(*)) FROM done
         """,
         tenant, callId, status.ToString(), Json(result?.ToJsonString()),
         Json(error is null ? null : JsonSerializer.Serialize(error, AuditViews.Json)), at, scope, token);

@@ -44,7 +44,7 @@ internal sealed class ToolCallContext(ToolCallRequest request, Session? session,
     /// <summary>The workspace checkpoint taken just before the call ran (id and tree hash), named in its executed event.</summary>
     public (Guid Id, string TreeHash)? Checkpoint { get; set; }
 
-    /// <summary>The execution lease the call runs under, from the execute stage until the pipeline is done with it.</summary>
+    /// <summary>The execution lease the call runs under, from the commit (or execute) stage until the pipeline is done with it.</summary>
     public CallLeases.Holding? Lease { get; set; }
 
     public ToolCallStatus? Status { get; private set; }

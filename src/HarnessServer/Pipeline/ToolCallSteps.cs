@@ -130,10 +130,10 @@ internal sealed class DecideStep(PolicyService policies) : IToolCallStep
 
 /// <summary>
 /// (4) The call, its decision, (for <c>ask</c>) its approval and the rows earlier stages prepared (a workspace
-/// checkpoint) are stored together with their audit events, in one transaction. If that fails the call does not run:
-/// the audit chain answers 503.
+/// checkpoint) are stored together with their audit events, in one transaction, and a call that will run takes its
+/// session's execution lease in it too. If that fails the call does not run: the audit chain answers 503.
 /// </summary>
-internal sealed class CommitDecisionStep(AuditChain audit, TimeProvider time, IOptions<ApprovalOptions> approvalOptions) : IToolCallStep
+internal sealed class CommitDecisionStep(AuditChain audit, CallLeases leases, TimeProvider time, IOptions<ApprovalOptions> approvalOptions) : IToolCallStep
 {
     public string Name => "commit";
     public bool SkippedForApprovedCalls => true;
@@ -193,8 +193,21 @@ internal sealed class CommitDecisionStep(AuditChain audit, TimeProvider time, IO
                 Payload: Decided(context, callId, status)),
         };
 
+        // A call that will run takes its execution lease in the same transaction, after its row (the lease stamps it).
+        var runs = status == ToolCallStatus.Running;
+        var scope = context.SessionId ?? context.CallId;
+        if (runs)
+        {
+            commands.Add(leases.AcquireWithDecision(context.Caller.TenantId, scope, context.CallId));
+        }
+
+        var sent = DateTime.UtcNow;
         var receipt = await audit.AppendAsync(context.Caller.TenantId, [requested, settled], commands, cancellationToken);
         context.AuditSeq = receipt.Seqs[^1];
+        if (runs)
+        {
+            context.Lease = await leases.TakenAsync(context.Caller.TenantId, scope, receipt.Answers[0], sent);
+        }
     }
 
     // A held call names the workspace (checkpoint and tree hash) its approver is asked about: the approval covers
@@ -230,8 +243,9 @@ internal sealed class ExecuteStep(ToolExecutors executors, CallLeases leases, IL
             return;
         }
 
-        // A call runs only under its session's execution lease; its finishing write names the lease's token.
-        var lease = await leases.AcquireAsync(context.Caller.TenantId, context.SessionId ?? context.CallId, context.CallId, cancellationToken);
+        // A call runs only under its session's execution lease; its finishing write names the lease's token. A new
+        // call took it with its decision, unless another replica held it then; an approved call takes it here.
+        var lease = context.Lease ?? await leases.AcquireAsync(context.Caller.TenantId, context.SessionId ?? context.CallId, context.CallId, cancellationToken);
         if (lease is null)
         {
             context.Settle(ToolCallStatus.Interrupted, new ToolCallError("interrupted",
@@ -347,45 +361,29 @@ internal sealed class RecordResultStep(AuditChain audit, TimeProvider time, ILog
     }
 
     // The finishing write names the lease's token: if another replica recorded the call interrupted after this one's
-    // lease ran out, nothing is written and no second final event joins the chain.
+    // lease ran out, the write is refused, and no second final event joins the chain. It rides in the writer's group
+    // commit like any plain write (a unit of work cost the writer three round trips per call, in series).
     private async Task<long?> RecordLeasedAsync(
         ToolCallContext context, CallLeases.Holding lease, AuditEntry executed, ToolCallStatus status, JsonNode? result, ToolCallError? error,
         DateTimeOffset now, CancellationToken cancellationToken)
     {
         var tenant = context.Caller.TenantId;
-        var receipt = await audit.AppendAsync(tenant, async (unit, ct) =>
+        try
         {
-            var complete = PipelineRows.CompleteLeasedCall(tenant, context.CallId, status, result, error, now, lease.Scope, lease.Token);
-            await using var batch = new NpgsqlBatch(unit.Connection, unit.Transaction) { BatchCommands = { complete.ToBatchCommand() } };
-            long changed;
-            try
-            {
-                changed = (long)(await batch.ExecuteScalarAsync(ct))!;
-            }
-            catch (PostgresException e) when (result is not null)
-            {
-                throw new AuditUnavailableException("The call's result could not be stored.", e);
-            }
-
-            if (changed == 0)
-            {
-                return (false, (IReadOnlyList<AuditEntry>)[]);
-            }
-
-            SessionEvents.CallChanged(unit, tenant, context.SessionId, context.CallId);
-            return (true, (IReadOnlyList<AuditEntry>)[executed]);
-        }, cancellationToken);
-        if (receipt.Result)
-        {
+            var receipt = await audit.AppendAsync(tenant, [executed],
+                [PipelineRows.CompleteLeasedCall(tenant, context.CallId, status, result, error, now, lease.Scope, lease.Token), .. CommitDecisionStep.Notification(context)],
+                cancellationToken);
             lease.MarkReleased();
             return receipt.Seqs[^1];
         }
-
-        logger.LogWarning("Call {Call} ({Tool}) finished after its lease (token {Token}) ran out and another replica recorded it; its result is not recorded",
-            context.CallId, context.Request.Tool, lease.Token);
-        context.Result = null;
-        context.Settle(ToolCallStatus.Interrupted, new ToolCallError("lease_lost",
-            "This replica lost the session's execution lease while the call ran, and another replica recorded the call as interrupted; its result was not recorded."));
-        return null;
+        catch (AuditUnavailableException e) when (e.Cause is PostgresException { SqlState: PipelineRows.LeaseFenced })
+        {
+            logger.LogWarning("Call {Call} ({Tool}) finished after its lease (token {Token}) ran out and another replica recorded it; its result is not recorded",
+                context.CallId, context.Request.Tool, lease.Token);
+            context.Result = null;
+            context.Settle(ToolCallStatus.Interrupted, new ToolCallError("lease_lost",
+                "This replica lost the session's execution lease while the call ran, and another replica recorded the call as interrupted; its result was not recorded."));
+            return null;
+        }
     }
 }
