@@ -15,12 +15,15 @@ using Pgvector;
 const int Dimensions = 384;
 const int K = 10;
 const int Queries = 100;
-const int GlobalClusters = 200;
+// The synthetic embeddings (see Point): 2,000 topics in a 32-dimensional latent space, projected to 384 dimensions.
+const int Topics = 2000;
+const int LatentDimensions = 32;
 const string Model = HarnessServer.Tests.Memory.HashEmbeddingTestDouble.ModelId;
 
 var connectionString = args.FirstOrDefault() ?? Environment.GetEnvironmentVariable("MEMORY_BENCH_CONNECTION")
     ?? throw new InvalidOperationException("Pass a connection string (superuser of a database with pgvector).");
-var threshold = int.Parse(Environment.GetEnvironmentVariable("MEMORY_BENCH_EXACT_MAX_ROWS") ?? "10000", CultureInfo.InvariantCulture);
+var shipped = new MemoryOptions();
+var threshold = int.Parse(Environment.GetEnvironmentVariable("MEMORY_BENCH_EXACT_MAX_ROWS") ?? shipped.ExactSearchMaxRows.ToString(CultureInfo.InvariantCulture), CultureInfo.InvariantCulture);
 var builder = new NpgsqlDataSourceBuilder(connectionString);
 builder.UseVector();
 await using var database = builder.Build();
@@ -39,18 +42,20 @@ await using (var reload = await database.OpenConnectionAsync())
     await reload.ReloadTypesAsync();
 }
 
-// Each size in MEMORY_BENCH_ROWS (200,000 then 1,000,000 by default), one after the other in the same table: 50 tenants,
-// half the table, 10%, 4%, 2%, then a geometric tail from 1% down to 500 rows.
+// Each size in MEMORY_BENCH_ROWS (200,000 then 1,000,000 by default), one after the other in the same table: 50 tenants
+// (TenantSizes), from half the table down to 500 rows, adding up to exactly the size.
 var rowCounts = (Environment.GetEnvironmentVariable("MEMORY_BENCH_ROWS") ?? "200000,1000000")
     .Split(',').Select(r => int.Parse(r, CultureInfo.InvariantCulture)).ToArray();
-// Every tenant writes about the same topics: shared cluster centres, so a small tenant's nearest neighbours in the
-// whole table are mostly other tenants' rows (the case that starves a filtered HNSW scan).
-var centres = Enumerable.Range(0, GlobalClusters).Select(_ => Normalise(Gaussian(1.0))).ToArray();
+// Every tenant writes about the same topics: shared topic centres, so a small tenant's nearest neighbours in the
+// whole table are mostly other tenants' rows (the case that starves a filtered HNSW scan). Centres have norm ~1.
+var centres = Enumerable.Range(0, Topics).Select(_ => Gaussian(LatentDimensions, 1.0 / Math.Sqrt(LatentDimensions))).ToArray();
+// A fixed random linear map from the latent space into 384 dimensions (Gaussian entries of variance 1/384: it keeps
+// lengths and angles up to a few per cent).
+var projection = Enumerable.Range(0, Dimensions).Select(_ => Gaussian(LatentDimensions, 1.0 / Math.Sqrt(Dimensions))).ToArray();
 // Saves are audited like the server's: the item and its chained event commit together.
 var audit = new HarnessServer.Audit.AuditChain(database, TimeProvider.System, Microsoft.Extensions.Logging.Abstractions.NullLogger<HarnessServer.Audit.AuditChain>.Instance);
 await audit.StartAsync(default);
-var efSearches = new[] { 100, new MemoryOptions().EfSearch, 400 }.Distinct().Order().ToArray();
-var shippedEf = new MemoryOptions().EfSearch;
+var efSearches = new[] { 40, 100, 200, 400 };
 
 foreach (var rowsWanted in rowCounts)
 {
@@ -64,13 +69,13 @@ foreach (var rowsWanted in rowCounts)
 
 async Task ScaleAsync(int rowsWanted)
 {
-    var sizes = new List<int> { rowsWanted / 2, rowsWanted / 10, rowsWanted / 25, rowsWanted / 50 };
-    for (var i = 0; i < 46; i++)
-    {
-        sizes.Add((int)Math.Round(rowsWanted / 100.0 * Math.Pow(500.0 / (rowsWanted / 100.0), i / 45.0)));
-    }
-
+    var sizes = TenantSizes(rowsWanted);
     var tenants = sizes.Select((size, i) => (Id: $"tenant-{i:D2}", Size: size)).ToList();
+    // Each namespace writes about its own topics, about 50 rows a topic (at least 10 topics, at most all of them),
+    // drawn from the topics every tenant shares: a tenant's neighbours in the table are still mostly other tenants'
+    // rows of the same topics. The largest tenant's team namespace writes about a subset of that tenant's topics.
+    var topics = tenants.Select(t => TopicsOf(t.Size, Enumerable.Range(0, Topics).ToArray())).ToArray();
+    var teamTopics = TopicsOf((tenants[0].Size + 19) / 20, topics[0]);
     await Execute("TRUNCATE memory_items");
     await Execute("DROP INDEX IF EXISTS ix_memory_items_embedding");
     await Execute("INSERT INTO tenants (id, created_at) SELECT unnest($1::text[]), now() ON CONFLICT DO NOTHING", (object)tenants.Select(t => t.Id).ToArray());
@@ -102,7 +107,7 @@ async Task ScaleAsync(int rowsWanted)
             await writer.WriteAsync("Bench User");
             await writer.WriteAsync($"{tenant} note {i}: " + new string('x', 160));
             await writer.WriteNullAsync();
-            await writer.WriteAsync(new Vector(Point(random.Next(GlobalClusters))));
+            await writer.WriteAsync(new Vector(Point(ns == "org" ? topics[t] : teamTopics)));
             await writer.WriteAsync(Model);
             await writer.WriteAsync(now);
             await writer.WriteNullAsync();
@@ -116,11 +121,12 @@ async Task ScaleAsync(int rowsWanted)
     var indexWatch = Stopwatch.StartNew();
     await using (var connection = await database.OpenConnectionAsync())
     {
-        // One build worker: the machine is shared (the cluster runs under nice). The graph of 1M 384-d vectors fits in 4 GB.
+        // The leader and one worker: the machine has 2 cores, shared (the cluster runs under nice). The graph of 1M 384-d
+        // vectors fits in 4 GB, so the build never spills.
         foreach (var sql in new[]
         {
-            "SET maintenance_work_mem = '4GB'", "SET max_parallel_maintenance_workers = 0",
-            "CREATE INDEX ix_memory_items_embedding ON memory_items USING hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64)",
+            "SET maintenance_work_mem = '4GB'", "SET max_parallel_maintenance_workers = 1",
+            $"CREATE INDEX ix_memory_items_embedding ON memory_items USING hnsw (embedding vector_cosine_ops) WITH (m = {MemoryItem.HnswM}, ef_construction = {MemoryItem.HnswEfConstruction})",
         })
         {
             await using var command = new NpgsqlCommand(sql, connection) { CommandTimeout = 0 };
@@ -137,38 +143,44 @@ async Task ScaleAsync(int rowsWanted)
         $"rows={total} tenants={tenants.Count} copy_s={copyWatch.Elapsed.TotalSeconds:F1} copy_rows_per_s={total / copyWatch.Elapsed.TotalSeconds:F0} hnsw_build_s={indexWatch.Elapsed.TotalSeconds:F1} exact_max_rows={threshold}"));
     Console.WriteLine();
 
-    var belowThreshold = tenants.Where(t => t.Size < threshold).MaxBy(t => t.Size);
-    var targets = new (string Label, string Tenant, string Namespace, int Rows)[]
+    // The largest tenant's two namespaces, then the tenants nearest to sizes that matter for the plan choice: 10% and 2%
+    // of the table, and 10,000, 5,000, 3,000, 1,500 and 500 rows (around the exact threshold).
+    var targets = new List<(string Label, string Tenant, string Namespace, int Rows, int[] Topics)>
     {
-        ("largest tenant (50%), org", tenants[0].Id, "org", tenants[0].Size - (tenants[0].Size + 19) / 20),
-        ("largest tenant, team:research", tenants[0].Id, "team:research", (tenants[0].Size + 19) / 20),
-        ("10% tenant", tenants[1].Id, "org", tenants[1].Size),
-        ("2% tenant", tenants[3].Id, "org", tenants[3].Size),
-        ("largest tenant below the exact threshold", belowThreshold.Id, "org", belowThreshold.Size),
-        ("smallest tenant", tenants[^1].Id, "org", tenants[^1].Size),
+        ("largest tenant (50%), org", tenants[0].Id, "org", tenants[0].Size - (tenants[0].Size + 19) / 20, topics[0]),
+        ("largest tenant, team:research", tenants[0].Id, "team:research", (tenants[0].Size + 19) / 20, teamTopics),
     };
+    foreach (var size in new[] { rowsWanted / 10, rowsWanted / 50, 10_000, 5_000, 3_000, 1_500, 500 })
+    {
+        var nearest = Enumerable.Range(1, tenants.Count - 1).MinBy(t => Math.Abs(tenants[t].Size - size));
+        if (targets.All(t => t.Tenant != tenants[nearest].Id))
+        {
+            targets.Add((tenants[nearest].Id, tenants[nearest].Id, "org", tenants[nearest].Size, topics[nearest]));
+        }
+    }
 
-    // The store as the server builds it, with the shipped options but for hnsw.ef_search.
-    var stores = efSearches.Select(ef => (Ef: ef, Store: new MemoryStore(database, new MemoryEmbedder(new HarnessServer.Tests.Memory.HashEmbeddingTestDouble(), Model, Dimensions), audit,
-        new StoredSessionOwnership(new HarnessServer.Data.DatabaseSources(database, database)),
-        Options.Create(new MemoryOptions { ExactSearchMaxRows = threshold, EfSearch = ef }), TimeProvider.System))).ToArray();
+    // The store as the server builds it: HNSW forced (an exact threshold of 0) at each hnsw.ef_search, then the shipped
+    // options, whose plan depends on the namespace's size.
     var strategies = new List<(string Name, Func<string, MemoryScope, Vector, Task<Guid[]>> Search)>
     {
         // Exact by construction: every row of the namespace, sorted by distance (no index can order it).
         ("exact: every row of the namespace, sorted (ground truth)", (t, s, v) => Raw(t, s, v, MemoryStore.ExactSearchSql)),
     };
-    foreach (var (ef, store) in stores)
+    foreach (var ef in efSearches)
     {
-        strategies.Add(($"production query, hnsw.ef_search={ef}{(ef == shippedEf ? " (shipped)" : "")}", async (t, s, v) =>
-            (await store.SearchVectorAsync(t, s, v, K, CancellationToken.None)).Select(h => h.Id).ToArray()));
+        strategies.Add(($"HNSW + iterative scan, hnsw.ef_search={ef}", Search(Store(0, ef))));
     }
+
+    strategies.Add(($"**shipped**: exact below {threshold:N0} rows, else HNSW at ef_search={shipped.EfSearch}", Search(Store(threshold, shipped.EfSearch))));
 
     Console.WriteLine("| namespace | rows | plan | recall@10 | rows returned of 10 | p50 ms | p99 ms |");
     Console.WriteLine("| --- | --- | --- | --- | --- | --- | --- |");
-    foreach (var (label, tenant, ns, rows) in targets)
+    foreach (var (label, tenant, ns, rows, queryTopics) in targets)
     {
         var scope = new MemoryScope(MemoryNamespace.Parse(ns), ns, null);
-        var queries = Enumerable.Range(0, Queries).Select(_ => new Vector(Point(random.Next(GlobalClusters)))).ToArray();
+        // Queries are drawn like the namespace's data (one of its topics, then fresh noise): near stored points, never
+        // equal to one.
+        var queries = Enumerable.Range(0, Queries).Select(_ => new Vector(Point(queryTopics))).ToArray();
         var truth = new Guid[Queries][];
         foreach (var (name, search) in strategies)
         {
@@ -197,6 +209,34 @@ async Task ScaleAsync(int rowsWanted)
 
         Console.Error.WriteLine($"{DateTime.UtcNow:HH:mm:ss} scale {total} rows: {label} done");
     }
+}
+
+MemoryStore Store(int exactMaxRows, int efSearch) => new(database, new MemoryEmbedder(new HarnessServer.Tests.Memory.HashEmbeddingTestDouble(), Model, Dimensions), audit,
+    new StoredSessionOwnership(new HarnessServer.Data.DatabaseSources(database, database)),
+    Options.Create(new MemoryOptions { ExactSearchMaxRows = exactMaxRows, EfSearch = efSearch }), TimeProvider.System);
+
+static Func<string, MemoryScope, Vector, Task<Guid[]>> Search(MemoryStore store) => async (tenant, scope, vector) =>
+    (await store.SearchVectorAsync(tenant, scope, vector, K, CancellationToken.None)).Select(h => h.Id).ToArray();
+
+// Half the table, 10%, 4% and 2% of it, then 46 tenants sharing the remaining 34% on a geometric scale from the
+// largest of them down to 500 rows (the largest is found by bisection; rounding goes to it), so the sizes add up to
+// exactly the rows wanted.
+static List<int> TenantSizes(int rows)
+{
+    var sizes = new List<int> { rows / 2, rows / 10, rows / 25, rows / 50 };
+    var rest = rows - sizes.Sum();
+    static int[] Tail(double top) => Enumerable.Range(0, 46).Select(i => (int)Math.Round(top * Math.Pow(500 / top, i / 45.0))).ToArray();
+    double low = 500, high = rest;
+    for (var step = 0; step < 100; step++)
+    {
+        var middle = (low + high) / 2;
+        (low, high) = Tail(middle).Sum() < rest ? (middle, high) : (low, middle);
+    }
+
+    var tail = Tail(low);
+    tail[0] += rest - tail.Sum();
+    sizes.AddRange(tail);
+    return sizes;
 }
 
 async Task<Guid[]> Raw(string tenant, MemoryScope scope, Vector vector, string sql, params string[] settings)
@@ -233,22 +273,37 @@ async Task Execute(string sql, params object[] values)
     await command.ExecuteNonQueryAsync();
 }
 
-float[] Point(int cluster)
+int[] TopicsOf(int rows, int[] from) => from.OrderBy(_ => random.Next()).Take(Math.Clamp(rows / 50, 10, from.Length)).ToArray();
+
+// A synthetic sentence embedding about one of the topics: the topic's centre in the latent space plus noise of half the centre's norm (a point
+// of the topic), mapped into 384 dimensions, plus isotropic noise of a tenth of that norm (real embeddings are not
+// exactly in a subspace), normalised. Two points of one topic have a cosine of ~0.8, of two topics ~0 ± 0.18.
+float[] Point(int[] topicsOfNamespace)
 {
-    var noise = Gaussian(0.06);
-    var centre = centres[cluster];
-    for (var d = 0; d < Dimensions; d++)
+    var latent = Gaussian(LatentDimensions, 0.5 / Math.Sqrt(LatentDimensions));
+    var centre = centres[topicsOfNamespace[random.Next(topicsOfNamespace.Length)]];
+    for (var d = 0; d < LatentDimensions; d++)
     {
-        noise[d] += centre[d];
+        latent[d] += centre[d];
     }
 
-    return Normalise(noise);
+    var point = Gaussian(Dimensions, 0.1 / Math.Sqrt(Dimensions));
+    for (var d = 0; d < Dimensions; d++)
+    {
+        var row = projection[d];
+        for (var l = 0; l < LatentDimensions; l++)
+        {
+            point[d] += row[l] * latent[l];
+        }
+    }
+
+    return Normalise(point);
 }
 
-float[] Gaussian(double sigma)
+float[] Gaussian(int length, double sigma)
 {
-    var values = new float[Dimensions];
-    for (var d = 0; d < Dimensions; d++)
+    var values = new float[length];
+    for (var d = 0; d < length; d++)
     {
         // Box-Muller.
         var u = 1.0 - random.NextDouble();

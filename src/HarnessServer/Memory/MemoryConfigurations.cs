@@ -32,7 +32,7 @@ internal sealed class MemoryItemConfiguration : IEntityTypeConfiguration<MemoryI
         builder.HasIndex(i => i.Embedding)
             .HasMethod("hnsw")
             .HasOperators("vector_cosine_ops")
-            .HasStorageParameter("m", 16)
-            .HasStorageParameter("ef_construction", 64);
+            .HasStorageParameter("m", MemoryItem.HnswM)
+            .HasStorageParameter("ef_construction", MemoryItem.HnswEfConstruction);
     }
 }

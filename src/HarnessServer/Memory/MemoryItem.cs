@@ -14,6 +14,10 @@ internal sealed class MemoryItem : ITenantOwned
     /// <summary>The dimension of the <c>embedding</c> column; a model of another dimension needs a migration.</summary>
     public const int EmbeddingDimensions = 384;
 
+    /// <summary>The HNSW index's build parameters (a change needs a migration); bench/results/memory.md measures them.</summary>
+    public const int HnswM = 16;
+    public const int HnswEfConstruction = 64;
+
     public Guid Id { get; init; }
     public required string TenantId { get; set; }
     public required string Namespace { get; init; }
