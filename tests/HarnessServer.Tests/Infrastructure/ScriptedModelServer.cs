@@ -25,6 +25,7 @@ public sealed class ScriptedModelServer : IAsyncDisposable
     private readonly Queue<Step> _script = new();
     private readonly List<JsonElement> _requests = [];
     private readonly SemaphoreSlim _received = new(0);
+    private Func<JsonElement, ScriptedAnswer>? _otherwise;
     private int _callIds;
 
     private ScriptedModelServer(WebApplication app) => _app = app;
@@ -80,6 +81,16 @@ public sealed class ScriptedModelServer : IAsyncDisposable
             Enqueue(new Step(null, [], status, 0, 0, null));
         }
 
+        return this;
+    }
+
+    /// <summary>
+    /// Answers every request the script has no step for from <paramref name="answer"/>, given the request body: many
+    /// concurrent turns (the soak) share one model, and a queue cannot say whose turn a step is for.
+    /// </summary>
+    public ScriptedModelServer Otherwise(Func<JsonElement, ScriptedAnswer> answer)
+    {
+        _otherwise = answer;
         return this;
     }
 
@@ -180,6 +191,13 @@ public sealed class ScriptedModelServer : IAsyncDisposable
         lock (_script)
         {
             _script.TryDequeue(out step);
+        }
+
+        if (step is null && _otherwise is { } otherwise)
+        {
+            var answer = otherwise(body.RootElement);
+            step = new Step(answer.Text, answer.Calls.Select(c => new ScriptedCall(
+                $"call_{Interlocked.Increment(ref _callIds)}", c.Function, JsonSerializer.Serialize(c.Arguments))).ToList(), null, 20, 8, null);
         }
 
         if (step is null)
@@ -314,6 +332,9 @@ public sealed class ScriptedModelServer : IAsyncDisposable
     }
 
     public async ValueTask DisposeAsync() => await _app.DisposeAsync();
+
+    /// <summary>What <see cref="Otherwise"/> answers: a text, or calls (function name, arguments serialised as JSON).</summary>
+    public sealed record ScriptedAnswer(string? Text, IReadOnlyList<(string Function, object Arguments)> Calls);
 
     private sealed record ScriptedCall(string Id, string Function, string Arguments);
 
