@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
-# Times a sandboxed `true` from start to exit: bare setpriv + bwrap (the baseline), the launcher cold with rlimits only,
-# cold with a control group per call, and warm (the session's sandbox kept), interleaved in one run; writes
-# bench/results/sandbox-start.md.
+# Times a sandboxed `true` from start to exit: bare setpriv + bwrap (the baseline), the launcher with rlimits only,
+# and the launcher with a control group per call, interleaved in one run; writes bench/results/sandbox-start.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,11 +15,7 @@ mkdir -p bench/results
   echo "Produced by \`bench/run-sandbox-start.sh\` on $(date -u +%Y-%m-%d) ($(nproc) cores, shared machine: other builds ran"
   echo "meanwhile, so compare the rows with each other, not with other days). The launcher adds to bare bubblewrap:"
   echo "\`--disable-userns\`, read-only remounts of \`/\` and \`/dev\`, a capped \`/dev/shm\`, the seccomp pipe, \`prlimit\`, and with"
-  echo "a control group a \`/bin/sh\` that enters the group before \`setpriv\`, plus the group's mkdir, limits and rmdir. The warm"
-  echo "row keeps one sandbox (as a session does) and runs each command in fresh mount, PID and IPC namespaces with a fresh"
-  echo "\`/tmp\`, \`/dev/shm\` and \`/proc\`, the capabilities dropped, the rlimits and the seccomp filter set (harness-init)."
-  echo
-  echo "Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
+  echo "a control group a \`/bin/sh\` that enters the group before \`setpriv\`, plus the group's mkdir, limits and rmdir."
   echo
   echo "$table"
 } > bench/results/sandbox-start.md

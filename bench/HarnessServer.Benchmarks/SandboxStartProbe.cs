@@ -6,10 +6,9 @@ using Microsoft.Extensions.Options;
 namespace HarnessServer.Benchmarks;
 
 /// <summary>
-/// Wall time of one sandboxed <c>true</c>, start to exit, four ways in one run, interleaved in rounds so the shared
+/// Wall time of one sandboxed <c>true</c>, start to exit, three ways in one run, interleaved in rounds so the shared
 /// machine's noise falls on all of them alike: bare bubblewrap with the ANCHORS isolation (the baseline), the
-/// server's launcher cold with rlimits only, cold with a control group per call, and warm (one session's sandbox
-/// kept, each command in fresh mount, PID and IPC namespaces; a control group per warm sandbox).
+/// server's launcher with rlimits only, and the launcher with a control group per call (what this host uses).
 /// </summary>
 internal static class SandboxStartProbe
 {
@@ -26,9 +25,8 @@ internal static class SandboxStartProbe
         var workspace = Directory.CreateTempSubdirectory("harness-sandbox-start-");
         try
         {
-            var rlimits = Launcher(useCgroups: false, warm: false, out _);
-            var grouped = Launcher(useCgroups: true, warm: false, out var groups);
-            using var warm = Launcher(useCgroups: true, warm: true, out _);
+            var rlimits = Launcher(useCgroups: false, out _);
+            var grouped = Launcher(useCgroups: true, out var groups);
             var options = new SandboxOptions();
             File.SetUnixFileMode(workspace.FullName, (UnixFileMode)0x1FF);
             var user = SandboxUser.ProbeUserOf(options);
@@ -37,14 +35,12 @@ internal static class SandboxStartProbe
             var bare = new List<double>();
             var plain = new List<double>();
             var cgroup = new List<double>();
-            var warmed = new List<double>();
             for (var round = -1; round < Rounds; round++)
             {
                 var warmUp = round < 0;
                 await TimeAsync(warmUp ? null : bare, () => BareAsync(workspace.FullName, user));
                 await TimeAsync(warmUp ? null : plain, () => rlimits.RunAsync(command, CancellationToken.None));
                 await TimeAsync(warmUp ? null : cgroup, () => grouped.RunAsync(command, CancellationToken.None));
-                await TimeAsync(warmUp ? null : warmed, () => warm.RunAsync(command, CancellationToken.None));
             }
 
             Console.WriteLine($"{Rounds * PerRound} runs each, interleaved in rounds of {PerRound}; limits on this host: {groups.Description}");
@@ -52,9 +48,8 @@ internal static class SandboxStartProbe
             Console.WriteLine("| sandbox start to exit of `true` | p50 | p95 | mean | vs bare bwrap (p50) |");
             Console.WriteLine("| --- | ---: | ---: | ---: | ---: |");
             Print("baseline: bare `setpriv` + `bwrap` (ANCHORS isolation)", bare, bare);
-            Print("launcher cold, rlimits only", plain, bare);
-            Print("launcher cold, control group per call", cgroup, bare);
-            Print("launcher warm (the session's sandbox kept), control group per sandbox", warmed, bare);
+            Print("launcher, rlimits only", plain, bare);
+            Print("launcher, control group per call", cgroup, bare);
         }
         finally
         {
@@ -62,9 +57,9 @@ internal static class SandboxStartProbe
         }
     }
 
-    private static BubblewrapLauncher Launcher(bool useCgroups, bool warm, out ControlGroups groups)
+    private static BubblewrapLauncher Launcher(bool useCgroups, out ControlGroups groups)
     {
-        var options = Options.Create(new SandboxOptions { UseCgroupV1 = useCgroups, Warm = warm });
+        var options = Options.Create(new SandboxOptions { UseCgroupV1 = useCgroups });
         groups = new ControlGroups(options, NullLogger<ControlGroups>.Instance);
         return new BubblewrapLauncher(options, groups, NullLogger<BubblewrapLauncher>.Instance);
     }

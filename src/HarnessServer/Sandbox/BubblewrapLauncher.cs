@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.IO.Pipes;
+using System.Text;
 using System.Text.RegularExpressions;
 using HarnessServer.Tools;
 using Microsoft.Extensions.Options;
@@ -20,6 +21,8 @@ namespace HarnessServer.Sandbox;
 /// </remarks>
 internal sealed partial class BubblewrapLauncher(IOptions<SandboxOptions> options, ControlGroups groups, ILogger<BubblewrapLauncher> logger)
 {
+    private static readonly Encoding Utf8 = new UTF8Encoding(encoderShouldEmitUTF8Identifier: false);
+
     // Debian's merged /usr: these are links into /usr on the host, and must be the same inside.
     private static readonly string[] TopLevelLinks = ["bin", "sbin", "lib", "lib32", "lib64", "libx32"];
 
@@ -73,12 +76,6 @@ internal sealed partial class BubblewrapLauncher(IOptions<SandboxOptions> option
     public async Task<SandboxResult> RunAsync(SandboxCommand command, CancellationToken cancellationToken)
     {
         var timeout = Validate(command);
-        // The session's warm sandbox when it is on and usable (BubblewrapLauncher.Warm.cs); else a sandbox of its own.
-        if (_options.Warm && await RunWarmAsync(command, timeout, cancellationToken) is { } warm)
-        {
-            return warm;
-        }
-
         var group = groups.Create();
         try
         {
@@ -142,7 +139,7 @@ internal sealed partial class BubblewrapLauncher(IOptions<SandboxOptions> option
         {
             // The kernel killed a process of the sandbox; say so where the agent reads, as the shell would say "Killed".
             killed = true;
-            errors += MemoryNote;
+            errors += $"\n[the sandbox reached its memory limit of {_options.GroupMemoryBytes} bytes: the kernel killed a process]";
             logger.LogInformation("Sandboxed command hit its group memory limit of {Bytes} bytes.", _options.GroupMemoryBytes);
         }
 
@@ -198,43 +195,6 @@ internal sealed partial class BubblewrapLauncher(IOptions<SandboxOptions> option
 
     private ProcessStartInfo StartInfo(SandboxCommand command, int timeout, CallGroup? group)
     {
-        var start = SandboxStartInfo(command.User, command.WorkspacePath, group, warmInit: null);
-        var args = start.ArgumentList;
-        foreach (var (name, value) in CommandEnvironment(command))
-        {
-            Add(args, "--setenv", name, value);
-        }
-
-        // CPU time one second past the wall limit: a busy loop dies of SIGXCPU if the wall clock somehow did not act.
-        Add(args, "--", _options.PrlimitPath, $"--cpu={timeout + 1}", $"--as={_options.MaxMemoryBytes}",
-            $"--nproc={_options.MaxProcesses}", $"--fsize={_options.MaxFileBytes}", "--core=0", "--");
-        foreach (var arg in CommandLine(command))
-        {
-            args.Add(arg);
-        }
-
-        return start;
-    }
-
-    /// <summary>The program and its arguments: <c>/bin/sh -c</c> and the line, or the argument vector as given.</summary>
-    private static IEnumerable<string> CommandLine(SandboxCommand command) =>
-        command.Command is { } line ? ["/bin/sh", "-c", line] : command.Argv!;
-
-    /// <summary>The whole environment of a command: the sandbox's own, the program settings, then the call's.</summary>
-    private static IEnumerable<(string Name, string Value)> CommandEnvironment(SandboxCommand command)
-    {
-        (string, string)[] basics = [("PATH", "/usr/bin:/bin"), ("HOME", Home), ("LANG", "C.UTF-8"), ("TMPDIR", "/tmp")];
-        var extra = (command.Environment ?? new Dictionary<string, string>()).Select(e => (e.Key, e.Value));
-        return basics.Concat(ProgramEnvironment).Concat(extra);
-    }
-
-    /// <summary>
-    /// setpriv and bwrap up to the program: the namespaces, mounts and user. With <paramref name="warmInit"/> (the host
-    /// path of harness-init) it is a session's warm sandbox instead: the init is pid 1 with the two capabilities it
-    /// needs in the sandbox's user namespace, and loads the seccomp filter into each command itself.
-    /// </summary>
-    private ProcessStartInfo SandboxStartInfo(SandboxUser user, string workspacePath, CallGroup? group, string? warmInit)
-    {
         var serverIsRoot = Libc.Geteuid() == 0;
         var start = new ProcessStartInfo
         {
@@ -262,19 +222,12 @@ internal sealed partial class BubblewrapLauncher(IOptions<SandboxOptions> option
             // Root in the sandbox's user namespace would still be host root to the kernel's limits and file owners:
             // become the tenant's unprivileged user first, so bwrap builds its namespaces as that user (and
             // RLIMIT_NPROC counts that tenant's processes only).
-            Add(args, "--reuid", $"{user.Uid}", "--regid", $"{user.Gid}", "--clear-groups", "--", _options.BwrapPath);
+            Add(args, "--reuid", $"{command.User.Uid}", "--regid", $"{command.User.Gid}", "--clear-groups", "--", _options.BwrapPath);
         }
 
         Add(args, "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session",
-            "--uid", $"{user.Uid}", "--gid", $"{user.Gid}", "--hostname", "sandbox",
+            "--uid", $"{command.User.Uid}", "--gid", $"{command.User.Gid}", "--hostname", "sandbox",
             "--ro-bind", "/usr", "/usr");
-        if (warmInit is not null)
-        {
-            // Mounts per command need CAP_SYS_ADMIN, dropping the bounding set CAP_SETPCAP: in the sandbox's own user
-            // namespace only, and for the init alone (each command drops both before it runs).
-            Add(args, "--as-pid-1", "--cap-add", "CAP_SYS_ADMIN", "--cap-add", "CAP_SETPCAP", "--ro-bind", warmInit, WarmInitPath);
-        }
-
         foreach (var name in TopLevelLinks)
         {
             var host = new FileInfo($"/{name}");
@@ -297,7 +250,7 @@ internal sealed partial class BubblewrapLauncher(IOptions<SandboxOptions> option
         Add(args, "--dir", Home);
         Add(args, "--proc", "/proc", "--dev", "/dev");
         // The command runs under SeccompFilter's list; the descriptor is made when the process starts (ForkThread).
-        if (SeccompFilter.Filter is not null && warmInit is null)
+        if (SeccompFilter.Filter is not null)
         {
             Add(args, "--seccomp", ForkThread.SeccompDescriptor);
         }
@@ -311,12 +264,38 @@ internal sealed partial class BubblewrapLauncher(IOptions<SandboxOptions> option
 
         Add(args, "--remount-ro", "/dev",
             "--size", $"{_options.MaxFileBytes}", "--tmpfs", "/tmp",
-            "--bind", workspacePath, Workspace.MountPoint,
+            "--bind", command.WorkspacePath, Workspace.MountPoint,
             // The root bubblewrap assembled is a tmpfs; once built it is made read-only so /workspace and /tmp are
             // the only writable places.
             "--remount-ro", "/",
             "--chdir", Workspace.MountPoint,
-            "--clearenv");
+            "--clearenv", "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "HOME", Home,
+            "--setenv", "LANG", "C.UTF-8", "--setenv", "TMPDIR", "/tmp");
+        foreach (var (name, value) in ProgramEnvironment)
+        {
+            Add(args, "--setenv", name, value);
+        }
+
+        foreach (var (name, value) in command.Environment ?? new Dictionary<string, string>())
+        {
+            Add(args, "--setenv", name, value);
+        }
+
+        // CPU time one second past the wall limit: a busy loop dies of SIGXCPU if the wall clock somehow did not act.
+        Add(args, "--", _options.PrlimitPath, $"--cpu={timeout + 1}", $"--as={_options.MaxMemoryBytes}",
+            $"--nproc={_options.MaxProcesses}", $"--fsize={_options.MaxFileBytes}", "--core=0", "--");
+        if (command.Command is { } line)
+        {
+            Add(args, "/bin/sh", "-c", line);
+        }
+        else
+        {
+            foreach (var arg in command.Argv!)
+            {
+                args.Add(arg);
+            }
+        }
+
         return start;
     }
 
@@ -353,15 +332,22 @@ internal sealed partial class BubblewrapLauncher(IOptions<SandboxOptions> option
     /// <summary>Reads a stream to its end, keeping the first <c>MaxOutputBytes</c> and discarding the rest so the child never blocks.</summary>
     private async Task<(string Text, bool Truncated, OutputText Lossless)> CaptureAsync(Stream stream)
     {
-        var capture = new OutputCapture(_options.MaxOutputBytes);
+        var limit = _options.MaxOutputBytes;
+        using var kept = new MemoryStream();
         var buffer = new byte[64 * 1024];
+        long total = 0;
         int read;
         while ((read = await stream.ReadAsync(buffer)) > 0)
         {
-            capture.Append(buffer.AsSpan(0, read));
+            var room = (int)Math.Max(0, Math.Min(read, limit - kept.Length));
+            kept.Write(buffer, 0, room);
+            total += read;
         }
 
-        return capture.Finish();
+        var bytes = kept.GetBuffer().AsSpan(0, (int)kept.Length);
+        var text = Utf8.GetString(bytes);
+        var marker = $"\n[output truncated at {limit} bytes]";
+        return total > limit ? (text + marker, true, OutputText.Of(bytes, marker)) : (text, false, OutputText.Of(bytes));
     }
 
     private static void Add(ICollection<string> args, params string[] values)

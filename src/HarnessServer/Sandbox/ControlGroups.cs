@@ -276,27 +276,19 @@ internal sealed class CallGroup(LimitMechanism mechanism, string[] folders) : ID
     public IReadOnlyList<string> Folders => folders;
 
     /// <summary>Whether the kernel killed a process of the sandbox because the group ran out of memory.</summary>
-    public bool OutOfMemory => OutOfMemoryKills > 0;
-
-    /// <summary>
-    /// How many processes of the group the kernel killed for its memory so far: a warm sandbox's group outlives its
-    /// calls, so a call compares this with the count at its start.
-    /// </summary>
-    public long OutOfMemoryKills
+    public bool OutOfMemory
     {
         get
         {
             var file = Path.Combine(folders[0], mechanism == LimitMechanism.CgroupV2 ? "memory.events" : "memory.oom_control");
             if (!File.Exists(file))
             {
-                return 0;
+                return false;
             }
 
             return File.ReadLines(file)
                 .Select(l => l.Split(' ', 2))
-                .Where(f => f.Length == 2 && f[0] == "oom_kill")
-                .Select(f => long.TryParse(f[1], NumberStyles.None, CultureInfo.InvariantCulture, out var n) ? n : 0)
-                .FirstOrDefault();
+                .Any(f => f.Length == 2 && f[0] == "oom_kill" && long.TryParse(f[1], NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n > 0);
         }
     }
 

@@ -48,15 +48,6 @@ internal sealed class SandboxOptions
     /// <summary>Entries of any kind (files, folders, links) a session's workspace may hold, held like <see cref="WorkspaceMaxBytes"/>.</summary>
     public long WorkspaceMaxFiles { get; set; } = 250_000;
 
-    /// <summary>
-    /// Whether each session's commands run in one warm sandbox (namespaces made once, each command in fresh mount, PID
-    /// and IPC namespaces with a fresh <c>/tmp</c>; see docs/sandbox.md) instead of a new bubblewrap sandbox per call.
-    /// </summary>
-    public bool Warm { get; set; } = true;
-
-    /// <summary>A session's warm sandbox is stopped after this long without a command (and restarted on the next).</summary>
-    public int WarmIdleSeconds { get; set; } = 300;
-
     public int DefaultTimeoutSeconds { get; set; } = 30;
     public int MaxTimeoutSeconds { get; set; } = 300;
 
@@ -119,8 +110,6 @@ internal sealed class SandboxOptions
                 "Harness:Sandbox:WorkspaceMaxBytes must be positive."),
             (WorkspaceMaxFiles <= 0,
                 "Harness:Sandbox:WorkspaceMaxFiles must be positive."),
-            (WarmIdleSeconds <= 0,
-                "Harness:Sandbox:WarmIdleSeconds must be positive."),
             (DefaultTimeoutSeconds <= 0,
                 "Harness:Sandbox:DefaultTimeoutSeconds must be positive."),
             (MaxTimeoutSeconds < DefaultTimeoutSeconds,
