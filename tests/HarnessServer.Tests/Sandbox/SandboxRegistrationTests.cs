@@ -15,6 +15,10 @@ public sealed class SandboxRegistrationTests
         var builder = WebApplication.CreateBuilder();
         builder.Configuration["Harness:WorkspacesPath"] = root;
         builder.AddHarnessSandbox();
+        // The sandbox's registration alone: the workspace-sharing heartbeat needs a database, given here one that no
+        // server listens on (its check is not the one under test).
+        await using var unreachable = Npgsql.NpgsqlDataSource.Create("Host=127.0.0.1;Port=1;Database=none;Timeout=1");
+        builder.Services.AddSingleton(new HarnessServer.Data.DatabaseSources(unreachable, unreachable));
         await using var app = builder.Build();
         try
         {
@@ -29,7 +33,10 @@ public sealed class SandboxRegistrationTests
         }
         finally
         {
-            Directory.Delete(root, recursive: true);
+            if (Directory.Exists(root))
+            {
+                Directory.Delete(root, recursive: true);
+            }
         }
     }
 
